@@ -1,0 +1,348 @@
+//! Command classification for aiops.
+//!
+//! Pure code: no I/O beyond reading a policy file the caller names, no
+//! `unsafe`. The controller uses it to decide, the agent to re-check; both
+//! must derive the same [`Plan`] from the same command text.
+//!
+//! This is the interim engine of the "Core" issue: a command is auto-allowed
+//! only when it is a single simple command whose argv exactly equals one of
+//! the allowlisted forms. Everything else is unknown and follows
+//! `unknown_default`. The full tree-sitter engine replaces [`classify`]'s
+//! internals, not this API.
+#![forbid(unsafe_code)]
+
+mod file;
+mod words;
+
+pub use file::{Mode, PolicyError, PolicyFile, UnknownDefault};
+
+use serde::Serialize;
+
+/// Longest command text accepted, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+
+/// How strict a decision is. Ordered: a later variant is stricter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Read-only and provably so: runs without a human.
+    AutoAllowed,
+    /// Changes state or cannot be proven read-only: a human must approve.
+    ApprovalRequired,
+    /// Unknown command in a policy whose `unknown_default` is `reject`.
+    Rejected,
+    /// Never runs, in any mode, even with an approval.
+    Forbidden,
+}
+
+impl Risk {
+    /// The stable name used in JSON answers and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::AutoAllowed => "auto_allowed",
+            Risk::ApprovalRequired => "approval_required",
+            Risk::Rejected => "rejected",
+            Risk::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// How a pipeline joins the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connector {
+    /// `;` or newline (also used for the first pipeline).
+    Seq,
+    /// `&&`
+    And,
+    /// `||`
+    Or,
+}
+
+/// A redirect the executor applies itself (the only ones the auto grammar has).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redirect {
+    /// `2>&1`
+    StderrToStdout,
+    /// `>/dev/null`
+    StdoutToNull,
+    /// `2>/dev/null`
+    StderrToNull,
+    /// `< path`
+    StdinFromFile(String),
+}
+
+/// One program invocation: decoded argv, never re-parsed by a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Stage {
+    /// argv[0] is a bare program name or an absolute path.
+    pub argv: Vec<String>,
+    /// Run through `sudo -n --` (the command was written as `sudo [-n] ...`).
+    pub privileged: bool,
+    /// Redirects in the order written.
+    pub redirects: Vec<Redirect>,
+}
+
+/// Stages connected stdout-to-stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Pipeline {
+    /// How this pipeline joins the previous one.
+    pub connector: Connector,
+    /// At least one stage.
+    pub stages: Vec<Stage>,
+}
+
+/// What the executor runs for a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Plan {
+    /// Pipelines in order. Empty when the command could not be turned into argv.
+    pub pipelines: Vec<Pipeline>,
+    /// Needs real shell syntax: runs as `bash --noprofile --norc -c COMMAND`
+    /// (never for an auto-allowed command).
+    pub shell: bool,
+}
+
+/// The outcome of classifying one command.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The strictest verdict any rule gave.
+    pub risk: Risk,
+    /// Every reason that produced `risk`, most important first.
+    pub reasons: Vec<String>,
+    /// What would run.
+    pub plan: Plan,
+}
+
+/// A loaded policy: built-in defaults plus what a policy file adds or tightens.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    file: PolicyFile,
+    auto_allow: Vec<Vec<String>>,
+    digest: String,
+}
+
+/// Exact argv forms auto-allowed by the built-in interim policy.
+const BUILTIN_AUTO_ALLOW: &[&str] = &[
+    "hostname",
+    "uptime",
+    "df -h",
+    "df -i",
+    "free -m",
+    "free -h",
+    "id",
+    "whoami",
+    "date",
+    "uname -a",
+    "cat /proc/loadavg",
+    "ps aux",
+    "ip addr",
+    "ip route",
+    "lsblk",
+];
+
+impl Policy {
+    /// The built-in policy (lab mode, unknown commands need approval).
+    pub fn builtin() -> Policy {
+        Policy::from_file(PolicyFile::default()).expect("built-in policy is valid")
+    }
+
+    /// Parses a policy from YAML text; `source` names it in errors.
+    pub fn from_yaml(text: &str, source: &str) -> Result<Policy, PolicyError> {
+        Policy::from_file(PolicyFile::parse(text, source)?)
+    }
+
+    /// Reads and parses a policy file.
+    pub fn load(path: &std::path::Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Policy::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Builds a policy from an already-parsed file.
+    pub fn from_file(file: PolicyFile) -> Result<Policy, PolicyError> {
+        let mut auto_allow = Vec::new();
+        for text in BUILTIN_AUTO_ALLOW
+            .iter()
+            .copied()
+            .chain(file.auto_allow.iter().map(String::as_str))
+        {
+            let argv = words::split(text).map_err(|e| PolicyError::Invalid {
+                source_name: "auto_allow".into(),
+                message: format!("{text:?}: {e}"),
+            })?;
+            if argv.is_empty() {
+                return Err(PolicyError::Invalid {
+                    source_name: "auto_allow".into(),
+                    message: "empty command".into(),
+                });
+            }
+            auto_allow.push(argv);
+        }
+        let digest = {
+            let canon = serde_json::to_vec(&(&file, &auto_allow)).expect("serializable");
+            let d = ring::digest::digest(&ring::digest::SHA256, &canon);
+            format!("sha256:{}", hex::encode(d.as_ref()))
+        };
+        Ok(Policy {
+            file,
+            auto_allow,
+            digest,
+        })
+    }
+
+    /// Lab or production.
+    pub fn mode(&self) -> Mode {
+        self.file.mode
+    }
+
+    /// What happens to commands no rule covers.
+    pub fn unknown_default(&self) -> UnknownDefault {
+        self.file.unknown_default
+    }
+
+    /// A stable digest of the effective policy, for audit and `Describe`.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Classifies `command` for any target.
+    pub fn classify(&self, command: &str) -> Decision {
+        self.classify_for(None, command)
+    }
+
+    /// Classifies `command` as it would run on `target` (per-target overrides).
+    pub fn classify_for(&self, _target: Option<&str>, command: &str) -> Decision {
+        if let Some(reason) = hygiene(command) {
+            return Decision {
+                risk: Risk::Forbidden,
+                reasons: vec![reason],
+                plan: Plan::default(),
+            };
+        }
+        let unknown = |why: String, plan: Plan| {
+            let (risk, reason) = match self.file.unknown_default {
+                UnknownDefault::ApprovalRequired => (Risk::ApprovalRequired, why),
+                UnknownDefault::Reject => (
+                    Risk::Rejected,
+                    format!("{why}; unknown commands are rejected (unknown_default: reject)"),
+                ),
+            };
+            Decision {
+                risk,
+                reasons: vec![reason],
+                plan,
+            }
+        };
+        let argv = match words::split(command) {
+            Ok(argv) if !argv.is_empty() => argv,
+            Ok(_) => return unknown("empty command".into(), Plan::default()),
+            Err(e) => {
+                return unknown(
+                    format!("not a simple command ({e})"),
+                    Plan {
+                        pipelines: Vec::new(),
+                        shell: true,
+                    },
+                );
+            }
+        };
+        let plan = Plan {
+            pipelines: vec![Pipeline {
+                connector: Connector::Seq,
+                stages: vec![Stage {
+                    argv: argv.clone(),
+                    privileged: false,
+                    redirects: Vec::new(),
+                }],
+            }],
+            shell: false,
+        };
+        if self.auto_allow.contains(&argv) {
+            Decision {
+                risk: Risk::AutoAllowed,
+                reasons: vec![format!("{:?} is an allowlisted read-only command", argv.join(" "))],
+                plan,
+            }
+        } else {
+            unknown(format!("{:?} is not an allowlisted command", argv[0]), plan)
+        }
+    }
+}
+
+/// Input hygiene shared by every entry point: `Some(reason)` means malformed.
+pub fn hygiene(command: &str) -> Option<String> {
+    if command.len() > MAX_COMMAND_BYTES {
+        return Some(format!(
+            "malformed: command is {} bytes, more than {MAX_COMMAND_BYTES}",
+            command.len()
+        ));
+    }
+    if command.trim().is_empty() {
+        return Some("malformed: empty command".into());
+    }
+    for (i, c) in command.char_indices() {
+        let bad = match c {
+            '\n' | '\t' => false,
+            c if c.is_control() => true,
+            // Unicode format, invisible and bidi characters, and non-ASCII spaces.
+            '\u{00A0}' | '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}'
+            | '\u{17B4}' | '\u{17B5}' | '\u{180E}' | '\u{2000}'..='\u{200F}'
+            | '\u{2028}'..='\u{202F}' | '\u{205F}'..='\u{206F}' | '\u{3000}' | '\u{3164}'
+            | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' => true,
+            _ => false,
+        };
+        if bad {
+            return Some(format!(
+                "malformed: control or invisible character U+{:04X} at byte {i}",
+                c as u32
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_allowlisted_forms_are_auto() {
+        let p = Policy::builtin();
+        let d = p.classify("hostname");
+        assert_eq!(d.risk, Risk::AutoAllowed);
+        assert_eq!(d.plan.pipelines[0].stages[0].argv, vec!["hostname"]);
+        assert_eq!(p.classify("df   -h").risk, Risk::AutoAllowed);
+        assert_eq!(p.classify("'df' \"-h\"").risk, Risk::AutoAllowed);
+    }
+
+    #[test]
+    fn anything_else_follows_unknown_default() {
+        let lab = Policy::builtin();
+        assert_eq!(lab.classify("hostname foo").risk, Risk::ApprovalRequired);
+        assert_eq!(lab.classify("uptime; rm -rf /").risk, Risk::ApprovalRequired);
+        let prod = Policy::from_yaml("mode: production\nunknown_default: reject\n", "t").unwrap();
+        assert_eq!(prod.classify("hostname foo").risk, Risk::Rejected);
+        assert_eq!(prod.classify("hostname").risk, Risk::AutoAllowed);
+    }
+
+    #[test]
+    fn malformed_input_is_forbidden() {
+        let p = Policy::builtin();
+        for bad in ["ls\0", "ls \u{1b}[0m", "ls\u{a0}-la", "a\rb", &"x".repeat(5000)] {
+            assert_eq!(p.classify(bad).risk, Risk::Forbidden, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn policy_file_adds_exact_forms_and_rejects_unknown_keys() {
+        let p = Policy::from_yaml("auto_allow: ['uname -r']\n", "t").unwrap();
+        assert_eq!(p.classify("uname -r").risk, Risk::AutoAllowed);
+        let err = Policy::from_yaml("mode: lab\nbogus: 1\n", "f.yml").unwrap_err();
+        assert!(err.to_string().contains("f.yml"), "{err}");
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}
