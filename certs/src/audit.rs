@@ -1,0 +1,360 @@
+//! The append-only, hash-chained JSONL audit log kept by the controller and by
+//! every agent.
+//!
+//! Each line is one JSON object with sorted keys. Besides the caller's fields
+//! it carries `seq` (1, 2, ...), `ts`, `prev` (the previous line's `hash`, 64
+//! zeros for the first) and `hash` = SHA-256 of the line's canonical JSON
+//! without `hash`. Appends take an exclusive `flock`, read the last line to
+//! chain onto it, write one line and `fdatasync` before returning: a caller
+//! that gets `Ok` knows the record is on disk, and one that gets `Err` must
+//! fail closed. A side file `<log>.head` remembers the newest `seq`/`hash` so
+//! that deleting lines from the end is detected too.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::{Map, Value};
+
+/// The `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Errors appending to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The log could not be opened, locked, read or written.
+    #[error("audit log {path}: {message}")]
+    Io {
+        /// The log file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A verification failure, naming the first bad line (1-based).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}: {message}")]
+pub struct VerifyError {
+    /// The log file.
+    pub path: String,
+    /// First bad line, 1-based.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Outcome of a successful verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Number of records.
+    pub records: u64,
+    /// Hash of the last record (GENESIS for an empty log).
+    pub head: String,
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// A hash-chained audit log file.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// The log at `path` (created on first append, mode 0640).
+    pub fn new(path: impl Into<PathBuf>) -> AuditLog {
+        AuditLog { path: path.into() }
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn head_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".head");
+        PathBuf::from(name)
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> AuditError {
+        AuditError::Io {
+            path: self.path.display().to_string(),
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    /// Appends one record. `fields` must not contain `seq`, `prev` or `hash`
+    /// (they are overwritten); `ts` is added when missing.
+    pub fn append(&self, mut fields: Map<String, Value>) -> Result<Appended, AuditError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(&self.path)
+            .map_err(|e| self.err("open", e))?;
+        let mut file = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| self.err("lock", e))?;
+        let (prev_seq, prev_hash) = last_record(&mut file).map_err(|e| self.err("read", e))?;
+        fields.remove("hash");
+        fields.insert("seq".into(), Value::from(prev_seq + 1));
+        fields.insert("prev".into(), Value::from(prev_hash));
+        if !fields.contains_key("ts") {
+            fields.insert("ts".into(), Value::from(crate::rfc3339_ms(crate::now_ms())));
+        }
+        let body = canonical(&Value::Object(fields.clone()));
+        let hash = crate::sha256_hex(body.as_bytes());
+        fields.insert("hash".into(), Value::from(hash.clone()));
+        let mut line = canonical(&Value::Object(fields));
+        line.push('\n');
+        file.write_all(line.as_bytes())
+            .map_err(|e| self.err("write", e))?;
+        file.sync_data().map_err(|e| self.err("fsync", e))?;
+        let head = format!("{} {}\n", prev_seq + 1, hash);
+        // Best effort: the chain itself is already durable; the head file only
+        // adds detection of lines deleted from the end.
+        let _ = crate::write_file(&self.head_path(), head.as_bytes(), 0o640, false);
+        Ok(Appended {
+            seq: prev_seq + 1,
+            hash,
+        })
+    }
+
+    /// Checks every line's hash and the chain; names the first bad line.
+    pub fn verify(&self) -> Result<Verified, VerifyError> {
+        let path = self.path.display().to_string();
+        let bad = |line: usize, message: String| VerifyError {
+            path: path.clone(),
+            line,
+            message,
+        };
+        let file = File::open(&self.path).map_err(|e| bad(0, e.to_string()))?;
+        let mut prev = GENESIS.to_string();
+        let mut seq = 0u64;
+        let mut hashes = Vec::new();
+        for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+            let n = i + 1;
+            let line = line.map_err(|e| bad(n, e.to_string()))?;
+            let record: Map<String, Value> = serde_json::from_slice(&line)
+                .map_err(|e| bad(n, format!("not a JSON object: {e}")))?;
+            let (got_seq, hash) = check_record(&record, &prev).map_err(|m| bad(n, m))?;
+            if got_seq != seq + 1 {
+                return Err(bad(n, format!("seq {got_seq}, expected {}", seq + 1)));
+            }
+            seq = got_seq;
+            prev = hash;
+            hashes.push(prev.clone());
+        }
+        if let Ok(text) = std::fs::read_to_string(self.head_path()) {
+            let mut parts = text.split_whitespace();
+            let head_seq: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let head_hash = parts.next().unwrap_or("");
+            if head_seq > seq {
+                return Err(bad(
+                    usize::try_from(seq + 1).unwrap_or(usize::MAX),
+                    format!("log ends at record {seq} but the head file records {head_seq}: lines were removed"),
+                ));
+            }
+            if head_seq > 0 {
+                let idx = usize::try_from(head_seq - 1).unwrap_or(usize::MAX);
+                if hashes.get(idx).map(String::as_str) != Some(head_hash) {
+                    return Err(bad(idx + 1, "record differs from the head file".into()));
+                }
+            }
+        }
+        Ok(Verified {
+            records: seq,
+            head: prev,
+        })
+    }
+
+    /// The last `n` records, oldest first.
+    pub fn tail(&self, n: usize) -> Result<Vec<Map<String, Value>>, AuditError> {
+        let file = File::open(&self.path).map_err(|e| self.err("open", e))?;
+        let mut ring = std::collections::VecDeque::with_capacity(n.min(1024));
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|e| self.err("read", e))?;
+            if let Ok(Value::Object(m)) = serde_json::from_str(&line) {
+                if ring.len() == n {
+                    ring.pop_front();
+                }
+                if n > 0 {
+                    ring.push_back(m);
+                }
+            }
+        }
+        Ok(ring.into())
+    }
+}
+
+/// Checks one record's own hash and its link to `prev`; returns (seq, hash).
+fn check_record(record: &Map<String, Value>, prev: &str) -> Result<(u64, String), String> {
+    let hash = record
+        .get("hash")
+        .and_then(Value::as_str)
+        .ok_or("missing hash")?;
+    let got_prev = record
+        .get("prev")
+        .and_then(Value::as_str)
+        .ok_or("missing prev")?;
+    let seq = record
+        .get("seq")
+        .and_then(Value::as_u64)
+        .ok_or("missing seq")?;
+    let mut body = record.clone();
+    body.remove("hash");
+    let want = crate::sha256_hex(canonical(&Value::Object(body)).as_bytes());
+    if want != hash {
+        return Err("hash does not match the record's contents (edited)".into());
+    }
+    if got_prev != prev {
+        return Err("prev does not match the previous record's hash (deleted, inserted or reordered lines)".into());
+    }
+    Ok((seq, hash.to_string()))
+}
+
+/// Reads the last line of the log; (0, GENESIS) for an empty file.
+fn last_record(file: &mut File) -> std::io::Result<(u64, String)> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok((0, GENESIS.to_string()));
+    }
+    // Read backwards until the newline before the last line is in the buffer.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut pos = len;
+    loop {
+        let step = 8192.min(pos);
+        pos -= step;
+        let mut chunk = vec![0u8; usize::try_from(step).unwrap_or(8192)];
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        if buf.last() != Some(&b'\n') {
+            return Err(std::io::Error::other(
+                "last line is incomplete; run `aiops audit verify`",
+            ));
+        }
+        if pos == 0 || buf[..buf.len() - 1].contains(&b'\n') {
+            break;
+        }
+    }
+    let body = &buf[..buf.len() - 1];
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let record: Map<String, Value> = serde_json::from_slice(&body[start..]).map_err(|e| {
+        std::io::Error::other(format!(
+            "last line is not a JSON record ({e}); run `aiops audit verify`"
+        ))
+    })?;
+    let seq = record.get("seq").and_then(Value::as_u64);
+    let hash = record.get("hash").and_then(Value::as_str);
+    match (seq, hash) {
+        (Some(seq), Some(hash)) => Ok((seq, hash.to_string())),
+        _ => Err(std::io::Error::other(
+            "last line has no seq/hash; run `aiops audit verify`",
+        )),
+    }
+}
+
+/// JSON with object keys sorted at every level, no insignificant white space.
+pub fn canonical(value: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sorted(&m[k]));
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    // serde_json keeps insertion order only with `preserve_order`; sorting here
+    // keeps the hash stable whatever features other crates turn on.
+    serde_json::to_string(&sorted(value)).expect("JSON values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(i: u64) -> Map<String, Value> {
+        let Value::Object(m) = json!({"event": "executed", "n": i, "stdout": "a\nb"}) else {
+            unreachable!()
+        };
+        m
+    }
+
+    fn log_with(n: u64) -> (tempfile::TempDir, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        for i in 0..n {
+            log.append(rec(i)).unwrap();
+        }
+        (dir, log)
+    }
+
+    #[test]
+    fn chain_verifies_and_names_edited_line() {
+        let (_d, log) = log_with(5);
+        assert_eq!(log.verify().unwrap().records, 5);
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let edited = text.replacen("\"n\":2", "\"n\":9", 1);
+        std::fs::write(log.path(), edited).unwrap();
+        let e = log.verify().unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn deleted_reordered_and_truncated_lines_are_detected() {
+        let (_d, log) = log_with(5);
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let write = |ls: &[&str]| std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
+        write(&[lines[0], lines[2], lines[3], lines[4]]);
+        assert_eq!(log.verify().unwrap_err().line, 2);
+        write(&[lines[0], lines[2], lines[1], lines[3], lines[4]]);
+        assert_eq!(log.verify().unwrap_err().line, 2);
+        write(&lines[..4]);
+        assert_eq!(log.verify().unwrap_err().line, 5);
+    }
+
+    #[test]
+    fn concurrent_appends_keep_one_chain() {
+        let (_d, log) = log_with(0);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let log = log.clone();
+                s.spawn(move || {
+                    for i in 0..25 {
+                        log.append(rec(t * 100 + i)).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(log.verify().unwrap().records, 200);
+    }
+
+    #[test]
+    fn unwritable_log_fails() {
+        let (_d, log) = log_with(1);
+        let bad = AuditLog::new(log.path().join("not-a-dir/x"));
+        assert!(bad.append(rec(1)).is_err());
+    }
+}
