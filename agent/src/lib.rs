@@ -1,1 +1,531 @@
-//! placeholder
+//! The aiops agent: accepts mutual-TLS gRPC connections from the controller,
+//! verifies each signed request, re-checks it against its own policy, runs it
+//! without a shell and streams the output back. Every request, accepted or
+//! refused, goes to the agent's own hash-chained audit log.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod exec;
+pub mod replay;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_certs::audit::AuditLog;
+use aiops_certs::signing::VerifyingKey;
+use aiops_policy::Policy;
+use aiops_proto::agent::v1 as pb;
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use config::AgentConfig;
+use replay::{ReplayCache, ReplayError};
+
+/// Exit code for a bad configuration (EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aiops-agent",
+    version,
+    about = "aiops agent: runs signed, policy-checked commands from the aiops controller"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "AIOPS_AGENT_CONFIG",
+        default_value = "/etc/aiops-agent/agent.yml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve requests (the default).
+    Serve,
+    /// Work with the agent's audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Check the hash chain; names the first bad line.
+    Verify {
+        /// Log file (default: the configured one).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+/// Entry point of the `aiops-agent` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIOPS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    aiops_certs::install_crypto_provider();
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Audit {
+            command: AuditCmd::Verify { file },
+        } => {
+            let file = match file {
+                Some(f) => f,
+                None => match AgentConfig::load(&cli.config) {
+                    Ok(c) => c.audit_log,
+                    Err(e) => {
+                        eprintln!("aiops-agent: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+            };
+            match AuditLog::new(&file).verify() {
+                Ok(v) => {
+                    println!(
+                        "{}",
+                        json!({"status": "ok", "file": file, "records": v.records, "head": v.head})
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!(
+                        "{}",
+                        json!({"status": "error", "file": file, "line": e.line, "message": e.message})
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Serve => {
+            let config = match AgentConfig::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("aiops-agent: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("aiops-agent: runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(async move {
+                match Agent::new(config) {
+                    Ok(agent) => match agent.serve(shutdown_signal()).await {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("aiops-agent: {e}");
+                            ExitCode::FAILURE
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("aiops-agent: {e}");
+                        ExitCode::from(EXIT_CONFIG)
+                    }
+                }
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Errors starting the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Refusing to run as root with a production configuration.
+    #[error(
+        "refusing to run as root: only a lab configuration (lab: true) may; run as the `aiops` user"
+    )]
+    Root,
+    /// Configuration, key, policy or TLS problem.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A configured agent, ready to serve.
+pub struct Agent {
+    state: Arc<State>,
+    tls: rustls::ServerConfig,
+}
+
+struct State {
+    config: AgentConfig,
+    policy: Policy,
+    controller_key: VerifyingKey,
+    replay: ReplayCache,
+    audit: AuditLog,
+    slots: Semaphore,
+    cert_not_after: i64,
+}
+
+impl Agent {
+    /// Loads keys, policy, replay cache and TLS configuration; binds nothing yet.
+    pub fn new(config: AgentConfig) -> Result<Agent, StartError> {
+        if nix::unistd::geteuid().is_root() && !config.lab {
+            return Err(StartError::Root);
+        }
+        let setup =
+            |what: &str, e: &dyn std::fmt::Display| StartError::Setup(format!("{what}: {e}"));
+        let controller_key = VerifyingKey::parse(&config.controller.signing_key)
+            .map_err(|e| setup("controller.signing_key", &e))?;
+        let policy = match &config.policy_file {
+            Some(p) => Policy::load(p).map_err(|e| setup("policy", &e))?,
+            None => Policy::builtin(),
+        };
+        let tls =
+            aiops_certs::tls::server_config(&config.tls.ca, &config.tls.cert, &config.tls.key)
+                .map_err(|e| setup("tls", &e))?;
+        let cert_pem =
+            std::fs::read_to_string(&config.tls.cert).map_err(|e| setup("tls.cert", &e))?;
+        let cert_not_after =
+            aiops_certs::pki::cert_not_after(&cert_pem).map_err(|e| setup("tls.cert", &e))?;
+        let skew_ms = i64::from(config.clock_skew_secs) * 1000;
+        let replay = ReplayCache::open(&config.state_dir, skew_ms)
+            .map_err(|e| setup(&config.state_dir.display().to_string(), &e))?;
+        if let Some(dir) = config.audit_log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| setup("audit_log", &e))?;
+        }
+        let audit = AuditLog::new(&config.audit_log);
+        Ok(Agent {
+            tls,
+            state: Arc::new(State {
+                slots: Semaphore::new(config.max_concurrent.max(1)),
+                config,
+                policy,
+                controller_key,
+                replay,
+                audit,
+                cert_not_after,
+            }),
+        })
+    }
+
+    /// Binds the configured address and serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let listener = TcpListener::bind(self.state.config.listen)
+            .await
+            .map_err(|e| StartError::Setup(format!("listen {}: {e}", self.state.config.listen)))?;
+        self.serve_on(listener, shutdown).await
+    }
+
+    /// Serves on an already bound listener.
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let state = self.state;
+        let days_left = (state.cert_not_after - aiops_certs::now_ms() / 1000) / 86400;
+        if days_left < 30 {
+            tracing::warn!(
+                days_left,
+                "the agent certificate expires soon; renew it with `aiops certs issue-agent` and re-enroll"
+            );
+        }
+        tracing::info!(
+            name = %state.config.name,
+            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            policy = %state.policy.digest(),
+            "aiops-agent serving"
+        );
+        let (conn_tx, conn_rx) = mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(self.tls));
+        let accept_state = state.clone();
+        let accept_loop = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let conn_tx = conn_tx.clone();
+                let state = accept_state.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            let identity = &state.config.controller.identity;
+                            let ok = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .is_some_and(|c| aiops_certs::tls::has_identity(c, identity));
+                            if ok {
+                                let _ = conn_tx.send(Ok::<_, std::io::Error>(tls)).await;
+                            } else {
+                                state.audit_refusal(
+                                    peer,
+                                    "wrong_identity",
+                                    &format!("client certificate is not for {identity:?}"),
+                                );
+                            }
+                        }
+                        Ok(Err(e)) => state.audit_refusal(peer, "tls_refused", &e.to_string()),
+                        Err(_) => state.audit_refusal(
+                            peer,
+                            "tls_timeout",
+                            "handshake took longer than 10 s",
+                        ),
+                    }
+                });
+            }
+        });
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<pb::agent_server::AgentServer<AgentService>>()
+            .await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(aiops_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Setup(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(aiops_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| StartError::Setup(format!("reflection: {e}")))?;
+        let service = pb::agent_server::AgentServer::new(AgentService { state })
+            .max_decoding_message_size(256 * 1024);
+        let result = tonic::transport::Server::builder()
+            .add_service(service)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown)
+            .await
+            .map_err(|e| StartError::Setup(format!("serve: {e}")));
+        accept_loop.abort();
+        result
+    }
+}
+
+impl State {
+    fn audit(&self, fields: Value) -> Result<(), String> {
+        let Value::Object(mut map) = fields else {
+            return Err("audit record is not an object".into());
+        };
+        map.insert("agent".into(), Value::from(self.config.name.clone()));
+        self.audit
+            .append(map)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn audit_refusal(&self, peer: SocketAddr, reason: &str, message: &str) {
+        tracing::warn!(%peer, reason, message, "connection refused");
+        if let Err(e) = self.audit(json!({"event": "refused", "reason": reason, "message": message, "peer": peer.to_string()})) {
+            tracing::error!("audit write failed: {e}");
+        }
+    }
+}
+
+struct AgentService {
+    state: Arc<State>,
+}
+
+fn request_fields(req: &pb::CommandRequest) -> Map<String, Value> {
+    let Value::Object(m) = json!({
+        "request_id": req.request_id,
+        "target": req.target,
+        "command": req.command,
+        "requester": req.requester,
+        "reason": req.reason,
+        "decision": pb::Decision::try_from(req.decision).map(|d| d.as_str_name()).unwrap_or("?"),
+        "approval_id": req.approval_id,
+    }) else {
+        unreachable!("json! object")
+    };
+    m
+}
+
+#[tonic::async_trait]
+impl pb::agent_server::Agent for AgentService {
+    type ExecuteStream = ReceiverStream<Result<pb::ExecEvent, Status>>;
+
+    async fn execute(
+        &self,
+        request: Request<pb::SignedCommand>,
+    ) -> Result<Response<Self::ExecuteStream>, Status> {
+        let state = self.state.clone();
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        // Defence in depth: the accept loop already checked the identity.
+        let identity_ok = request
+            .peer_certs()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| aiops_certs::tls::has_identity(&c, &state.config.controller.identity));
+        let signed = request.into_inner();
+        let refuse =
+            |code: &str, message: &str, extra: Option<&pb::CommandRequest>, status: Status| {
+                let mut rec = extra.map(request_fields).unwrap_or_default();
+                rec.insert("event".into(), "refused".into());
+                rec.insert("reason".into(), code.into());
+                rec.insert("message".into(), message.into());
+                rec.insert("peer".into(), peer.clone().into());
+                if let Err(e) = state.audit(Value::Object(rec)) {
+                    return Status::unavailable(format!("audit_failed: {e}"));
+                }
+                status
+            };
+        if !identity_ok {
+            return Err(refuse(
+                "wrong_identity",
+                "client identity",
+                None,
+                Status::permission_denied(
+                    "wrong_identity: client certificate is not the controller's",
+                ),
+            ));
+        }
+        let verifier = verify::Verifier {
+            name: &state.config.name,
+            controller_key: &state.controller_key,
+            policy: &state.policy,
+            lab: state.config.lab,
+            skew_ms: i64::from(state.config.clock_skew_secs) * 1000,
+            max_lifetime_ms: i64::from(state.config.max_request_lifetime_secs) * 1000,
+            max_timeout_ms: state.config.max_timeout_secs.saturating_mul(1000),
+            max_output_cap: state.config.max_output_cap_bytes,
+        };
+        let verified = match verifier.verify(&signed, aiops_certs::now_ms()) {
+            Ok(v) => v,
+            Err(r) => {
+                // Only a signature-checked request's fields are worth recording as such.
+                let decoded = (r.code != "bad_signature" && r.code != "unknown_key")
+                    .then(|| prost::Message::decode(signed.request.as_slice()).ok())
+                    .flatten();
+                return Err(refuse(r.code, &r.message, decoded.as_ref(), r.status()));
+            }
+        };
+        let req = verified.request;
+        if let Err(e) = state
+            .replay
+            .check_and_insert(&req.request_id, req.expires_at_ms)
+        {
+            let (code, status) = match &e {
+                ReplayError::Replayed(_) => (
+                    "replayed",
+                    Status::permission_denied(format!("replayed: {e}")),
+                ),
+                ReplayError::Io { .. } => (
+                    "replay_cache",
+                    Status::unavailable(format!("replay_cache: {e}")),
+                ),
+            };
+            return Err(refuse(code, &e.to_string(), Some(&req), status));
+        }
+        let mut accepted = request_fields(&req);
+        accepted.insert("event".into(), "accepted".into());
+        accepted.insert("risk".into(), verified.decision.risk.as_str().into());
+        accepted.insert("peer".into(), peer.clone().into());
+        if let Err(e) = state.audit(Value::Object(accepted)) {
+            // Fail closed: nothing runs without its audit record.
+            return Err(Status::unavailable(format!("audit_failed: {e}")));
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let plan = verified.decision.plan;
+        tokio::spawn(async move {
+            let Ok(_slot) = state.slots.acquire().await else {
+                return;
+            };
+            let limits = exec::Limits {
+                timeout: Duration::from_millis(u64::from(req.timeout_ms)),
+                output_cap: req.output_cap_bytes,
+            };
+            let outcome = exec::execute(&plan, &req.command, limits, tx.clone()).await;
+            let mut rec = request_fields(&req);
+            rec.insert("event".into(), "executed".into());
+            rec.insert("exit_code".into(), outcome.exit_code.into());
+            rec.insert("signal".into(), outcome.signal.into());
+            rec.insert("timed_out".into(), outcome.timed_out.into());
+            rec.insert("cancelled".into(), outcome.cancelled.into());
+            rec.insert("stdout_bytes".into(), outcome.stdout_total.into());
+            rec.insert("stderr_bytes".into(), outcome.stderr_total.into());
+            rec.insert("duration_ms".into(), outcome.duration_ms.into());
+            if let Err(e) = state.audit(Value::Object(rec)) {
+                tracing::error!("audit write failed after execution: {e}");
+                let _ = tx
+                    .send(Err(Status::unavailable(format!("audit_failed: {e}"))))
+                    .await;
+                return;
+            }
+            let exit = pb::ExecEvent {
+                event: Some(pb::exec_event::Event::Exit(pb::ExitStatus {
+                    exit_code: outcome.exit_code,
+                    signal: outcome.signal,
+                    timed_out: outcome.timed_out,
+                    stdout_dropped: outcome.stdout_dropped,
+                    stderr_dropped: outcome.stderr_dropped,
+                    stdout_total: outcome.stdout_total,
+                    stderr_total: outcome.stderr_total,
+                    duration_ms: outcome.duration_ms,
+                })),
+            };
+            let _ = tx.send(Ok(exit)).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn describe(
+        &self,
+        _request: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::DescribeResponse>, Status> {
+        let s = &self.state;
+        Ok(Response::new(pb::DescribeResponse {
+            name: s.config.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            policy_digest: s.policy.digest().to_string(),
+            cert_not_after: s.cert_not_after,
+            now_ms: aiops_certs::now_ms(),
+            controller_key_id: s.controller_key.key_id(),
+        }))
+    }
+}

@@ -104,8 +104,8 @@ impl AuditLog {
             .mode(0o640)
             .open(&self.path)
             .map_err(|e| self.err("open", e))?;
-        let mut file = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| self.err("lock", e))?;
+        let mut file =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| self.err("lock", e))?;
         let (prev_seq, prev_hash) = last_record(&mut file).map_err(|e| self.err("read", e))?;
         fields.remove("hash");
         fields.insert("seq".into(), Value::from(prev_seq + 1));
@@ -163,7 +163,9 @@ impl AuditLog {
             if head_seq > seq {
                 return Err(bad(
                     usize::try_from(seq + 1).unwrap_or(usize::MAX),
-                    format!("log ends at record {seq} but the head file records {head_seq}: lines were removed"),
+                    format!(
+                        "log ends at record {seq} but the head file records {head_seq}: lines were removed"
+                    ),
                 ));
             }
             if head_seq > 0 {
@@ -219,7 +221,10 @@ fn check_record(record: &Map<String, Value>, prev: &str) -> Result<(u64, String)
         return Err("hash does not match the record's contents (edited)".into());
     }
     if got_prev != prev {
-        return Err("prev does not match the previous record's hash (deleted, inserted or reordered lines)".into());
+        return Err(
+            "prev does not match the previous record's hash (deleted, inserted or reordered lines)"
+                .into(),
+        );
     }
     Ok((seq, hash.to_string()))
 }

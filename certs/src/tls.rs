@@ -128,7 +128,17 @@ mod tests {
         assert!(has_identity(cert, "aiops-controller"));
         assert!(!has_identity(cert, "srv1"));
         assert!(!has_identity(cert, "aiops-controller.evil"));
-        server_config(&pki.ca_cert(), &pki.controller_cert(), &pki.controller_key()).unwrap();
-        client_config(&pki.ca_cert(), &pki.controller_cert(), &pki.controller_key()).unwrap();
+        server_config(
+            &pki.ca_cert(),
+            &pki.controller_cert(),
+            &pki.controller_key(),
+        )
+        .unwrap();
+        client_config(
+            &pki.ca_cert(),
+            &pki.controller_cert(),
+            &pki.controller_key(),
+        )
+        .unwrap();
     }
 }

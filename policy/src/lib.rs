@@ -264,7 +264,10 @@ impl Policy {
         if self.auto_allow.contains(&argv) {
             Decision {
                 risk: Risk::AutoAllowed,
-                reasons: vec![format!("{:?} is an allowlisted read-only command", argv.join(" "))],
+                reasons: vec![format!(
+                    "{:?} is an allowlisted read-only command",
+                    argv.join(" ")
+                )],
                 plan,
             }
         } else {
@@ -289,10 +292,23 @@ pub fn hygiene(command: &str) -> Option<String> {
             '\n' | '\t' => false,
             c if c.is_control() => true,
             // Unicode format, invisible and bidi characters, and non-ASCII spaces.
-            '\u{00A0}' | '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}'
-            | '\u{17B4}' | '\u{17B5}' | '\u{180E}' | '\u{2000}'..='\u{200F}'
-            | '\u{2028}'..='\u{202F}' | '\u{205F}'..='\u{206F}' | '\u{3000}' | '\u{3164}'
-            | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' => true,
+            '\u{00A0}'
+            | '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180E}'
+            | '\u{2000}'..='\u{200F}'
+            | '\u{2028}'..='\u{202F}'
+            | '\u{205F}'..='\u{206F}'
+            | '\u{3000}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}' => true,
             _ => false,
         };
         if bad {
@@ -323,7 +339,10 @@ mod tests {
     fn anything_else_follows_unknown_default() {
         let lab = Policy::builtin();
         assert_eq!(lab.classify("hostname foo").risk, Risk::ApprovalRequired);
-        assert_eq!(lab.classify("uptime; rm -rf /").risk, Risk::ApprovalRequired);
+        assert_eq!(
+            lab.classify("uptime; rm -rf /").risk,
+            Risk::ApprovalRequired
+        );
         let prod = Policy::from_yaml("mode: production\nunknown_default: reject\n", "t").unwrap();
         assert_eq!(prod.classify("hostname foo").risk, Risk::Rejected);
         assert_eq!(prod.classify("hostname").risk, Risk::AutoAllowed);
@@ -332,7 +351,13 @@ mod tests {
     #[test]
     fn malformed_input_is_forbidden() {
         let p = Policy::builtin();
-        for bad in ["ls\0", "ls \u{1b}[0m", "ls\u{a0}-la", "a\rb", &"x".repeat(5000)] {
+        for bad in [
+            "ls\0",
+            "ls \u{1b}[0m",
+            "ls\u{a0}-la",
+            "a\rb",
+            &"x".repeat(5000),
+        ] {
             assert_eq!(p.classify(bad).risk, Risk::Forbidden, "{bad:?}");
         }
     }

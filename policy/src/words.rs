@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn quote_removal() {
-        assert_eq!(split("a 'b c' \"d e\" f\\ g").unwrap(), ["a", "b c", "d e", "f g"]);
+        assert_eq!(
+            split("a 'b c' \"d e\" f\\ g").unwrap(),
+            ["a", "b c", "d e", "f g"]
+        );
         assert_eq!(split("r''m").unwrap(), ["rm"]);
         assert!(split("a; b").is_err());
         assert!(split("a $(b)").is_err());

@@ -14,5 +14,7 @@ pub mod agent {
     }
 }
 
+pub mod plan;
+
 /// Encoded `FileDescriptorSet` of the API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/descriptor.bin");

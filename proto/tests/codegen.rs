@@ -7,7 +7,11 @@ fn generate(out: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fds = protox::compile([root.join("aiops/agent/v1/agent.proto")], [root])
         .expect("agent.proto compiles");
-    std::fs::write(out.join("descriptor.bin"), prost::Message::encode_to_vec(&fds)).unwrap();
+    std::fs::write(
+        out.join("descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )
+    .unwrap();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -1,0 +1,150 @@
+//! The agent's configuration file (`/etc/aiops-agent/agent.yml`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Paths of the agent's TLS material.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// CA certificate that client certificates must chain to.
+    pub ca: PathBuf,
+    /// The agent's server certificate.
+    pub cert: PathBuf,
+    /// The agent's private key.
+    pub key: PathBuf,
+}
+
+/// Who may send requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerTrust {
+    /// DNS identity the controller's client certificate must carry.
+    #[serde(default = "default_identity")]
+    pub identity: String,
+    /// The controller's request-signing public key: `ed25519:<hex>`, or a path to a file holding it.
+    pub signing_key: String,
+}
+
+fn default_identity() -> String {
+    aiops_certs::pki::CONTROLLER_IDENTITY.to_string()
+}
+
+/// The agent's configuration as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This target's name; requests for any other name are refused.
+    pub name: String,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// A lab configuration may run as root; a production one may not.
+    #[serde(default)]
+    pub lab: bool,
+    /// TLS material.
+    pub tls: TlsFiles,
+    /// The controller's identity and signing key.
+    pub controller: ControllerTrust,
+    /// Policy file; the built-in read-only policy when absent.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
+    /// Where the replay cache lives.
+    pub state_dir: PathBuf,
+    /// The agent's own audit log.
+    pub audit_log: PathBuf,
+    /// Upper bound on a request's timeout.
+    #[serde(default = "default_max_timeout")]
+    pub max_timeout_secs: u32,
+    /// Upper bound on a request's per-stream output cap.
+    #[serde(default = "default_max_output")]
+    pub max_output_cap_bytes: u64,
+    /// Clock difference tolerated between controller and agent.
+    #[serde(default = "default_skew")]
+    pub clock_skew_secs: u32,
+    /// Longest accepted gap between a request's issue and expiry times.
+    #[serde(default = "default_lifetime")]
+    pub max_request_lifetime_secs: u32,
+    /// Requests running at once; more wait.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent: usize,
+}
+
+fn default_max_timeout() -> u32 {
+    600
+}
+fn default_max_output() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_skew() -> u32 {
+    30
+}
+fn default_lifetime() -> u32 {
+    600
+}
+fn default_concurrency() -> usize {
+    64
+}
+
+/// A configuration that could not be loaded (exit 64).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong (with line and column where known).
+    pub message: String,
+}
+
+impl AgentConfig {
+    /// Reads `path`; relative paths inside are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut config: AgentConfig =
+            serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+            if meta.mode() & 0o002 != 0 {
+                return Err(err("is world-writable; refusing to trust it".into()));
+            }
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut config.tls.ca);
+        abs(&mut config.tls.cert);
+        abs(&mut config.tls.key);
+        abs(&mut config.state_dir);
+        abs(&mut config.audit_log);
+        if let Some(p) = config.policy_file.as_mut() {
+            abs(p);
+        }
+        if !config.controller.signing_key.trim().starts_with("ed25519:") {
+            let mut p = PathBuf::from(config.controller.signing_key.trim());
+            abs(&mut p);
+            config.controller.signing_key = std::fs::read_to_string(&p)
+                .map_err(|e| err(format!("controller.signing_key {}: {e}", p.display())))?;
+        }
+        if config.name.is_empty() || !config.name.bytes().all(valid_name_byte) {
+            return Err(err(format!(
+                "name {:?} is not a valid target name",
+                config.name
+            )));
+        }
+        Ok(config)
+    }
+}
+
+/// Target names: ASCII letters, digits, `.`, `-`, `_`.
+pub fn valid_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
+}

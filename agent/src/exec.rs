@@ -1,0 +1,622 @@
+//! Runs a plan without a shell: argv stages connected by pipes, `&& || ;`
+//! sequencing, the few redirects the policy allows, a clean fixed
+//! environment, stdin `/dev/null`, each pipeline in its own process group,
+//! one wall-clock deadline that TERMs then KILLs the group, and per-stream
+//! output caps that keep the head and the tail.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use aiops_policy::{Connector, Pipeline, Plan, Redirect, Stage};
+use aiops_proto::agent::v1::{ExecEvent, OutputChunk, Stream, exec_event};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+/// Directories programs are resolved in; `$PATH` is never consulted.
+pub const PATH_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// The whole environment every stage gets.
+pub const CLEAN_ENV: [(&str, &str); 8] = [
+    ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    ("LANG", "C.UTF-8"),
+    ("PAGER", "cat"),
+    ("SYSTEMD_PAGER", "cat"),
+    ("GIT_PAGER", "cat"),
+    ("SYSTEMD_PAGERSECURE", "1"),
+    ("LESSSECURE", "1"),
+    ("SYSTEMD_COLORS", "0"),
+];
+
+/// Where privileged stages go through.
+pub const SUDO: &str = "/usr/bin/sudo";
+
+/// Time between SIGTERM and SIGKILL when a deadline passes.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Per-request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock limit for the whole plan.
+    pub timeout: Duration,
+    /// Bytes kept per stream (half head, half tail).
+    pub output_cap: u64,
+}
+
+/// How the plan ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Status of the last pipeline that ran (128+N when killed by signal N).
+    pub exit_code: i32,
+    /// Signal that killed the last pipeline's last stage, 0 if none.
+    pub signal: i32,
+    /// The deadline passed and the processes were killed.
+    pub timed_out: bool,
+    /// The client went away; the processes were killed.
+    pub cancelled: bool,
+    /// Bytes of stdout/stderr dropped between head and tail.
+    pub stdout_dropped: u64,
+    /// See `stdout_dropped`.
+    pub stderr_dropped: u64,
+    /// Total bytes produced per stream.
+    pub stdout_total: u64,
+    /// See `stdout_total`.
+    pub stderr_total: u64,
+    /// Wall time.
+    pub duration_ms: u64,
+}
+
+type Tx = mpsc::Sender<Result<ExecEvent, Status>>;
+
+fn chunk(stream: Stream, data: Vec<u8>, tail: bool) -> ExecEvent {
+    ExecEvent {
+        event: Some(exec_event::Event::Output(OutputChunk {
+            stream: stream as i32,
+            data,
+            tail,
+        })),
+    }
+}
+
+/// Runs `plan` (or `command` through bash when `plan.shell`), streaming output to `tx`.
+pub async fn execute(plan: &Plan, command: &str, limits: Limits, tx: Tx) -> Outcome {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let mut outcome = Outcome::default();
+    let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (pipe(), pipe()) else {
+        outcome.exit_code = 126;
+        return outcome;
+    };
+    let head = limits.output_cap / 2;
+    let tail = limits.output_cap - head;
+    let out_task = tokio::spawn(pump(out_r, Stream::Stdout, head, tail, tx.clone()));
+    let err_task = tokio::spawn(pump(err_r, Stream::Stderr, head, tail, tx.clone()));
+
+    let shell_plan;
+    let pipelines: &[Pipeline] = if plan.shell {
+        shell_plan = [Pipeline {
+            connector: Connector::Seq,
+            stages: vec![Stage {
+                argv: vec![
+                    "/bin/bash".into(),
+                    "--noprofile".into(),
+                    "--norc".into(),
+                    "-c".into(),
+                    command.into(),
+                ],
+                privileged: false,
+                redirects: Vec::new(),
+            }],
+        }];
+        &shell_plan
+    } else {
+        &plan.pipelines
+    };
+
+    let mut cwd = PathBuf::from("/");
+    let mut status = 0;
+    let mut signal = 0;
+    for pipeline in pipelines {
+        match pipeline.connector {
+            Connector::And if status != 0 => continue,
+            Connector::Or if status == 0 => continue,
+            _ => {}
+        }
+        if let [stage] = pipeline.stages.as_slice()
+            && stage.argv.first().map(String::as_str) == Some("cd")
+        {
+            status = change_dir(&mut cwd, stage, &err_w);
+            signal = 0;
+            continue;
+        }
+        match run_pipeline(pipeline, &cwd, &out_w, &err_w, deadline, &tx).await {
+            PipelineEnd::Exited { code, sig } => {
+                status = code;
+                signal = sig;
+            }
+            PipelineEnd::TimedOut => {
+                outcome.timed_out = true;
+                status = 124;
+                signal = Signal::SIGTERM as i32;
+                break;
+            }
+            PipelineEnd::Cancelled => {
+                outcome.cancelled = true;
+                status = 130;
+                break;
+            }
+            PipelineEnd::SpawnFailed(msg) => {
+                write_stderr(&err_w, &format!("aiops-agent: {msg}\n"));
+                status = 127;
+                signal = 0;
+            }
+        }
+    }
+    drop(out_w);
+    drop(err_w);
+    // A process that left our process groups may hold the pipes open; never wait for it forever.
+    let grace = tokio::time::Instant::now() + KILL_GRACE;
+    let out = finish_pump(out_task, grace).await;
+    let err = finish_pump(err_task, grace).await;
+    for (stream, pumped) in [(Stream::Stdout, &out), (Stream::Stderr, &err)] {
+        if !pumped.tail.is_empty() {
+            let _ = tx.send(Ok(chunk(stream, pumped.tail.clone(), true))).await;
+        }
+    }
+    outcome.exit_code = status;
+    outcome.signal = signal;
+    outcome.stdout_total = out.total;
+    outcome.stderr_total = err.total;
+    outcome.stdout_dropped = out.dropped;
+    outcome.stderr_dropped = err.dropped;
+    outcome.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    outcome
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+fn write_stderr(err_w: &OwnedFd, msg: &str) {
+    use std::io::Write;
+    if let Ok(fd) = err_w.try_clone() {
+        let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
+    }
+}
+
+fn change_dir(cwd: &mut PathBuf, stage: &Stage, err_w: &OwnedFd) -> i32 {
+    let target = match stage.argv.get(1) {
+        Some(dir) if stage.argv.len() == 2 => normalize(&cwd.join(dir)),
+        _ => {
+            write_stderr(err_w, "cd: exactly one directory argument is supported\n");
+            return 1;
+        }
+    };
+    if target.is_dir() {
+        *cwd = target;
+        0
+    } else {
+        write_stderr(
+            err_w,
+            &format!("cd: {}: No such file or directory\n", target.display()),
+        );
+        1
+    }
+}
+
+/// Lexical normalisation: `.` dropped, `..` pops (never above `/`).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Finds the program for `argv0` in [`PATH_DIRS`] (an absolute path must lie in one of them).
+pub fn resolve(argv0: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if argv0.contains('/') {
+        let p = Path::new(argv0);
+        let in_dirs = p.is_absolute()
+            && normalize(p) == p
+            && p.parent()
+                .is_some_and(|d| PATH_DIRS.iter().any(|x| Path::new(x) == d));
+        if !in_dirs {
+            return Err(format!("{argv0}: not under {}", PATH_DIRS.join(":")));
+        }
+        return if executable(p) {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("{argv0}: command not found"))
+        };
+    }
+    PATH_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(argv0))
+        .find(|p| executable(p))
+        .ok_or_else(|| format!("{argv0}: command not found"))
+}
+
+enum PipelineEnd {
+    Exited { code: i32, sig: i32 },
+    TimedOut,
+    Cancelled,
+    SpawnFailed(String),
+}
+
+/// Where a stage's stdout or stderr goes.
+enum Sink {
+    Fd(OwnedFd),
+    Null,
+}
+
+impl Sink {
+    fn stdio(&self) -> std::io::Result<Stdio> {
+        Ok(match self {
+            Sink::Fd(fd) => Stdio::from(fd.try_clone()?),
+            Sink::Null => Stdio::null(),
+        })
+    }
+    fn dup(&self) -> std::io::Result<Sink> {
+        Ok(match self {
+            Sink::Fd(fd) => Sink::Fd(fd.try_clone()?),
+            Sink::Null => Sink::Null,
+        })
+    }
+}
+
+fn build_stage(
+    stage: &Stage,
+    cwd: &Path,
+    stdin: Stdio,
+    stdout: Sink,
+    stderr: Sink,
+    pgid: Option<u32>,
+) -> Result<Command, String> {
+    let argv0 = stage.argv.first().ok_or("empty stage")?;
+    let program = resolve(argv0)?;
+    let mut cmd = if stage.privileged {
+        let mut c = Command::new(SUDO);
+        c.arg("-n").arg("--").arg(&program);
+        c
+    } else {
+        Command::new(&program)
+    };
+    cmd.args(&stage.argv[1..])
+        .env_clear()
+        .envs(CLEAN_ENV)
+        .current_dir(cwd)
+        .process_group(pgid.and_then(|p| i32::try_from(p).ok()).unwrap_or(0));
+    let mut stdin = stdin;
+    let (mut out, mut err) = (stdout, stderr);
+    for r in &stage.redirects {
+        match r {
+            Redirect::StdoutToNull => out = Sink::Null,
+            Redirect::StderrToNull => err = Sink::Null,
+            Redirect::StderrToStdout => err = out.dup().map_err(|e| e.to_string())?,
+            Redirect::StdinFromFile(p) => {
+                let f = std::fs::File::open(cwd.join(p)).map_err(|e| format!("{p}: {e}"))?;
+                stdin = Stdio::from(f);
+            }
+        }
+    }
+    cmd.stdin(stdin)
+        .stdout(out.stdio().map_err(|e| e.to_string())?)
+        .stderr(err.stdio().map_err(|e| e.to_string())?);
+    Ok(cmd)
+}
+
+async fn run_pipeline(
+    pipeline: &Pipeline,
+    cwd: &Path,
+    out_w: &OwnedFd,
+    err_w: &OwnedFd,
+    deadline: tokio::time::Instant,
+    tx: &Tx,
+) -> PipelineEnd {
+    let mut children: Vec<Child> = Vec::new();
+    let mut pgid: Option<u32> = None;
+    let mut prev_read: Option<OwnedFd> = None;
+    let last = pipeline.stages.len().saturating_sub(1);
+    // Spawn every stage before waiting on any: an unreaped leader keeps the
+    // process group alive for the stages that join it.
+    for (i, stage) in pipeline.stages.iter().enumerate() {
+        let spawned = (|| -> Result<(Child, Option<OwnedFd>), String> {
+            let stdin = match prev_read.take() {
+                Some(fd) => Stdio::from(fd),
+                None => Stdio::null(),
+            };
+            let (next_read, stdout) = if i < last {
+                let (r, w) = pipe().map_err(|e| e.to_string())?;
+                (Some(r), Sink::Fd(w))
+            } else {
+                (
+                    None,
+                    Sink::Fd(out_w.try_clone().map_err(|e| e.to_string())?),
+                )
+            };
+            let stderr = Sink::Fd(err_w.try_clone().map_err(|e| e.to_string())?);
+            let mut cmd = build_stage(stage, cwd, stdin, stdout, stderr, pgid)?;
+            let child = cmd.spawn().map_err(|e| format!("{}: {e}", stage.argv[0]))?;
+            Ok((child, next_read))
+        })();
+        match spawned {
+            Ok((child, next_read)) => {
+                if pgid.is_none() {
+                    pgid = child.id();
+                }
+                children.push(child);
+                prev_read = next_read;
+            }
+            Err(msg) => {
+                kill_group(pgid, Signal::SIGKILL);
+                for c in &mut children {
+                    let _ = c.wait().await;
+                }
+                return PipelineEnd::SpawnFailed(msg);
+            }
+        }
+    }
+    drop(prev_read);
+
+    let waited = {
+        let all = futures_util::future::join_all(children.iter_mut().map(Child::wait));
+        tokio::select! {
+            r = all => Some(r),
+            () = tokio::time::sleep_until(deadline) => None,
+            () = tx.closed() => {
+                kill_group(pgid, Signal::SIGKILL);
+                for c in &mut children { let _ = c.wait().await; }
+                return PipelineEnd::Cancelled;
+            }
+        }
+    };
+    let Some(statuses) = waited else {
+        kill_group(pgid, Signal::SIGTERM);
+        let all = futures_util::future::join_all(children.iter_mut().map(Child::wait));
+        if tokio::time::timeout(KILL_GRACE, all).await.is_err() {
+            kill_group(pgid, Signal::SIGKILL);
+        }
+        for c in &mut children {
+            let _ = c.wait().await;
+        }
+        // Leftovers that ignored TERM, or were forked in the grace period.
+        kill_group(pgid, Signal::SIGKILL);
+        return PipelineEnd::TimedOut;
+    };
+    // The pipeline is over; background leftovers in its group go with it.
+    kill_group(pgid, Signal::SIGKILL);
+    match statuses.last() {
+        Some(Ok(st)) => match (st.code(), st.signal()) {
+            (Some(code), _) => PipelineEnd::Exited { code, sig: 0 },
+            (None, Some(sig)) => PipelineEnd::Exited {
+                code: 128 + sig,
+                sig,
+            },
+            (None, None) => PipelineEnd::Exited { code: 1, sig: 0 },
+        },
+        Some(Err(e)) => PipelineEnd::SpawnFailed(format!("wait: {e}")),
+        None => PipelineEnd::Exited { code: 0, sig: 0 },
+    }
+}
+
+fn kill_group(pgid: Option<u32>, sig: Signal) {
+    if let Some(p) = pgid.and_then(|p| i32::try_from(p).ok())
+        && p > 1
+    {
+        let _ = killpg(Pid::from_raw(p), sig);
+    }
+}
+
+struct Pumped {
+    tail: Vec<u8>,
+    total: u64,
+    dropped: u64,
+}
+
+async fn finish_pump(
+    task: tokio::task::JoinHandle<Pumped>,
+    deadline: tokio::time::Instant,
+) -> Pumped {
+    let abort = task.abort_handle();
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            abort.abort();
+            Pumped {
+                tail: Vec::new(),
+                total: 0,
+                dropped: 0,
+            }
+        }
+    }
+}
+
+/// Reads one stream to EOF: the first `head` bytes go to the client as they
+/// come; after that only the last `tail` bytes are kept in memory.
+async fn pump(fd: OwnedFd, stream: Stream, head: u64, tail: u64, tx: Tx) -> Pumped {
+    let tail_cap = usize::try_from(tail).unwrap_or(usize::MAX);
+    let mut ring: VecDeque<u8> = VecDeque::new();
+    let mut head_left = head;
+    let mut total = 0u64;
+    let mut sent = 0u64;
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return Pumped {
+            tail: Vec::new(),
+            total: 0,
+            dropped: 0,
+        };
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        total += n as u64;
+        let mut data = &buf[..n];
+        if head_left > 0 {
+            let take = usize::try_from(head_left).unwrap_or(usize::MAX).min(n);
+            // A closed client is noticed by the executor, which kills the group.
+            let _ = tx
+                .send(Ok(chunk(stream, data[..take].to_vec(), false)))
+                .await;
+            head_left -= take as u64;
+            sent += take as u64;
+            data = &data[take..];
+        }
+        if tail_cap == 0 || data.is_empty() {
+            continue;
+        }
+        if data.len() >= tail_cap {
+            ring.clear();
+            ring.extend(&data[data.len() - tail_cap..]);
+        } else {
+            let overflow = (ring.len() + data.len()).saturating_sub(tail_cap);
+            ring.drain(..overflow);
+            ring.extend(data);
+        }
+    }
+    let tail: Vec<u8> = ring.into();
+    Pumped {
+        dropped: total - sent - tail.len() as u64,
+        tail,
+        total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(cmds: &[(&[&str], Connector)]) -> Plan {
+        Plan {
+            pipelines: cmds
+                .iter()
+                .map(|(argv, c)| Pipeline {
+                    connector: *c,
+                    stages: vec![Stage {
+                        argv: argv.iter().map(|s| s.to_string()).collect(),
+                        privileged: false,
+                        redirects: vec![],
+                    }],
+                })
+                .collect(),
+            shell: false,
+        }
+    }
+
+    async fn run(p: &Plan, cap: u64, timeout: Duration) -> (Outcome, Vec<u8>, Vec<u8>) {
+        let (tx, mut rx) = mpsc::channel(16);
+        let limits = Limits {
+            timeout,
+            output_cap: cap,
+        };
+        let p = p.clone();
+        let h = tokio::spawn(async move { execute(&p, "", limits, tx).await });
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(Ok(ev)) = rx.recv().await {
+            if let Some(exec_event::Event::Output(c)) = ev.event {
+                if c.stream == Stream::Stdout as i32 {
+                    out.extend(c.data)
+                } else {
+                    err.extend(c.data)
+                }
+            }
+        }
+        (h.await.unwrap(), out, err)
+    }
+
+    #[tokio::test]
+    async fn sequencing_follows_bash() {
+        let p = plan(&[
+            (&["false"], Connector::Seq),
+            (&["echo", "skipped"], Connector::And),
+            (&["echo", "ran"], Connector::Or),
+        ]);
+        let (o, out, _) = run(&p, 1024, Duration::from_secs(10)).await;
+        assert_eq!(String::from_utf8_lossy(&out), "ran\n");
+        assert_eq!(o.exit_code, 0);
+    }
+
+    #[tokio::test]
+    async fn pipes_connect_stages_and_env_is_clean() {
+        let mut p = plan(&[(&["env"], Connector::Seq)]);
+        p.pipelines[0].stages.push(Stage {
+            argv: vec!["sort".into()],
+            privileged: false,
+            redirects: vec![],
+        });
+        let (o, out, _) = run(&p, 4096, Duration::from_secs(10)).await;
+        let text = String::from_utf8_lossy(&out);
+        let keys: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "GIT_PAGER",
+                "LANG",
+                "LESSSECURE",
+                "PAGER",
+                "PATH",
+                "SYSTEMD_COLORS",
+                "SYSTEMD_PAGER",
+                "SYSTEMD_PAGERSECURE"
+            ]
+        );
+        assert_eq!(o.exit_code, 0);
+    }
+
+    #[tokio::test]
+    async fn output_cap_keeps_head_and_tail() {
+        let p = plan(&[(&["seq", "1", "100000"], Connector::Seq)]);
+        let (o, out, _) = run(&p, 100, Duration::from_secs(10)).await;
+        assert_eq!(out.len(), 100);
+        assert!(out.starts_with(b"1\n2\n3\n"));
+        assert!(out.ends_with(b"99999\n100000\n"));
+        assert_eq!(o.stdout_total, 588_895);
+        assert_eq!(o.stdout_dropped, 588_895 - 100);
+    }
+
+    #[tokio::test]
+    async fn missing_program_and_bad_paths_are_not_run() {
+        for argv0 in [
+            "no-such-program-xyz",
+            "./ls",
+            "/tmp/ls",
+            "/usr/bin/../bin/ls",
+        ] {
+            let p = plan(&[(&[argv0], Connector::Seq)]);
+            let (o, _, err) = run(&p, 1024, Duration::from_secs(10)).await;
+            assert_eq!(o.exit_code, 127, "{argv0}");
+            assert!(!err.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn cd_changes_directory_for_later_pipelines() {
+        let p = plan(&[
+            (&["cd", "/proc/self/.."], Connector::Seq),
+            (&["pwd"], Connector::And),
+        ]);
+        let (_, out, _) = run(&p, 1024, Duration::from_secs(10)).await;
+        assert_eq!(String::from_utf8_lossy(&out), "/proc\n");
+    }
+}

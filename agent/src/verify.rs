@@ -1,0 +1,216 @@
+//! Checks a signed request before anything runs. Every refusal has a stable
+//! reason code (the prefix of the gRPC error message and the agent's audit
+//! `reason`).
+
+use aiops_certs::signing::VerifyingKey;
+use aiops_policy::{Decision as PolicyDecision, Policy, Risk};
+use aiops_proto::agent::v1 as pb;
+use aiops_proto::plan::from_proto as plan_from_proto;
+use prost::Message;
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable reason code, e.g. `bad_signature`, `replayed`.
+    pub code: &'static str,
+    /// Human explanation.
+    pub message: String,
+    /// gRPC status to answer with.
+    pub grpc: tonic::Code,
+}
+
+impl Refusal {
+    fn new(code: &'static str, grpc: tonic::Code, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            grpc,
+        }
+    }
+    /// The gRPC status sent back.
+    pub fn status(&self) -> tonic::Status {
+        tonic::Status::new(self.grpc, format!("{}: {}", self.code, self.message))
+    }
+}
+
+/// What the verifier needs to know about this agent.
+pub struct Verifier<'a> {
+    /// This agent's target name.
+    pub name: &'a str,
+    /// The pinned controller signing key.
+    pub controller_key: &'a VerifyingKey,
+    /// The agent's own policy.
+    pub policy: &'a Policy,
+    /// Lab agents accept approved requests without an approver signature
+    /// (until approvals carry one).
+    pub lab: bool,
+    /// Allowed clock difference.
+    pub skew_ms: i64,
+    /// Longest allowed `expires_at - issued_at`.
+    pub max_lifetime_ms: i64,
+    /// Upper bound on a request's timeout.
+    pub max_timeout_ms: u32,
+    /// Upper bound on a request's output cap.
+    pub max_output_cap: u64,
+}
+
+/// A request that passed every check except the replay cache.
+#[derive(Debug)]
+pub struct Verified {
+    /// The decoded request.
+    pub request: pb::CommandRequest,
+    /// The agent's own classification (its plan is what runs).
+    pub decision: PolicyDecision,
+}
+
+impl Verifier<'_> {
+    /// Runs every check in order, cheapest and most fundamental first.
+    pub fn verify(&self, signed: &pb::SignedCommand, now_ms: i64) -> Result<Verified, Refusal> {
+        use tonic::Code::{InvalidArgument, PermissionDenied};
+        if signed.key_id != self.controller_key.key_id() {
+            return Err(Refusal::new(
+                "unknown_key",
+                PermissionDenied,
+                format!(
+                    "request signed by key {:?}, not the pinned controller key",
+                    signed.key_id
+                ),
+            ));
+        }
+        self.controller_key
+            .verify(&signed.request, &signed.signature)
+            .map_err(|_| {
+                Refusal::new(
+                    "bad_signature",
+                    PermissionDenied,
+                    "signature does not verify",
+                )
+            })?;
+        let req = pb::CommandRequest::decode(signed.request.as_slice())
+            .map_err(|e| Refusal::new("malformed", InvalidArgument, e.to_string()))?;
+        if req.target != self.name {
+            return Err(Refusal::new(
+                "wrong_target",
+                PermissionDenied,
+                format!("request is for {:?}, this is {:?}", req.target, self.name),
+            ));
+        }
+        if now_ms > req.expires_at_ms + self.skew_ms {
+            return Err(Refusal::new(
+                "expired",
+                PermissionDenied,
+                format!("request expired {} ms ago", now_ms - req.expires_at_ms),
+            ));
+        }
+        if req.issued_at_ms > now_ms + self.skew_ms {
+            return Err(Refusal::new(
+                "not_yet_valid",
+                PermissionDenied,
+                "request issued in the future (clock skew?)",
+            ));
+        }
+        if req.expires_at_ms - req.issued_at_ms > self.max_lifetime_ms
+            || req.expires_at_ms < req.issued_at_ms
+        {
+            return Err(Refusal::new(
+                "lifetime",
+                PermissionDenied,
+                "request lifetime is longer than this agent accepts",
+            ));
+        }
+        if uuid::Uuid::parse_str(&req.request_id).map(|u| u.get_version_num()) != Ok(4) {
+            return Err(Refusal::new(
+                "malformed",
+                InvalidArgument,
+                "request_id is not a UUID v4",
+            ));
+        }
+        if req.timeout_ms == 0 || req.timeout_ms > self.max_timeout_ms {
+            return Err(Refusal::new(
+                "limits",
+                InvalidArgument,
+                format!(
+                    "timeout {} ms outside 1..={}",
+                    req.timeout_ms, self.max_timeout_ms
+                ),
+            ));
+        }
+        if req.output_cap_bytes > self.max_output_cap {
+            return Err(Refusal::new(
+                "limits",
+                InvalidArgument,
+                format!(
+                    "output cap {} above {}",
+                    req.output_cap_bytes, self.max_output_cap
+                ),
+            ));
+        }
+        let own = self.policy.classify_for(Some(self.name), &req.command);
+        let claimed = pb::Decision::try_from(req.decision).unwrap_or(pb::Decision::Unspecified);
+        match (own.risk, claimed) {
+            (Risk::Forbidden, _) => {
+                return Err(Refusal::new(
+                    "policy_forbidden",
+                    PermissionDenied,
+                    format!(
+                        "forbidden by this agent's policy: {}",
+                        own.reasons.join("; ")
+                    ),
+                ));
+            }
+            (Risk::Rejected, _) => {
+                return Err(Refusal::new(
+                    "policy_rejected",
+                    PermissionDenied,
+                    format!(
+                        "rejected by this agent's policy: {}",
+                        own.reasons.join("; ")
+                    ),
+                ));
+            }
+            (_, pb::Decision::Unspecified) => {
+                return Err(Refusal::new("malformed", InvalidArgument, "no decision"));
+            }
+            (Risk::ApprovalRequired, pb::Decision::AutoAllowed) => {
+                return Err(Refusal::new(
+                    "policy_stricter",
+                    PermissionDenied,
+                    format!(
+                        "this agent's policy requires approval: {}",
+                        own.reasons.join("; ")
+                    ),
+                ));
+            }
+            (Risk::ApprovalRequired | Risk::AutoAllowed, pb::Decision::Approved) if !self.lab => {
+                return Err(Refusal::new(
+                    "approval_missing",
+                    PermissionDenied,
+                    "approved requests need an approver signature this agent can verify",
+                ));
+            }
+            (Risk::AutoAllowed, _) | (Risk::ApprovalRequired, pb::Decision::Approved) => {}
+        }
+        let requested = plan_from_proto(req.plan.as_ref());
+        if requested != own.plan {
+            return Err(Refusal::new(
+                "plan_mismatch",
+                PermissionDenied,
+                "the plan sent differs from the plan this agent derives from the command",
+            ));
+        }
+        if own.plan.shell && claimed != pb::Decision::Approved {
+            return Err(Refusal::new(
+                "policy_stricter",
+                PermissionDenied,
+                "shell plans run only when approved",
+            ));
+        }
+        if own.plan.pipelines.is_empty() && !own.plan.shell {
+            return Err(Refusal::new("malformed", InvalidArgument, "empty plan"));
+        }
+        Ok(Verified {
+            request: req,
+            decision: own,
+        })
+    }
+}

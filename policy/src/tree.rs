@@ -1,0 +1,299 @@
+//! tree-sitter-bash front end: one iterative walk that records every command
+//! at any depth (for the forbidden scan), every redirect, and every piece of
+//! syntax outside the auto grammar.
+
+use std::cell::RefCell;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use tree_sitter::{Node, ParseOptions, Parser};
+
+use crate::Redirect;
+use crate::lex::decode_word;
+
+/// Deepest syntax tree walked; deeper input cannot be verified.
+pub(crate) const MAX_DEPTH: usize = 256;
+/// Parse budget. Generous so controller and agent never disagree on a
+/// timeout (4 KiB parses in well under a millisecond).
+const PARSE_BUDGET: Duration = Duration::from_millis(250);
+
+/// A word as written: literal after quote removal, or dynamic (raw text).
+#[derive(Debug, Clone)]
+pub(crate) enum Word {
+    Lit(String),
+    Dyn(String),
+}
+
+impl Word {
+    pub(crate) fn lit(&self) -> Option<&str> {
+        match self {
+            Word::Lit(s) => Some(s),
+            Word::Dyn(_) => None,
+        }
+    }
+}
+
+/// One simple command anywhere in the tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Cmd {
+    pub start: usize,
+    pub end: usize,
+    /// Name first. Empty when the command is only assignments/redirects.
+    pub words: Vec<Word>,
+    /// Prefix assignments as written (`NAME=value`).
+    pub assignments: Vec<String>,
+    /// Index of the enclosing pipeline node and position in it.
+    pub pipeline: Option<(usize, usize)>,
+}
+
+/// One file redirect anywhere in the tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Redir {
+    pub start: usize,
+    pub fd: Option<String>,
+    pub op: String,
+    pub target: Word,
+}
+
+impl Redir {
+    /// The auto-grammar form of this redirect, if it is one.
+    pub(crate) fn harmless(&self) -> Option<Redirect> {
+        let fd = self.fd.as_deref();
+        match (fd, self.op.as_str(), self.target.lit()) {
+            (Some("2"), ">&", Some("1")) => Some(Redirect::StderrToStdout),
+            (None | Some("1"), ">", Some("/dev/null")) => Some(Redirect::StdoutToNull),
+            (Some("2"), ">", Some("/dev/null")) => Some(Redirect::StderrToNull),
+            (None | Some("0"), "<", Some(t)) => Some(Redirect::StdinFromFile(t.to_string())),
+            _ => None,
+        }
+    }
+
+    /// True when the redirect may write the target file.
+    pub(crate) fn writes(&self) -> bool {
+        matches!(self.op.as_str(), ">" | ">>" | ">|" | "&>" | "&>>" | "<>")
+            || (self.op == ">&" && !matches!(self.target.lit(), Some(t) if t.chars().all(|c| c.is_ascii_digit() || c == '-')))
+    }
+}
+
+/// Everything the walk learned.
+#[derive(Debug, Default)]
+pub(crate) struct Syntax {
+    /// ERROR/MISSING nodes, a parse timeout, or no tree.
+    pub error: Option<String>,
+    /// The tree was deeper than [`MAX_DEPTH`].
+    pub too_deep: bool,
+    /// Syntax outside the auto grammar, in source order, deduplicated.
+    pub features: Vec<String>,
+    pub commands: Vec<Cmd>,
+    pub redirects: Vec<Redir>,
+    /// Text that may be shell code: here-doc bodies, here-strings, alias values.
+    pub nested: Vec<String>,
+    /// Function definitions: name and byte span of the body.
+    pub functions: Vec<(String, usize, usize)>,
+    /// Spans of process/command substitutions (for "download into a shell").
+    pub substitutions: Vec<(usize, usize)>,
+}
+
+impl Syntax {
+    fn feature(&mut self, f: &str) {
+        if !self.features.iter().any(|x| x == f) {
+            self.features.push(f.to_string());
+        }
+    }
+}
+
+thread_local! {
+    // Parsers are reused per thread: creating one per command would dominate
+    // classification time.
+    static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
+}
+
+/// Parses and walks `text`.
+pub(crate) fn parse(text: &str) -> Syntax {
+    let mut syn = Syntax::default();
+    let tree = PARSER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let parser = slot.get_or_insert_with(|| {
+            let mut p = Parser::new();
+            p.set_language(&tree_sitter_bash::LANGUAGE.into())
+                .expect("tree-sitter-bash matches the tree-sitter ABI");
+            p
+        });
+        let deadline = Instant::now() + PARSE_BUDGET;
+        let mut progress = |_: &tree_sitter::ParseState| {
+            if Instant::now() > deadline {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let bytes = text.as_bytes();
+        let len = bytes.len();
+        let tree = parser.parse_with_options(
+            &mut |i, _| if i < len { &bytes[i..] } else { &[][..] },
+            None,
+            Some(ParseOptions::new().progress_callback(&mut progress)),
+        );
+        // A cancelled parse leaves state behind; reset for the next caller.
+        parser.reset();
+        tree
+    });
+    let Some(tree) = tree else {
+        syn.error = Some("parse did not finish within its time budget".into());
+        return syn;
+    };
+    walk(tree.root_node(), text, &mut syn);
+    syn
+}
+
+fn text_of<'a>(n: Node, src: &'a str) -> &'a str {
+    src.get(n.start_byte()..n.end_byte()).unwrap_or("")
+}
+
+fn word_of(n: Node, src: &str) -> Word {
+    let t = text_of(n, src);
+    match decode_word(t) {
+        Some(w) => Word::Lit(w),
+        None => Word::Dyn(t.to_string()),
+    }
+}
+
+/// Node kinds that are part of the auto grammar.
+const PLAIN: &[&str] = &[
+    "program",
+    "list",
+    "pipeline",
+    "command",
+    "command_name",
+    "word",
+    "string",
+    "string_content",
+    "raw_string",
+    "concatenation",
+    "number",
+    "redirected_statement",
+    "file_redirect",
+    "file_descriptor",
+];
+/// Anonymous tokens of the auto grammar.
+const PLAIN_TOKENS: &[&str] = &["|", "&&", "||", ";", "\n", ">", "<", ">&", "\"", ""];
+
+fn walk(root: Node, src: &str, syn: &mut Syntax) {
+    let mut pipeline_count = 0usize;
+    // (node, depth, enclosing pipeline and index)
+    let mut stack: Vec<(Node, usize, Option<(usize, usize)>)> = vec![(root, 0, None)];
+    while let Some((node, depth, pipe)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            syn.too_deep = true;
+            continue;
+        }
+        if node.is_error() || node.is_missing() {
+            syn.error.get_or_insert_with(|| {
+                format!("syntax error near byte {}", node.start_byte())
+            });
+        }
+        let kind = node.kind();
+        if node.is_named() {
+            if !PLAIN.contains(&kind) && !node.is_error() {
+                syn.feature(kind);
+            }
+        } else if !PLAIN_TOKENS.contains(&kind) {
+            syn.feature(&format!("operator {kind}"));
+        }
+        match kind {
+            "command" => {
+                let mut cmd = Cmd {
+                    start: node.start_byte(),
+                    end: node.end_byte(),
+                    words: Vec::new(),
+                    assignments: Vec::new(),
+                    pipeline: pipe,
+                };
+                for i in 0..node.child_count() as u32 {
+                    let Some(c) = node.child(i) else { continue };
+                    match c.kind() {
+                        "command_name" => cmd.words.push(word_of(c, src)),
+                        "variable_assignment" => {
+                            cmd.assignments.push(text_of(c, src).to_string());
+                        }
+                        "file_redirect" | "herestring_redirect" | "heredoc_redirect" => {}
+                        _ if c.is_named() && !cmd.words.is_empty() => {
+                            cmd.words.push(word_of(c, src));
+                        }
+                        _ => {}
+                    }
+                }
+                syn.commands.push(cmd);
+            }
+            "file_redirect" => {
+                let mut fd = None;
+                let mut op = String::new();
+                let mut target = Word::Dyn(String::new());
+                for i in 0..node.child_count() as u32 {
+                    let Some(c) = node.child(i) else { continue };
+                    if c.kind() == "file_descriptor" {
+                        fd = Some(text_of(c, src).to_string());
+                    } else if !c.is_named() && op.is_empty() {
+                        op = c.kind().to_string();
+                    } else if c.is_named() {
+                        target = word_of(c, src);
+                    }
+                }
+                syn.redirects.push(Redir {
+                    start: node.start_byte(),
+                    fd,
+                    op,
+                    target,
+                });
+            }
+            "heredoc_body" | "herestring_redirect" => {
+                let t = text_of(node, src);
+                let t = t.strip_prefix("<<<").unwrap_or(t);
+                // Quote removal where possible so `bash <<< 'rm -rf /'` is seen.
+                let t = decode_word(t.trim()).unwrap_or_else(|| t.to_string());
+                syn.nested.push(t);
+            }
+            "function_definition" => {
+                if let (Some(name), Some(body)) = (
+                    node.child_by_field_name("name"),
+                    node.child_by_field_name("body"),
+                ) {
+                    syn.functions.push((
+                        text_of(name, src).to_string(),
+                        body.start_byte(),
+                        body.end_byte(),
+                    ));
+                }
+            }
+            "command_substitution" | "process_substitution" => {
+                syn.substitutions.push((node.start_byte(), node.end_byte()));
+            }
+            _ => {}
+        }
+        // Children in reverse so they pop in source order.
+        let n = node.child_count() as u32;
+        let this_pipe = if kind == "pipeline" {
+            pipeline_count += 1;
+            Some(pipeline_count - 1)
+        } else {
+            None
+        };
+        let mut idx = 0usize;
+        let mut kids = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let Some(c) = node.child(i) else { continue };
+            let p = match this_pipe {
+                Some(p) if c.is_named() => {
+                    idx += 1;
+                    Some((p, idx - 1))
+                }
+                Some(_) => None,
+                // Inside a redirected_statement the command keeps its pipeline slot.
+                None if kind == "redirected_statement" => pipe,
+                None => None,
+            };
+            kids.push((c, depth + 1, p));
+        }
+        stack.extend(kids.into_iter().rev());
+    }
+}
