@@ -1,0 +1,211 @@
+//! The mTLS gRPC client side: connect to an agent, send one signed command,
+//! collect its streamed output.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_certs::signing::SigningKey;
+use aiops_proto::agent::v1 as pb;
+use aiops_proto::agent::v1::agent_client::AgentClient;
+use prost::Message;
+use rustls_pki_types::ServerName;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Why a call did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TCP or TLS connection failed, or timed out.
+    #[error("cannot reach {address}: {message}")]
+    Unreachable {
+        /// The agent's address.
+        address: String,
+        /// What failed.
+        message: String,
+    },
+    /// The agent answered with a gRPC error (its refusals start with a reason code).
+    #[error("{message}")]
+    Refused {
+        /// gRPC code.
+        code: tonic::Code,
+        /// Agent's message, `reason: explanation`.
+        message: String,
+    },
+    /// The stream ended without a final status, or did not finish in time.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+impl ClientError {
+    /// The agent's reason code for a refusal (`replayed`, `bad_signature`, ...).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { message, .. } => message.split(':').next(),
+            _ => None,
+        }
+    }
+}
+
+/// Opens a channel to `address`, verifying the agent certificate for `server_name`.
+pub async fn connect(
+    address: &str,
+    server_name: &str,
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<Channel, ClientError> {
+    let unreachable = |message: String| ClientError::Unreachable {
+        address: address.to_string(),
+        message,
+    };
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| unreachable(format!("server name {server_name:?}: {e}")))?;
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    let addr = address.to_string();
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let connect = endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
+        let addr = addr.clone();
+        let name = name.clone();
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    }));
+    match tokio::time::timeout(connect_timeout, connect).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(unreachable(error_chain(&e))),
+        Err(_) => Err(unreachable(format!(
+            "no connection within {} ms",
+            connect_timeout.as_millis()
+        ))),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// Signs an encoded request with the controller key.
+pub fn sign(request: &pb::CommandRequest, key: &SigningKey) -> pb::SignedCommand {
+    let bytes = request.encode_to_vec();
+    pb::SignedCommand {
+        signature: key.sign(&bytes),
+        request: bytes,
+        key_id: key.verifying_key().key_id(),
+        approval: Vec::new(),
+    }
+}
+
+/// Output of one executed command.
+#[derive(Debug, Clone, Default)]
+pub struct Collected {
+    /// Head of stdout as streamed.
+    pub stdout_head: Vec<u8>,
+    /// Kept tail of stdout (only when bytes were dropped or after the head was full).
+    pub stdout_tail: Vec<u8>,
+    /// Head of stderr.
+    pub stderr_head: Vec<u8>,
+    /// Tail of stderr.
+    pub stderr_tail: Vec<u8>,
+    /// The final status.
+    pub exit: pb::ExitStatus,
+}
+
+impl Collected {
+    /// stdout as text: head, a marker where bytes were dropped, tail.
+    pub fn stdout_text(&self) -> String {
+        join(
+            &self.stdout_head,
+            &self.stdout_tail,
+            self.exit.stdout_dropped,
+        )
+    }
+    /// stderr as text, like [`Collected::stdout_text`].
+    pub fn stderr_text(&self) -> String {
+        join(
+            &self.stderr_head,
+            &self.stderr_tail,
+            self.exit.stderr_dropped,
+        )
+    }
+}
+
+fn join(head: &[u8], tail: &[u8], dropped: u64) -> String {
+    let mut s = String::from_utf8_lossy(head).into_owned();
+    if dropped > 0 {
+        s.push_str(&format!("\n[aiops: {dropped} bytes dropped]\n"));
+    }
+    s.push_str(&String::from_utf8_lossy(tail));
+    s
+}
+
+/// Sends `signed` and collects the streamed answer; gives up after `deadline`.
+pub async fn execute(
+    channel: Channel,
+    signed: pb::SignedCommand,
+    deadline: Duration,
+) -> Result<Collected, ClientError> {
+    let run = async move {
+        let mut client = AgentClient::new(channel);
+        let mut stream = client.execute(signed).await.map_err(refused)?.into_inner();
+        let mut out = Collected::default();
+        let mut exit = None;
+        while let Some(ev) = stream.message().await.map_err(refused)? {
+            match ev.event {
+                Some(pb::exec_event::Event::Output(c)) => {
+                    let buf = match (c.stream == pb::Stream::Stdout as i32, c.tail) {
+                        (true, false) => &mut out.stdout_head,
+                        (true, true) => &mut out.stdout_tail,
+                        (false, false) => &mut out.stderr_head,
+                        (false, true) => &mut out.stderr_tail,
+                    };
+                    buf.extend_from_slice(&c.data);
+                }
+                Some(pb::exec_event::Event::Exit(st)) => exit = Some(st),
+                None => {}
+            }
+        }
+        out.exit = exit.ok_or_else(|| {
+            ClientError::Incomplete("the agent closed the stream without a final status".into())
+        })?;
+        Ok(out)
+    };
+    tokio::time::timeout(deadline, run).await.map_err(|_| {
+        ClientError::Incomplete(format!("no final status within {} s", deadline.as_secs()))
+    })?
+}
+
+fn refused(s: tonic::Status) -> ClientError {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown if s.message().contains("transport") => {
+            ClientError::Unreachable {
+                address: String::new(),
+                message: s.message().to_string(),
+            }
+        }
+        code => ClientError::Refused {
+            code,
+            message: s.message().to_string(),
+        },
+    }
+}
+
+/// Calls `Describe` on an agent.
+pub async fn describe(channel: Channel) -> Result<pb::DescribeResponse, ClientError> {
+    AgentClient::new(channel)
+        .describe(pb::DescribeRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}

@@ -1,0 +1,213 @@
+//! The controller's configuration (`/opt/aiops/config.yml`, `AIOPS_CONFIG`, `--config`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aiops_policy::{Policy, PolicyFile};
+use serde::Deserialize;
+
+/// Default configuration path on a gateway host.
+pub const DEFAULT_CONFIG: &str = "/opt/aiops/config.yml";
+
+/// One target (an agent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// `host:port` of the agent.
+    pub address: String,
+    /// Name expected in the agent's certificate (default: the target's name).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Free-form labels, e.g. `role: web`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Per-request defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Wall-clock limit for a command on the agent.
+    #[serde(default = "d_timeout")]
+    pub timeout_secs: u32,
+    /// Bytes kept per stream (half head, half tail).
+    #[serde(default = "d_cap")]
+    pub output_cap_bytes: u64,
+    /// How long a signed request stays valid.
+    #[serde(default = "d_ttl")]
+    pub request_ttl_secs: u32,
+    /// TCP + TLS connect limit.
+    #[serde(default = "d_connect")]
+    pub connect_timeout_ms: u64,
+    /// How long a pending approval stays valid.
+    #[serde(default = "d_approval_ttl")]
+    pub approval_ttl_secs: u32,
+}
+
+fn d_timeout() -> u32 {
+    30
+}
+fn d_cap() -> u64 {
+    64 * 1024
+}
+fn d_ttl() -> u32 {
+    60
+}
+fn d_connect() -> u64 {
+    5000
+}
+fn d_approval_ttl() -> u32 {
+    15 * 60
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timeout_secs: d_timeout(),
+            output_cap_bytes: d_cap(),
+            request_ttl_secs: d_ttl(),
+            connect_timeout_ms: d_connect(),
+            approval_ttl_secs: d_approval_ttl(),
+        }
+    }
+}
+
+/// The configuration as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// The policy, inline (`mode`, `unknown_default`, rules).
+    #[serde(default)]
+    pub policy: Option<PolicyFile>,
+    /// Or a policy file; exclusive with `policy`.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
+    /// PKI directory (`ca.pem`, `controller.pem`, `controller.key`, `signing.key`).
+    #[serde(default = "d_pki")]
+    pub pki_dir: PathBuf,
+    /// The controller's audit log.
+    #[serde(default = "d_audit")]
+    pub audit_log: PathBuf,
+    /// Pending approvals and other runtime state.
+    #[serde(default = "d_runtime")]
+    pub runtime_dir: PathBuf,
+    /// Request defaults.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Targets by name.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Named groups of targets.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+fn d_pki() -> PathBuf {
+    "pki".into()
+}
+fn d_audit() -> PathBuf {
+    "audit.jsonl".into()
+}
+fn d_runtime() -> PathBuf {
+    "runtime".into()
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, with line and column where known.
+    pub message: String,
+}
+
+/// A loaded configuration with its policy.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// The configuration, paths made absolute.
+    pub config: ControllerConfig,
+    /// The effective policy.
+    pub policy: Policy,
+}
+
+impl Loaded {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut config: ControllerConfig =
+            serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.pki_dir,
+            &mut config.audit_log,
+            &mut config.runtime_dir,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        let policy = match (&config.policy, &config.policy_file) {
+            (Some(_), Some(_)) => {
+                return Err(err("set either `policy` or `policy_file`, not both".into()));
+            }
+            (Some(file), None) => {
+                Policy::from_file(file.clone()).map_err(|e| err(e.to_string()))?
+            }
+            (None, Some(p)) => {
+                let p = if p.is_relative() {
+                    base.join(p)
+                } else {
+                    p.clone()
+                };
+                Policy::load(&p).map_err(|e| err(e.to_string()))?
+            }
+            (None, None) => Policy::builtin(),
+        };
+        for (name, t) in &config.targets {
+            if !valid_target_name(name) {
+                return Err(err(format!("targets: {name:?} is not a valid target name")));
+            }
+            if t.address.parse::<std::net::SocketAddr>().is_err() && !t.address.contains(':') {
+                return Err(err(format!("targets.{name}.address: expected host:port")));
+            }
+        }
+        for (group, members) in &config.groups {
+            for m in members {
+                if !config.targets.contains_key(m) {
+                    return Err(err(format!("groups.{group}: unknown target {m:?}")));
+                }
+            }
+        }
+        Ok(Loaded {
+            path: path.to_path_buf(),
+            config,
+            policy,
+        })
+    }
+
+    /// Lifetime of a pending approval, in seconds.
+    pub fn approval_ttl_secs(&self) -> i64 {
+        i64::from(self.config.defaults.approval_ttl_secs)
+    }
+
+    /// The PKI directory's files.
+    pub fn pki(&self) -> aiops_certs::pki::PkiDir {
+        aiops_certs::pki::PkiDir::new(&self.config.pki_dir)
+    }
+}
+
+/// Target names: 1-64 ASCII letters, digits, `.`, `-`, `_`.
+pub fn valid_target_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}

@@ -1,0 +1,258 @@
+//! A self-contained local lab: PKI, controller config, N agents on loopback.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aiops_certs::pki::{self, PkiDir};
+use aiops_policy::Mode;
+
+/// Options of `aiops lab init`.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    /// Lab directory.
+    pub dir: PathBuf,
+    /// Number of agents (srv1..srvN).
+    pub agents: u16,
+    /// Port of srv1; srvK listens on base+K-1.
+    pub base_port: u16,
+    /// Lab or production policy.
+    pub mode: Mode,
+    /// Replace an existing lab.
+    pub force: bool,
+}
+
+/// Lab errors, as text for the CLI.
+pub type LabResult<T> = Result<T, String>;
+
+fn io<E: std::fmt::Display>(what: &Path) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{}: {e}", what.display())
+}
+
+/// Writes `DIR/config.yml`, `DIR/pki/`, `DIR/agents/srvK/{agent.yml,policy.yml}`.
+pub fn init(spec: &LabSpec) -> LabResult<()> {
+    if spec.agents == 0 {
+        return Err("--agents must be at least 1".into());
+    }
+    if u32::from(spec.base_port) + u32::from(spec.agents) > 65536 {
+        return Err("ports past 65535".into());
+    }
+    let config_path = spec.dir.join("config.yml");
+    if config_path.exists() && !spec.force {
+        return Err(format!(
+            "{} exists; pass --force to replace the lab",
+            config_path.display()
+        ));
+    }
+    std::fs::create_dir_all(&spec.dir).map_err(io(&spec.dir))?;
+    let dir = std::fs::canonicalize(&spec.dir).map_err(io(&spec.dir))?;
+    let pki = PkiDir::new(dir.join("pki"));
+    let summary = pki::init(&pki, pki::CONTROLLER_IDENTITY, true).map_err(|e| e.to_string())?;
+    let (mode, unknown) = match spec.mode {
+        Mode::Lab => ("lab", "approval_required"),
+        Mode::Production => ("production", "reject"),
+    };
+    let names: Vec<String> = (1..=spec.agents).map(|k| format!("srv{k}")).collect();
+    let mut targets = String::new();
+    for (k, name) in names.iter().enumerate() {
+        let port = spec.base_port + u16::try_from(k).map_err(|e| e.to_string())?;
+        targets.push_str(&format!(
+            "  {name}:\n    address: 127.0.0.1:{port}\n    labels:\n      env: lab\n"
+        ));
+        let ip: IpAddr = "127.0.0.1".parse().expect("literal");
+        pki::issue_agent(&pki, name, &[], &[ip]).map_err(|e| e.to_string())?;
+        let agent_dir = dir.join("agents").join(name);
+        std::fs::create_dir_all(&agent_dir).map_err(io(&agent_dir))?;
+        let agent_yml = format!(
+            "# aiops agent {name} (lab) - written by `aiops lab init`\n\
+             name: {name}\n\
+             listen: 127.0.0.1:{port}\n\
+             # A lab agent may run as root; a production agent refuses to.\n\
+             lab: true\n\
+             tls:\n  ca: ../../pki/ca.pem\n  cert: ../../pki/agents/{name}.pem\n  key: ../../pki/agents/{name}.key\n\
+             controller:\n  identity: {identity}\n  signing_key: \"{key}\"\n\
+             policy_file: policy.yml\n\
+             state_dir: state\n\
+             audit_log: audit.jsonl\n",
+            identity = summary.controller_identity,
+            key = summary.signing_public_key,
+        );
+        write(&agent_dir.join("agent.yml"), &agent_yml)?;
+        write(
+            &agent_dir.join("policy.yml"),
+            &format!(
+                "# the agent's own policy: it re-checks every request with it\nmode: {mode}\nunknown_default: {unknown}\n"
+            ),
+        )?;
+    }
+    let config = format!(
+        "# aiops controller (lab) - written by `aiops lab init`\n\
+         policy:\n  mode: {mode}\n  unknown_default: {unknown}\n\
+         pki_dir: pki\n\
+         audit_log: audit.jsonl\n\
+         runtime_dir: runtime\n\
+         defaults:\n  timeout_secs: 30\n  output_cap_bytes: 65536\n  request_ttl_secs: 60\n\
+         targets:\n{targets}\
+         groups:\n  lab: [{group}]\n",
+        group = names.join(", "),
+    );
+    write(&config_path, &config)?;
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> LabResult<()> {
+    aiops_certs::write_file_mode(path, text.as_bytes(), 0o640).map_err(io(path))
+}
+
+fn agent_dirs(dir: &Path) -> LabResult<Vec<PathBuf>> {
+    let agents = dir.join("agents");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&agents)
+        .map_err(io(&agents))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("agent.yml").exists())
+        .collect();
+    out.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (name.len(), name)
+    });
+    Ok(out)
+}
+
+/// The `aiops-agent` binary: `AIOPS_AGENT_BIN`, next to this executable, or on `PATH`.
+pub fn agent_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIOPS_AGENT_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let p = dir.join("aiops-agent");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("aiops-agent")
+}
+
+fn pid_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+fn read_pid(agent_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(agent_dir.join("agent.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn listen_addr(agent_dir: &Path) -> LabResult<SocketAddr> {
+    let cfg = aiops_agent_listen(&agent_dir.join("agent.yml"))?;
+    Ok(cfg)
+}
+
+fn aiops_agent_listen(path: &Path) -> LabResult<SocketAddr> {
+    #[derive(serde::Deserialize)]
+    struct Listen {
+        listen: SocketAddr,
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    // Only `listen` is needed here; the agent validates the whole file itself.
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(io(path))?;
+    let l: Listen = serde_yaml::from_value(v).map_err(io(path))?;
+    Ok(l.listen)
+}
+
+/// Starts every lab agent that is not running; waits until each accepts connections.
+pub fn up(dir: &Path) -> LabResult<Vec<String>> {
+    use std::os::unix::process::CommandExt;
+    let bin = agent_binary();
+    let mut started = Vec::new();
+    for agent_dir in agent_dirs(dir)? {
+        let name = agent_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if read_pid(&agent_dir).is_some_and(pid_alive) {
+            continue;
+        }
+        let log_path = agent_dir.join("agent.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(&log_path))?;
+        let log2 = log.try_clone().map_err(io(&log_path))?;
+        let child = std::process::Command::new(&bin)
+            .arg("--config")
+            .arg(agent_dir.join("agent.yml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        let pid = child.id();
+        write(&agent_dir.join("agent.pid"), &format!("{pid}\n"))?;
+        let addr = listen_addr(&agent_dir)?;
+        let start = Instant::now();
+        loop {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            let pid = i32::try_from(pid).unwrap_or(0);
+            if !pid_alive(pid) || start.elapsed() > Duration::from_secs(15) {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(format!(
+                    "agent {name} did not start listening on {addr}; last log lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Reap it later from nobody: the agent outlives this process by design.
+        std::mem::forget(child);
+        started.push(name);
+    }
+    Ok(started)
+}
+
+/// Stops every lab agent (TERM, then KILL after 5 s).
+pub fn down(dir: &Path) -> LabResult<Vec<String>> {
+    use nix::sys::signal::{Signal, kill};
+    let mut stopped = Vec::new();
+    for agent_dir in agent_dirs(dir)? {
+        let Some(pid) = read_pid(&agent_dir) else {
+            continue;
+        };
+        if pid > 1 && pid_alive(pid) {
+            let p = nix::unistd::Pid::from_raw(pid);
+            let _ = kill(p, Signal::SIGTERM);
+            let start = Instant::now();
+            while pid_alive(pid) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if pid_alive(pid) {
+                let _ = kill(p, Signal::SIGKILL);
+            }
+            stopped.push(
+                agent_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        let _ = std::fs::remove_file(agent_dir.join("agent.pid"));
+    }
+    Ok(stopped)
+}
