@@ -4,17 +4,22 @@
 //! `unsafe`. The controller uses it to decide, the agent to re-check; both
 //! must derive the same [`Plan`] from the same command text.
 //!
-//! This is the interim engine of the "Core" issue: a command is auto-allowed
-//! only when it is a single simple command whose argv exactly equals one of
-//! the allowlisted forms. Everything else is unknown and follows
-//! `unknown_default`. The full tree-sitter engine replaces [`classify`]'s
-//! internals, not this API.
+//! Stages (see `POLICY.md`): input hygiene; a tree-sitter-bash parse walked
+//! iteratively; an independent linear lexer whose plan must agree with the
+//! tree before anything is auto-allowed; wrapper unwrapping; per-program
+//! specs; an independent forbidden scan over every command at any depth.
+//! Strictest wins.
 #![forbid(unsafe_code)]
 
+mod engine;
 mod file;
-mod words;
+mod lex;
+mod paths;
+mod rules;
+mod specs;
+mod tree;
 
-pub use file::{Mode, PolicyError, PolicyFile, UnknownDefault};
+pub use file::{AllowRule, Mode, Operands, PolicyError, PolicyFile, TargetOverride, UnknownDefault};
 
 use serde::Serialize;
 
@@ -120,32 +125,26 @@ pub struct Decision {
 pub struct Policy {
     file: PolicyFile,
     auto_allow: Vec<Vec<String>>,
+    specs: Vec<specs::Spec>,
+    approval_rules: Vec<engine::Pattern>,
+    forbid_rules: Vec<engine::Pattern>,
+    sensitive: Vec<String>,
     digest: String,
 }
 
-/// Exact argv forms auto-allowed by the built-in interim policy.
-const BUILTIN_AUTO_ALLOW: &[&str] = &[
-    "hostname",
-    "uptime",
-    "df -h",
-    "df -i",
-    "free -m",
-    "free -h",
-    "id",
-    "whoami",
-    "date",
-    "uname -a",
-    "cat /proc/loadavg",
-    "ps aux",
-    "ip addr",
-    "ip route",
-    "lsblk",
-];
+/// Bumped whenever the built-in rules change, so [`Policy::digest`] changes.
+const BUILTIN_REVISION: &str = "aiops-policy builtin rules r1";
 
 impl Policy {
     /// The built-in policy (lab mode, unknown commands need approval).
     pub fn builtin() -> Policy {
         Policy::from_file(PolicyFile::default()).expect("built-in policy is valid")
+    }
+
+    /// Loads a policy without checking spec examples, returning the example
+    /// failures separately (diagnostics and tests).
+    pub fn check_builtin_examples() -> Result<(), PolicyError> {
+        engine::build(PolicyFile::default(), true)?.check_examples()
     }
 
     /// Parses a policy from YAML text; `source` names it in errors.
@@ -162,36 +161,15 @@ impl Policy {
         Policy::from_yaml(&text, &path.display().to_string())
     }
 
-    /// Builds a policy from an already-parsed file.
+    /// Builds a policy from an already-parsed file, then checks every spec's
+    /// should-match / should-not-match examples.
     pub fn from_file(file: PolicyFile) -> Result<Policy, PolicyError> {
-        let mut auto_allow = Vec::new();
-        for text in BUILTIN_AUTO_ALLOW
-            .iter()
-            .copied()
-            .chain(file.auto_allow.iter().map(String::as_str))
-        {
-            let argv = words::split(text).map_err(|e| PolicyError::Invalid {
-                source_name: "auto_allow".into(),
-                message: format!("{text:?}: {e}"),
-            })?;
-            if argv.is_empty() {
-                return Err(PolicyError::Invalid {
-                    source_name: "auto_allow".into(),
-                    message: "empty command".into(),
-                });
-            }
-            auto_allow.push(argv);
-        }
-        let digest = {
-            let canon = serde_json::to_vec(&(&file, &auto_allow)).expect("serializable");
-            let d = ring::digest::digest(&ring::digest::SHA256, &canon);
-            format!("sha256:{}", hex::encode(d.as_ref()))
-        };
-        Ok(Policy {
-            file,
-            auto_allow,
-            digest,
-        })
+        let policy = engine::build(file, false)?;
+        // Examples are checked without the file's tightenings (which may
+        // legitimately turn a built-in example into approval).
+        let base = engine::build(policy.file.clone(), true)?;
+        base.check_examples()?;
+        Ok(policy)
     }
 
     /// Lab or production.
@@ -199,9 +177,13 @@ impl Policy {
         self.file.mode
     }
 
-    /// What happens to commands no rule covers.
+    /// What happens to commands no rule covers. Production mode always
+    /// rejects them; lab mode follows the file.
     pub fn unknown_default(&self) -> UnknownDefault {
-        self.file.unknown_default
+        match self.file.mode {
+            Mode::Production => UnknownDefault::Reject,
+            Mode::Lab => self.file.unknown_default,
+        }
     }
 
     /// A stable digest of the effective policy, for audit and `Describe`.
@@ -215,64 +197,9 @@ impl Policy {
     }
 
     /// Classifies `command` as it would run on `target` (per-target overrides).
-    pub fn classify_for(&self, _target: Option<&str>, command: &str) -> Decision {
-        if let Some(reason) = hygiene(command) {
-            return Decision {
-                risk: Risk::Forbidden,
-                reasons: vec![reason],
-                plan: Plan::default(),
-            };
-        }
-        let unknown = |why: String, plan: Plan| {
-            let (risk, reason) = match self.file.unknown_default {
-                UnknownDefault::ApprovalRequired => (Risk::ApprovalRequired, why),
-                UnknownDefault::Reject => (
-                    Risk::Rejected,
-                    format!("{why}; unknown commands are rejected (unknown_default: reject)"),
-                ),
-            };
-            Decision {
-                risk,
-                reasons: vec![reason],
-                plan,
-            }
-        };
-        let argv = match words::split(command) {
-            Ok(argv) if !argv.is_empty() => argv,
-            Ok(_) => return unknown("empty command".into(), Plan::default()),
-            Err(e) => {
-                return unknown(
-                    format!("not a simple command ({e})"),
-                    Plan {
-                        pipelines: Vec::new(),
-                        shell: true,
-                    },
-                );
-            }
-        };
-        let plan = Plan {
-            pipelines: vec![Pipeline {
-                connector: Connector::Seq,
-                stages: vec![Stage {
-                    argv: argv.clone(),
-                    privileged: false,
-                    redirects: Vec::new(),
-                }],
-            }],
-            shell: false,
-        };
-        if self.auto_allow.contains(&argv) {
-            Decision {
-                risk: Risk::AutoAllowed,
-                reasons: vec![format!(
-                    "{:?} is an allowlisted read-only command",
-                    argv.join(" ")
-                )],
-                plan,
-            }
-        } else {
-            unknown(format!("{:?} is not an allowlisted command", argv[0]), plan)
-        }
+    /// Deterministic: the same policy, target and text give the same decision.
+    pub fn classify_for(&self, target: Option<&str>, command: &str) -> Decision {
+        engine::classify(self, target, command)
     }
 }
 

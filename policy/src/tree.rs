@@ -92,6 +92,8 @@ pub(crate) struct Syntax {
     pub functions: Vec<(String, usize, usize)>,
     /// Spans of process/command substitutions (for "download into a shell").
     pub substitutions: Vec<(usize, usize)>,
+    /// Every variable assignment anywhere (`NAME=value`, `export NAME=value`).
+    pub assignments: Vec<String>,
 }
 
 impl Syntax {
@@ -253,6 +255,7 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
                 let t = decode_word(t.trim()).unwrap_or_else(|| t.to_string());
                 syn.nested.push(t);
             }
+            "variable_assignment" => syn.assignments.push(text_of(node, src).to_string()),
             "function_definition" => {
                 if let (Some(name), Some(body)) = (
                     node.child_by_field_name("name"),
