@@ -243,6 +243,11 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
     }
     let tree_plain = syn.error.is_none() && !syn.too_deep && syn.features.is_empty();
     let lexed = lex::plan(command);
+    if let Ok(pipes) = &lexed {
+        // The lexer follows bash where tree-sitter may not (line
+        // continuations inside words): scan what it saw too.
+        rules::scan(&tree::from_plan(pipes), &extra, &mut found);
+    }
     let mut plan = Plan {
         pipelines: Vec::new(),
         shell: true,

@@ -443,6 +443,14 @@ fn check_argv(
     if argv.iter().all(|a| lit(a).is_some()) {
         extra(argv, found);
     }
+    if matches!(name, "env" | "sudo" | "doas" | "systemd-run" | "export" | "declare" | "typeset" | "readonly") {
+        for a in &argv[1..] {
+            let a = a.strip_prefix("--setenv=").unwrap_or(a);
+            if a.contains('=') {
+                check_assignment(a, out);
+            }
+        }
+    }
     for s in shell_strings(argv) {
         work.push((s, depth + 1));
     }
@@ -519,7 +527,11 @@ fn check_argv(
                     None => (normalize(&a[1..].replace(['"', '\''], "")), true),
                 };
                 let globbed = dynamic && t.ends_with("/*");
-                let base = if globbed { normalize(&t[..t.len() - 2]) } else { t.clone() };
+                let base = if globbed {
+                    normalize(&format!("/{}", &t[..t.len() - 2]))
+                } else {
+                    t.clone()
+                };
                 if (recursive || globbed) && (is_critical_dir(&t) || (globbed && is_critical_dir(&base))) {
                     forbid(format!("recursive {name} on {t}"));
                 }
@@ -644,7 +656,7 @@ fn check_argv(
             for start in wrapper_inner(argv) {
                 if let Some(inner) = argv.get(start).and_then(|a| lit(a)) {
                     let b = basename(inner);
-                    if is_shell(b) || matches!(b, "su" | "sudo" | "-s") {
+                    if is_shell(b) || b == "su" {
                         forbid(format!("{name} {b} opens a root shell"));
                     }
                 }

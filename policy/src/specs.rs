@@ -46,6 +46,7 @@ impl Ctx<'_> {
         for p in self.sensitive {
             let hit = glob_match(p, &full)
                 || (!full.starts_with('/')
+                    && basename(p).chars().any(|c| c != '*' && c != '?')
                     && glob_match(basename(p), basename(&full)))
                 || (recursive && {
                     // A recursive read of an ancestor directory reaches the secret.

@@ -300,3 +300,22 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
         stack.extend(kids.into_iter().rev());
     }
 }
+
+/// A syntax record of an already-lexed plan, for the forbidden scan.
+pub(crate) fn from_plan(pipes: &[crate::Pipeline]) -> Syntax {
+    let mut syn = Syntax::default();
+    let mut pos = 0usize;
+    for (pi, p) in pipes.iter().enumerate() {
+        for (si, s) in p.stages.iter().enumerate() {
+            syn.commands.push(Cmd {
+                start: pos,
+                end: pos + 1,
+                words: s.argv.iter().cloned().map(Word::Lit).collect(),
+                assignments: Vec::new(),
+                pipeline: Some((pi, si)),
+            });
+            pos += 1;
+        }
+    }
+    syn
+}
