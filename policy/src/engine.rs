@@ -114,8 +114,6 @@ pub(crate) fn build(file: PolicyFile, base: bool) -> Result<Policy, PolicyError>
         };
         spec.add_opts(opts);
         spec.add_subs(&rule.subcommands, Level::Auto);
-        spec.examples_ok.extend(rule.should_match.iter().cloned());
-        spec.examples_not.extend(rule.should_not_match.iter().cloned());
     }
     let mut approval_rules = Vec::new();
     let mut forbid_rules = Vec::new();
@@ -151,6 +149,30 @@ pub(crate) fn build(file: PolicyFile, base: bool) -> Result<Policy, PolicyError>
 }
 
 impl Policy {
+    /// Checks the examples of the policy file's `allow:` entries.
+    pub(crate) fn check_file_examples(&self) -> Result<(), PolicyError> {
+        let mut errs = Vec::new();
+        for r in &self.file.allow {
+            for e in &r.should_match {
+                let d = self.classify(e);
+                if d.risk != Risk::AutoAllowed {
+                    errs.push(format!("allow {}: example {e:?} should be auto_allowed but is {} ({})", r.program, d.risk.as_str(), d.reasons.join("; ")));
+                }
+            }
+            for e in &r.should_not_match {
+                if self.classify(e).risk == Risk::AutoAllowed {
+                    errs.push(format!("allow {}: counter-example {e:?} must not be auto_allowed", r.program));
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid("policy examples", errs.join("\n")))
+        }
+    }
+
+    /// Checks every built-in spec's examples.
     pub(crate) fn check_examples(&self) -> Result<(), PolicyError> {
         let mut errs: Vec<String> = Vec::new();
         for s in &self.specs {

@@ -141,8 +141,7 @@ impl Policy {
         Policy::from_file(PolicyFile::default()).expect("built-in policy is valid")
     }
 
-    /// Loads a policy without checking spec examples, returning the example
-    /// failures separately (diagnostics and tests).
+    /// Checks every built-in spec's should-match / should-not-match examples.
     pub fn check_builtin_examples() -> Result<(), PolicyError> {
         engine::build(PolicyFile::default(), true)?.check_examples()
     }
@@ -164,11 +163,21 @@ impl Policy {
     /// Builds a policy from an already-parsed file, then checks every spec's
     /// should-match / should-not-match examples.
     pub fn from_file(file: PolicyFile) -> Result<Policy, PolicyError> {
+        // Built-in examples are checked once per process against the
+        // built-in rules alone.
+        static BUILTIN_EXAMPLES: std::sync::OnceLock<Result<(), String>> =
+            std::sync::OnceLock::new();
+        BUILTIN_EXAMPLES
+            .get_or_init(|| Policy::check_builtin_examples().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|message| PolicyError::Invalid {
+                source_name: "built-in specs".into(),
+                message,
+            })?;
         let policy = engine::build(file, false)?;
-        // Examples are checked without the file's tightenings (which may
-        // legitimately turn a built-in example into approval).
-        let base = engine::build(policy.file.clone(), true)?;
-        base.check_examples()?;
+        // File examples are checked without the file's tightenings (which
+        // may legitimately turn an allowed example into approval).
+        engine::build(policy.file.clone(), true)?.check_file_examples()?;
         Ok(policy)
     }
 
@@ -265,14 +274,41 @@ mod tests {
     #[test]
     fn anything_else_follows_unknown_default() {
         let lab = Policy::builtin();
-        assert_eq!(lab.classify("hostname foo").risk, Risk::ApprovalRequired);
-        assert_eq!(
-            lab.classify("uptime; rm -rf /").risk,
-            Risk::ApprovalRequired
-        );
+        assert_eq!(lab.classify("frobnicate foo").risk, Risk::ApprovalRequired);
+        assert_eq!(lab.classify("uptime; rm -rf /").risk, Risk::Forbidden);
         let prod = Policy::from_yaml("mode: production\nunknown_default: reject\n", "t").unwrap();
-        assert_eq!(prod.classify("hostname foo").risk, Risk::Rejected);
+        assert_eq!(prod.classify("frobnicate foo").risk, Risk::Rejected);
         assert_eq!(prod.classify("hostname").risk, Risk::AutoAllowed);
+    }
+
+    #[test]
+    fn sudo_becomes_privileged_inner_stage() {
+        let d = Policy::builtin().classify("sudo -n journalctl -n 5 | tail -n 2");
+        assert_eq!(d.risk, Risk::AutoAllowed);
+        let s = &d.plan.pipelines[0].stages[0];
+        assert!(s.privileged);
+        assert_eq!(s.argv, ["journalctl", "-n", "5"]);
+    }
+
+    #[test]
+    fn approval_commands_keep_an_argv_plan_when_possible() {
+        let d = Policy::builtin().classify("systemctl restart nginx");
+        assert_eq!(d.risk, Risk::ApprovalRequired);
+        assert!(!d.plan.shell);
+        assert_eq!(d.plan.pipelines[0].stages[0].argv[1], "restart");
+        let d = Policy::builtin().classify("echo $(uptime)");
+        assert!(d.plan.shell && d.plan.pipelines.is_empty());
+    }
+
+    #[test]
+    fn a_broken_builtin_example_fails_the_check() {
+        let mut p = engine::build(PolicyFile::default(), true).unwrap();
+        assert!(p.check_examples().is_ok());
+        let mut broken = p.clone();
+        broken.specs[0].examples_ok.push("uptime --definitely-not-a-flag".into());
+        assert!(broken.check_examples().is_err());
+        p.specs[0].examples_not.push("uptime".into());
+        assert!(p.check_examples().is_err());
     }
 
     #[test]
