@@ -5,28 +5,162 @@ use crate::file::{Operands, PolicyFile, UnknownDefault};
 use crate::paths::{basename, resolve};
 use crate::specs::{self, Ctx, Level, Pos, Spec, Verdict, v};
 use crate::{
-    BUILTIN_REVISION, Decision, Plan, Pipeline, Policy, PolicyError, Redirect, Risk, Stage,
+    BUILTIN_REVISION, Decision, Pipeline, Plan, Policy, PolicyError, Redirect, Risk, Stage,
     hygiene, lex, rules, tree,
 };
 
 /// Programs known to change state or run arbitrary code: covered by a rule
 /// (approval), not unknown.
 const APPROVAL_PROGRAMS: &[&str] = &[
-    "rm", "mv", "cp", "chown", "chmod", "chgrp", "touch", "mkdir", "rmdir", "ln", "tee",
-    "truncate", "kill", "pkill", "killall", "apt", "apt-get", "aptitude", "dpkg", "yum", "dnf",
-    "rpm", "snap", "pip", "pip3", "npm", "useradd", "usermod", "userdel", "groupadd", "groupdel",
-    "iptables", "ip6tables", "nft", "ufw", "firewall-cmd", "logrotate", "service", "git", "wget",
-    "scp", "rsync", "ssh", "sftp", "perl", "python", "python2", "python3", "ruby", "node", "php",
-    "lua", "sh", "bash", "dash", "zsh", "ksh", "watch", "xargs", "crontab", "mount", "umount",
-    "swapoff", "swapon", "export", "unset", "alias", "source", ".", "eval", "exec", "set",
-    "hostnamectl", "timedatectl", "openssl", "gzip", "gunzip", "zip", "unzip", "make", "more",
-    "less", "man", "vi", "vim", "nano", "emacs", "screen", "tmux", "nohup", "at", "batch",
-    "systemd-run", "chroot", "nsenter", "unshare", "setsid", "flock", "script", "modprobe",
-    "insmod", "rmmod", "tc", "ethtool", "ifconfig", "route", "hwclock", "fsck", "parted",
-    "fdisk", "mdadm", "cryptsetup", "install", "dd", "sync", "renice", "time", "strace", "ltrace",
-    "gdb", "nc", "ncat", "socat", "telnet", "ftp", "lsof", "tcpdump", "env", "nice", "timeout",
-    "stdbuf", "command", "sudo", "cd", "printf", "test", "[", "read", "trap", "ulimit", "umask",
-    "kubectl", "helm", "podman", "docker-compose", "ansible", "terraform", "certbot", "passwd",
+    "rm",
+    "mv",
+    "cp",
+    "chown",
+    "chmod",
+    "chgrp",
+    "touch",
+    "mkdir",
+    "rmdir",
+    "ln",
+    "tee",
+    "truncate",
+    "kill",
+    "pkill",
+    "killall",
+    "apt",
+    "apt-get",
+    "aptitude",
+    "dpkg",
+    "yum",
+    "dnf",
+    "rpm",
+    "snap",
+    "pip",
+    "pip3",
+    "npm",
+    "useradd",
+    "usermod",
+    "userdel",
+    "groupadd",
+    "groupdel",
+    "iptables",
+    "ip6tables",
+    "nft",
+    "ufw",
+    "firewall-cmd",
+    "logrotate",
+    "service",
+    "git",
+    "wget",
+    "scp",
+    "rsync",
+    "ssh",
+    "sftp",
+    "perl",
+    "python",
+    "python2",
+    "python3",
+    "ruby",
+    "node",
+    "php",
+    "lua",
+    "sh",
+    "bash",
+    "dash",
+    "zsh",
+    "ksh",
+    "watch",
+    "xargs",
+    "crontab",
+    "mount",
+    "umount",
+    "swapoff",
+    "swapon",
+    "export",
+    "unset",
+    "alias",
+    "source",
+    ".",
+    "eval",
+    "exec",
+    "set",
+    "hostnamectl",
+    "timedatectl",
+    "openssl",
+    "gzip",
+    "gunzip",
+    "zip",
+    "unzip",
+    "make",
+    "more",
+    "less",
+    "man",
+    "vi",
+    "vim",
+    "nano",
+    "emacs",
+    "screen",
+    "tmux",
+    "nohup",
+    "at",
+    "batch",
+    "systemd-run",
+    "chroot",
+    "nsenter",
+    "unshare",
+    "setsid",
+    "flock",
+    "script",
+    "modprobe",
+    "insmod",
+    "rmmod",
+    "tc",
+    "ethtool",
+    "ifconfig",
+    "route",
+    "hwclock",
+    "fsck",
+    "parted",
+    "fdisk",
+    "mdadm",
+    "cryptsetup",
+    "install",
+    "dd",
+    "sync",
+    "renice",
+    "time",
+    "strace",
+    "ltrace",
+    "gdb",
+    "nc",
+    "ncat",
+    "socat",
+    "telnet",
+    "ftp",
+    "lsof",
+    "tcpdump",
+    "env",
+    "nice",
+    "timeout",
+    "stdbuf",
+    "command",
+    "sudo",
+    "cd",
+    "printf",
+    "test",
+    "[",
+    "read",
+    "trap",
+    "ulimit",
+    "umask",
+    "kubectl",
+    "helm",
+    "podman",
+    "docker-compose",
+    "ansible",
+    "terraform",
+    "certbot",
+    "passwd",
 ];
 
 /// A command pattern from a policy file: program plus words/flags that must
@@ -43,7 +177,12 @@ impl Pattern {
         let stages = lex::plan(text).map_err(|e| invalid(source, format!("{text:?}: {e}")))?;
         let argv = match stages.as_slice() {
             [p] if p.stages.len() == 1 => p.stages[0].argv.clone(),
-            _ => return Err(invalid(source, format!("{text:?}: must be one simple command"))),
+            _ => {
+                return Err(invalid(
+                    source,
+                    format!("{text:?}: must be one simple command"),
+                ));
+            }
         };
         Ok(Pattern {
             text: text.to_string(),
@@ -60,15 +199,22 @@ impl Pattern {
         self.words.iter().all(|w| {
             if let Some(long) = w.strip_prefix("--") {
                 args.iter().any(|a| {
-                    a.strip_prefix("--")
-                        .is_some_and(|x| x == long || x.starts_with(&format!("{long}=")) || (x.len() >= 3 && long.starts_with(x.split('=').next().unwrap_or(x))))
+                    a.strip_prefix("--").is_some_and(|x| {
+                        x == long
+                            || x.starts_with(&format!("{long}="))
+                            || (x.len() >= 3 && long.starts_with(x.split('=').next().unwrap_or(x)))
+                    })
                 })
             } else if let Some(short) = w.strip_prefix('-').filter(|s| s.chars().count() == 1) {
                 args.iter().any(|a| {
-                    a.len() > 1 && a.starts_with('-') && !a.starts_with("--") && a[1..].contains(short)
+                    a.len() > 1
+                        && a.starts_with('-')
+                        && !a.starts_with("--")
+                        && a[1..].contains(short)
                 })
             } else if w.starts_with('/') {
-                args.iter().any(|a| crate::paths::normalize(a) == crate::paths::normalize(w))
+                args.iter()
+                    .any(|a| crate::paths::normalize(a) == crate::paths::normalize(w))
             } else {
                 args.contains(w)
             }
@@ -156,12 +302,20 @@ impl Policy {
             for e in &r.should_match {
                 let d = self.classify(e);
                 if d.risk != Risk::AutoAllowed {
-                    errs.push(format!("allow {}: example {e:?} should be auto_allowed but is {} ({})", r.program, d.risk.as_str(), d.reasons.join("; ")));
+                    errs.push(format!(
+                        "allow {}: example {e:?} should be auto_allowed but is {} ({})",
+                        r.program,
+                        d.risk.as_str(),
+                        d.reasons.join("; ")
+                    ));
                 }
             }
             for e in &r.should_not_match {
                 if self.classify(e).risk == Risk::AutoAllowed {
-                    errs.push(format!("allow {}: counter-example {e:?} must not be auto_allowed", r.program));
+                    errs.push(format!(
+                        "allow {}: counter-example {e:?} must not be auto_allowed",
+                        r.program
+                    ));
                 }
             }
         }
@@ -190,7 +344,10 @@ impl Policy {
             for e in &s.examples_not {
                 let d = self.classify(e);
                 if d.risk == Risk::AutoAllowed {
-                    errs.push(format!("spec {}: counter-example {e:?} must not be auto_allowed", s.name));
+                    errs.push(format!(
+                        "spec {}: counter-example {e:?} must not be auto_allowed",
+                        s.name
+                    ));
                 }
             }
         }
@@ -206,8 +363,11 @@ impl Policy {
 fn trusted_name(name: &str) -> bool {
     let bare = |n: &str| {
         !n.is_empty()
-            && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+            && n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
     };
     if bare(name) {
         return true;
@@ -249,8 +409,16 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
         }
         run.sensitive.extend(o.sensitive_paths.iter().cloned());
         // Validated at load time.
-        run.extra_approval = o.require_approval.iter().filter_map(|t| Pattern::parse(t, "").ok()).collect();
-        run.extra_forbid = o.forbid.iter().filter_map(|t| Pattern::parse(t, "").ok()).collect();
+        run.extra_approval = o
+            .require_approval
+            .iter()
+            .filter_map(|t| Pattern::parse(t, "").ok())
+            .collect();
+        run.extra_forbid = o
+            .forbid
+            .iter()
+            .filter_map(|t| Pattern::parse(t, "").ok())
+            .collect();
     }
     let mut found: Vec<Verdict> = Vec::new();
     let syn = tree::parse(command);
@@ -258,10 +426,16 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
     rules::scan(&syn, &extra, &mut found);
 
     if let Some(e) = &syn.error {
-        found.push(v(Level::Unknown, format!("unknown: could not parse the command ({e})")));
+        found.push(v(
+            Level::Unknown,
+            format!("unknown: could not parse the command ({e})"),
+        ));
     }
     for f in &syn.features {
-        found.push(v(Level::Approval, format!("shell syntax outside the auto grammar: {f}")));
+        found.push(v(
+            Level::Approval,
+            format!("shell syntax outside the auto grammar: {f}"),
+        ));
     }
     let tree_plain = syn.error.is_none() && !syn.too_deep && syn.features.is_empty();
     let lexed = lex::plan(command);
@@ -296,7 +470,11 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
             sensitive: &run.sensitive,
         };
         for c in &syn.commands {
-            let argv: Vec<String> = c.words.iter().map_while(|w| w.lit().map(String::from)).collect();
+            let argv: Vec<String> = c
+                .words
+                .iter()
+                .map_while(|w| w.lit().map(String::from))
+                .collect();
             if argv.is_empty() {
                 continue;
             }
@@ -306,9 +484,12 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
                     privileged: false,
                     redirects: Vec::new(),
                 };
-                run.stage(&mut stage, &ctx, 1, &mut found);
+                run.stage(&mut stage, &ctx, &mut found);
             } else if !known_program(policy, basename(&argv[0])) {
-                found.push(v(Level::Unknown, format!("unknown: no rule for {:?}", argv[0])));
+                found.push(v(
+                    Level::Unknown,
+                    format!("unknown: no rule for {:?}", argv[0]),
+                ));
             }
         }
     } else {
@@ -323,9 +504,15 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
                         if !cwd.as_deref().is_some_and(|c| c.starts_with('/')) {
                             cwd = None;
                         }
-                        found.push(v(Level::Auto, "cd changes the executor's working directory"));
+                        found.push(v(
+                            Level::Auto,
+                            "cd changes the executor's working directory",
+                        ));
                     }
-                    _ => found.push(v(Level::Approval, "cd with options, no directory or redirects")),
+                    _ => found.push(v(
+                        Level::Approval,
+                        "cd with options, no directory or redirects",
+                    )),
                 }
                 continue;
             }
@@ -334,7 +521,7 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
                 sensitive: &run.sensitive,
             };
             for s in &mut p.stages {
-                run.stage(s, &ctx, n, &mut found);
+                run.stage(s, &ctx, &mut found);
             }
         }
     }
@@ -358,11 +545,7 @@ fn agrees(syn: &tree::Syntax, pipes: &[Pipeline]) -> bool {
     for r in &syn.redirects {
         // A redirect belongs to the command it sits in, else to the closest
         // command before it (bash attaches `a && b > f` to b).
-        let Some(idx) = syn
-            .commands
-            .iter()
-            .rposition(|c| c.start <= r.start)
-        else {
+        let Some(idx) = syn.commands.iter().rposition(|c| c.start <= r.start) else {
             return false;
         };
         match r.harmless() {
@@ -370,31 +553,44 @@ fn agrees(syn: &tree::Syntax, pipes: &[Pipeline]) -> bool {
             None => return false,
         }
     }
-    syn.commands.iter().zip(&lexed).zip(&redirs).all(|((c, (argv, lr)), tr)| {
-        c.assignments.is_empty()
-            && c.words.len() == argv.len()
-            && c.words.iter().zip(argv.iter()).all(|(w, a)| w.lit() == Some(a.as_str()))
-            && tr == *lr
-    })
+    syn.commands
+        .iter()
+        .zip(&lexed)
+        .zip(&redirs)
+        .all(|((c, (argv, lr)), tr)| {
+            c.assignments.is_empty()
+                && c.words.len() == argv.len()
+                && c.words
+                    .iter()
+                    .zip(argv.iter())
+                    .all(|(w, a)| w.lit() == Some(a.as_str()))
+                && tr == *lr
+        })
 }
 
 impl Run<'_> {
     fn file_rules(&self, argv: &[String], out: &mut Vec<Verdict>) {
         for p in self.forbid.iter().copied().chain(&self.extra_forbid) {
             if p.matches(argv) {
-                out.push(v(Level::Forbidden, format!("forbidden by policy rule {:?}", p.text)));
+                out.push(v(
+                    Level::Forbidden,
+                    format!("forbidden by policy rule {:?}", p.text),
+                ));
             }
         }
         for p in self.approval.iter().copied().chain(&self.extra_approval) {
             if p.matches(argv) {
-                out.push(v(Level::Approval, format!("policy rule {:?} requires approval", p.text)));
+                out.push(v(
+                    Level::Approval,
+                    format!("policy rule {:?} requires approval", p.text),
+                ));
             }
         }
     }
 
     /// Judges one stage; rewrites `sudo [-n] CMD` into the inner command
     /// with `privileged`.
-    fn stage(&self, stage: &mut Stage, ctx: &Ctx, pipeline_len: usize, out: &mut Vec<Verdict>) {
+    fn stage(&self, stage: &mut Stage, ctx: &Ctx, out: &mut Vec<Verdict>) {
         for r in &stage.redirects {
             if let Redirect::StdinFromFile(f) = r
                 && let Some(why) = ctx.sensitive(f, false)
@@ -403,7 +599,10 @@ impl Run<'_> {
             }
         }
         if self.policy.auto_allow.contains(&stage.argv) {
-            out.push(v(Level::Auto, format!("{:?} is an allowlisted command", stage.argv.join(" "))));
+            out.push(v(
+                Level::Auto,
+                format!("{:?} is an allowlisted command", stage.argv.join(" ")),
+            ));
             return;
         }
         let name = stage.argv[0].clone();
@@ -417,7 +616,9 @@ impl Run<'_> {
                 i += 1;
             }
             let listing = !args.is_empty()
-                && args.iter().all(|a| matches!(a.as_str(), "-l" | "-n" | "-ln" | "-nl" | "--list"));
+                && args
+                    .iter()
+                    .all(|a| matches!(a.as_str(), "-l" | "-n" | "-ln" | "-nl" | "--list"));
             if listing {
                 out.push(v(Level::Auto, "sudo -l lists the agent's own privileges"));
                 return;
@@ -425,22 +626,27 @@ impl Run<'_> {
             if i < args.len() && !args[i].starts_with('-') && basename(&args[i]) != "sudo" {
                 stage.argv = args[i..].to_vec();
                 stage.privileged = true;
-                self.program(&stage.argv, ctx, pipeline_len, 0, out);
+                self.program(&stage.argv, ctx, 0, out);
                 return;
             }
-            out.push(v(Level::Approval, "sudo options other than -n (user, shell, environment)"));
+            out.push(v(
+                Level::Approval,
+                "sudo options other than -n (user, shell, environment)",
+            ));
             return;
         }
-        self.program(&stage.argv, ctx, pipeline_len, 0, out);
+        self.program(&stage.argv, ctx, 0, out);
     }
 
     /// Judges argv by its program: wrappers by their inner command, then specs.
-    fn program(&self, argv: &[String], ctx: &Ctx, pipeline_len: usize, depth: usize, out: &mut Vec<Verdict>) {
+    fn program(&self, argv: &[String], ctx: &Ctx, depth: usize, out: &mut Vec<Verdict>) {
         let name = &argv[0];
         if !trusted_name(name) {
             out.push(v(
                 Level::Approval,
-                format!("program {name:?} is not a bare name or a path in /usr/bin /usr/sbin /bin /sbin"),
+                format!(
+                    "program {name:?} is not a bare name or a path in /usr/bin /usr/sbin /bin /sbin"
+                ),
             ));
             return;
         }
@@ -451,17 +657,26 @@ impl Run<'_> {
         }
         if let Some(inner) = wrapper(base, &argv[1..]) {
             match inner {
-                Ok(0) => out.push(v(Level::Auto, format!("{base} without a command is read-only"))),
-                Ok(k) => self.program(&argv[1 + k - 1..], ctx, pipeline_len, depth + 1, out),
+                Ok(0) => out.push(v(
+                    Level::Auto,
+                    format!("{base} without a command is read-only"),
+                )),
+                Ok(k) => self.program(&argv[1 + k - 1..], ctx, depth + 1, out),
                 Err(why) => out.push(v(Level::Approval, why)),
             }
             return;
         }
         let Some(spec) = self.policy.specs.iter().find(|s| s.name == base) else {
             if base == "cd" {
-                out.push(v(Level::Approval, "cd inside a pipeline or after other commands in it"));
+                out.push(v(
+                    Level::Approval,
+                    "cd inside a pipeline or after other commands in it",
+                ));
             } else if APPROVAL_PROGRAMS.contains(&base) {
-                out.push(v(Level::Approval, format!("{base} changes state or runs other code")));
+                out.push(v(
+                    Level::Approval,
+                    format!("{base} changes state or runs other code"),
+                ));
             } else if rules::is_shell(base) {
                 out.push(v(Level::Approval, format!("{base} runs shell code")));
             } else {
@@ -499,7 +714,9 @@ fn wrapper(name: &str, args: &[String]) -> Option<Result<usize, String>> {
                 match args.get(i).map(String::as_str) {
                     Some("--preserve-status" | "--foreground" | "-v" | "--verbose") => i += 1,
                     Some("-s" | "-k") if args.get(i + 1).is_some() => i += 2,
-                    Some(a) if a.starts_with("--signal=") || a.starts_with("--kill-after=") => i += 1,
+                    Some(a) if a.starts_with("--signal=") || a.starts_with("--kill-after=") => {
+                        i += 1
+                    }
                     Some(a) if a.starts_with("-s") && a.len() > 2 => i += 1,
                     _ => break,
                 }
@@ -515,10 +732,22 @@ fn wrapper(name: &str, args: &[String]) -> Option<Result<usize, String>> {
         "nice" => match args.first().map(String::as_str) {
             None => Ok(0),
             Some("-n") => match args.get(1) {
-                Some(n) if n.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()) => inner_at(2),
+                Some(n)
+                    if n.trim_start_matches('-')
+                        .chars()
+                        .all(|c| c.is_ascii_digit()) =>
+                {
+                    inner_at(2)
+                }
                 _ => Err("nice -n without a number".into()),
             },
-            Some(a) if a.starts_with('-') && a[1..].chars().all(|c| c.is_ascii_digit()) && a.len() > 1 => inner_at(1),
+            Some(a)
+                if a.starts_with('-')
+                    && a[1..].chars().all(|c| c.is_ascii_digit())
+                    && a.len() > 1 =>
+            {
+                inner_at(1)
+            }
             Some(a) if a.starts_with("--adjustment=") => inner_at(1),
             Some(_) => inner_at(0),
         },
@@ -528,7 +757,9 @@ fn wrapper(name: &str, args: &[String]) -> Option<Result<usize, String>> {
             } else if args[0] == "--" {
                 inner_at(1)
             } else {
-                inner_at(0).map_err(|_| "env with options or assignments changes the environment".to_string())
+                inner_at(0).map_err(|_| {
+                    "env with options or assignments changes the environment".to_string()
+                })
             }
         }
         "stdbuf" => {
@@ -574,7 +805,10 @@ fn decide(found: Vec<Verdict>, plan: Plan, unknown_default: UnknownDefault) -> D
     let mut reasons: Vec<String> = Vec::new();
     for f in found.iter().filter(|f| map(f.level) == risk) {
         let r = if risk == Risk::Rejected {
-            format!("{}; unknown commands are rejected (unknown_default: reject)", f.reason)
+            format!(
+                "{}; unknown commands are rejected (unknown_default: reject)",
+                f.reason
+            )
         } else {
             f.reason.clone()
         };
@@ -595,5 +829,9 @@ fn decide(found: Vec<Verdict>, plan: Plan, unknown_default: UnknownDefault) -> D
     } else {
         plan
     };
-    Decision { risk, reasons, plan }
+    Decision {
+        risk,
+        reasons,
+        plan,
+    }
 }

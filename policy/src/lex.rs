@@ -336,9 +336,15 @@ mod tests {
 
     #[test]
     fn quote_removal() {
-        assert_eq!(argvs("a 'b c' \"d e\" f\\ g"), [vec!["a", "b c", "d e", "f g"]]);
+        assert_eq!(
+            argvs("a 'b c' \"d e\" f\\ g"),
+            [vec!["a", "b c", "d e", "f g"]]
+        );
         assert_eq!(argvs("r''m"), [vec!["rm"]]);
-        assert_eq!(argvs("a | b && c; d\ne"), [vec!["a"], vec!["b"], vec!["c"], vec!["d"], vec!["e"]]);
+        assert_eq!(
+            argvs("a | b && c; d\ne"),
+            [vec!["a"], vec!["b"], vec!["c"], vec!["d"], vec!["e"]]
+        );
         assert_eq!(argvs("a \\\n b"), [vec!["a", "b"]]);
         assert_eq!(argvs("a\\\nb"), [vec!["ab"]]);
         assert!(plan("a $(b)").is_err());

@@ -10,6 +10,8 @@
 //! specs; an independent forbidden scan over every command at any depth.
 //! Strictest wins.
 #![forbid(unsafe_code)]
+// Rules read best as one match arm per program with a plain `if` inside.
+#![allow(clippy::collapsible_match)]
 
 mod engine;
 mod file;
@@ -19,7 +21,9 @@ mod rules;
 mod specs;
 mod tree;
 
-pub use file::{AllowRule, Mode, Operands, PolicyError, PolicyFile, TargetOverride, UnknownDefault};
+pub use file::{
+    AllowRule, Mode, Operands, PolicyError, PolicyFile, TargetOverride, UnknownDefault,
+};
 
 use serde::Serialize;
 
@@ -305,7 +309,9 @@ mod tests {
         let mut p = engine::build(PolicyFile::default(), true).unwrap();
         assert!(p.check_examples().is_ok());
         let mut broken = p.clone();
-        broken.specs[0].examples_ok.push("uptime --definitely-not-a-flag".into());
+        broken.specs[0]
+            .examples_ok
+            .push("uptime --definitely-not-a-flag".into());
         assert!(broken.check_examples().is_err());
         p.specs[0].examples_not.push("uptime".into());
         assert!(p.check_examples().is_err());

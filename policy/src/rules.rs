@@ -111,7 +111,10 @@ fn scan_one(
             continue;
         };
         let Word::Lit(_) = first else {
-            push(out, "command name is not literal (expansion or substitution)".into());
+            push(
+                out,
+                "command name is not literal (expansion or substitution)".into(),
+            );
             continue;
         };
         let argv: Vec<String> = c
@@ -167,7 +170,10 @@ fn check_assignment(a: &str, out: &mut Vec<String>) {
 
 /// Program names reachable from a command through wrappers.
 fn innermost_names(words: &[Word]) -> Vec<String> {
-    let argv: Vec<String> = words.iter().map_while(|w| w.lit().map(String::from)).collect();
+    let argv: Vec<String> = words
+        .iter()
+        .map_while(|w| w.lit().map(String::from))
+        .collect();
     let mut names = Vec::new();
     let mut todo = vec![(argv, 0usize)];
     while let Some((a, d)) = todo.pop() {
@@ -185,7 +191,23 @@ fn innermost_names(words: &[Word]) -> Vec<String> {
 /// Option tables of wrappers: (name, short options taking a value, long
 /// options taking a value, positionals before the inner command).
 const WRAPPERS: &[(&str, &str, &[&str], usize)] = &[
-    ("sudo", "uUgpChDrtT", &["user", "group", "prompt", "close-from", "host", "chdir", "role", "type", "command-timeout", "other-user"], 0),
+    (
+        "sudo",
+        "uUgpChDrtT",
+        &[
+            "user",
+            "group",
+            "prompt",
+            "close-from",
+            "host",
+            "chdir",
+            "role",
+            "type",
+            "command-timeout",
+            "other-user",
+        ],
+        0,
+    ),
     ("doas", "uC", &[], 0),
     ("env", "uCS", &["unset", "chdir", "split-string"], 0),
     ("nice", "n", &["adjustment"], 0),
@@ -197,19 +219,78 @@ const WRAPPERS: &[(&str, &str, &[&str], usize)] = &[
     ("nohup", "", &[], 0),
     ("time", "fo", &["format", "output"], 0),
     ("setsid", "", &[], 0),
-    ("xargs", "aEeIiLlnPsd", &["arg-file", "eof", "replace", "max-lines", "max-args", "max-procs", "max-chars", "delimiter", "process-slot-var"], 0),
-    ("flock", "wEc", &["timeout", "conflict-exit-code", "command"], 1),
+    (
+        "xargs",
+        "aEeIiLlnPsd",
+        &[
+            "arg-file",
+            "eof",
+            "replace",
+            "max-lines",
+            "max-args",
+            "max-procs",
+            "max-chars",
+            "delimiter",
+            "process-slot-var",
+        ],
+        0,
+    ),
+    (
+        "flock",
+        "wEc",
+        &["timeout", "conflict-exit-code", "command"],
+        1,
+    ),
     ("chroot", "", &["userspec", "groups"], 1),
-    ("nsenter", "tSGwrmuinpUCT", &["target", "setuid", "setgid", "wd", "root"], 0),
-    ("unshare", "", &["map-user", "map-group", "setuid", "setgid", "wd", "root"], 0),
+    (
+        "nsenter",
+        "tSGwrmuinpUCT",
+        &["target", "setuid", "setgid", "wd", "root"],
+        0,
+    ),
+    (
+        "unshare",
+        "",
+        &["map-user", "map-group", "setuid", "setgid", "wd", "root"],
+        0,
+    ),
     ("ionice", "cnp", &["class", "classdata", "pid"], 0),
     ("chrt", "", &[], 1),
     ("taskset", "", &["cpu-list"], 1),
-    ("strace", "oepsuEIbSaXP", &["output", "expr", "signal", "user"], 0),
+    (
+        "strace",
+        "oepsuEIbSaXP",
+        &["output", "expr", "signal", "user"],
+        0,
+    ),
     ("ltrace", "oepsuEn", &["output"], 0),
     ("watch", "nqc", &["interval", "chgexit", "equexit"], 0),
-    ("runuser", "ugGsc", &["user", "group", "supp-group", "shell", "command"], 0),
-    ("systemd-run", "upEMHs", &["unit", "property", "setenv", "description", "slice", "uid", "gid", "working-directory", "on-calendar", "on-active", "machine", "host", "service-type"], 0),
+    (
+        "runuser",
+        "ugGsc",
+        &["user", "group", "supp-group", "shell", "command"],
+        0,
+    ),
+    (
+        "systemd-run",
+        "upEMHs",
+        &[
+            "unit",
+            "property",
+            "setenv",
+            "description",
+            "slice",
+            "uid",
+            "gid",
+            "working-directory",
+            "on-calendar",
+            "on-active",
+            "machine",
+            "host",
+            "service-type",
+        ],
+        0,
+    ),
     ("unbuffer", "", &[], 0),
     ("catchsegv", "", &[], 0),
     ("faketime", "f", &[], 1),
@@ -245,8 +326,7 @@ pub(crate) fn wrapper_inner(argv: &[String]) -> Vec<usize> {
         }
         return out;
     }
-    let Some(&(_, short_val, long_val, positionals)) =
-        WRAPPERS.iter().find(|(n, ..)| *n == name)
+    let Some(&(_, short_val, long_val, positionals)) = WRAPPERS.iter().find(|(n, ..)| *n == name)
     else {
         return out;
     };
@@ -299,11 +379,9 @@ pub(crate) fn wrapper_inner(argv: &[String]) -> Vec<usize> {
                 }
                 continue;
             }
-            if name == "env" || name == "sudo" || name == "doas" {
-                if a.contains('=') && !a.starts_with('=') {
-                    i += 1;
-                    continue;
-                }
+            if matches!(name, "env" | "sudo" | "doas") && a.contains('=') && !a.starts_with('=') {
+                i += 1;
+                continue;
             }
             if pos > 0 {
                 pos -= 1;
@@ -370,7 +448,10 @@ fn shell_strings(argv: &[String]) -> Vec<String> {
             for (i, a) in argv.iter().enumerate() {
                 if (a == "-S" || a == "--split-string") && i + 1 < argv.len() {
                     out.push(lits(&argv[i + 1..i + 2]));
-                } else if let Some(v) = a.strip_prefix("--split-string=").or(a.strip_prefix("-S").filter(|v| !v.is_empty())) {
+                } else if let Some(v) = a
+                    .strip_prefix("--split-string=")
+                    .or(a.strip_prefix("-S").filter(|v| !v.is_empty()))
+                {
                     out.push(v.to_string());
                 }
             }
@@ -427,7 +508,10 @@ fn check_argv(
     found: &mut Vec<Verdict>,
 ) {
     let Some(name0) = argv.first().and_then(|a| lit(a)) else {
-        push(out, "command name is not literal (expansion or substitution)".into());
+        push(
+            out,
+            "command name is not literal (expansion or substitution)".into(),
+        );
         return;
     };
     if !name0.is_ascii() {
@@ -443,7 +527,10 @@ fn check_argv(
     if argv.iter().all(|a| lit(a).is_some()) {
         extra(argv, found);
     }
-    if matches!(name, "env" | "sudo" | "doas" | "systemd-run" | "export" | "declare" | "typeset" | "readonly") {
+    if matches!(
+        name,
+        "env" | "sudo" | "doas" | "systemd-run" | "export" | "declare" | "typeset" | "readonly"
+    ) {
         for a in &argv[1..] {
             let a = a.strip_prefix("--setenv=").unwrap_or(a);
             if a.contains('=') {
@@ -461,7 +548,20 @@ fn check_argv(
     let lit_pos: Vec<&str> = pos.iter().filter_map(|a| lit(a)).collect();
     let mut forbid = |r: String| push(out, r);
     match name {
-        n if n.starts_with("mkfs") || matches!(n, "mke2fs" | "mkswap" | "wipefs" | "shred" | "blkdiscard" | "mkdosfs" | "mkntfs" | "sgdisk" | "zerofree") => {
+        n if n.starts_with("mkfs")
+            || matches!(
+                n,
+                "mke2fs"
+                    | "mkswap"
+                    | "wipefs"
+                    | "shred"
+                    | "blkdiscard"
+                    | "mkdosfs"
+                    | "mkntfs"
+                    | "sgdisk"
+                    | "zerofree"
+            ) =>
+        {
             forbid(format!("{n} destroys file systems or data"));
         }
         "dd" => {
@@ -478,15 +578,30 @@ fn check_argv(
             forbid(format!("{name} stops or restarts the host"));
         }
         "init" | "telinit" => {
-            if lit_pos.iter().any(|a| matches!(*a, "0" | "6" | "1" | "s" | "S" | "q" | "Q" | "u" | "U")) {
+            if lit_pos
+                .iter()
+                .any(|a| matches!(*a, "0" | "6" | "1" | "s" | "S" | "q" | "Q" | "u" | "U"))
+            {
                 forbid(format!("{name} changes the runlevel"));
             }
         }
         "systemctl" | "loginctl" => {
             const POWER: &[&str] = &[
-                "reboot", "poweroff", "halt", "kexec", "isolate", "emergency", "rescue",
-                "soft-reboot", "default", "suspend", "hibernate", "hybrid-sleep",
-                "suspend-then-hibernate", "switch-root", "exit",
+                "reboot",
+                "poweroff",
+                "halt",
+                "kexec",
+                "isolate",
+                "emergency",
+                "rescue",
+                "soft-reboot",
+                "default",
+                "suspend",
+                "hibernate",
+                "hybrid-sleep",
+                "suspend-then-hibernate",
+                "switch-root",
+                "exit",
             ];
             if let Some(sub) = systemctl_verb(args)
                 && POWER.contains(&sub)
@@ -512,7 +627,10 @@ fn check_argv(
             }
         }
         "pkill" | "killall" => {
-            if lit_pos.iter().any(|a| matches!(*a, "systemd" | "init" | "sshd")) {
+            if lit_pos
+                .iter()
+                .any(|a| matches!(*a, "systemd" | "init" | "sshd"))
+            {
                 forbid(format!("{name} targets init or sshd"));
             }
         }
@@ -532,10 +650,15 @@ fn check_argv(
                 } else {
                     t.clone()
                 };
-                if (recursive || globbed) && (is_critical_dir(&t) || (globbed && is_critical_dir(&base))) {
+                if (recursive || globbed)
+                    && (is_critical_dir(&t) || (globbed && is_critical_dir(&base)))
+                {
                     forbid(format!("recursive {name} on {t}"));
                 }
-                if !dynamic && is_protected_file(&t) && (name == "rm" || name == "chmod" || name == "chown") {
+                if !dynamic
+                    && is_protected_file(&t)
+                    && (name == "rm" || name == "chmod" || name == "chown")
+                {
                     forbid(format!("{name} on {t}"));
                 }
             }
@@ -563,38 +686,74 @@ fn check_argv(
             }
         }
         "setcap" => forbid("setcap grants capabilities (privilege escalation)".into()),
-        "iptables" | "ip6tables" | "iptables-legacy" | "iptables-nft" | "ip6tables-legacy" | "ip6tables-nft" | "ebtables" | "arptables" => {
-            if has_flag(args, 'F', "flush") || has_flag(args, 'X', "delete-chain") && has_flag(args, 'F', "flush") {
+        "iptables" | "ip6tables" | "iptables-legacy" | "iptables-nft" | "ip6tables-legacy"
+        | "ip6tables-nft" | "ebtables" | "arptables" => {
+            if has_flag(args, 'F', "flush")
+                || has_flag(args, 'X', "delete-chain") && has_flag(args, 'F', "flush")
+            {
                 forbid(format!("{name} flushes firewall rules"));
             }
         }
         "nft" => {
-            if lit_pos.windows(2).any(|w| w[0] == "flush" && w[1] == "ruleset") || lit_pos.first() == Some(&"flush") {
+            if lit_pos
+                .windows(2)
+                .any(|w| w[0] == "flush" && w[1] == "ruleset")
+                || lit_pos.first() == Some(&"flush")
+            {
                 forbid("nft flush drops firewall rules".into());
             }
         }
         "ufw" => {
-            if lit_pos.first().is_some_and(|a| matches!(*a, "reset" | "disable")) {
+            if lit_pos
+                .first()
+                .is_some_and(|a| matches!(*a, "reset" | "disable"))
+            {
                 forbid("ufw reset/disable drops the firewall".into());
             }
         }
-        "passwd" | "chpasswd" | "visudo" | "vipw" | "vigr" | "newusers" | "chsh" | "su" | "sudoedit" | "pwconv" | "grpconv" => {
+        "passwd" | "chpasswd" | "visudo" | "vipw" | "vigr" | "newusers" | "chsh" | "su"
+        | "sudoedit" | "pwconv" | "grpconv" => {
             forbid(format!("{name} changes accounts or privileges"));
         }
         "useradd" | "usermod" | "adduser" | "gpasswd" | "groupmod" => {
-            let uid0 = args.windows(2).any(|w| matches!(w[0].as_str(), "-u" | "--uid" | "-g" | "--gid") && w[1] == "0")
-                || args.iter().any(|a| matches!(a.as_str(), "-u0" | "--uid=0" | "-g0" | "--gid=0"));
+            let uid0 = args
+                .windows(2)
+                .any(|w| matches!(w[0].as_str(), "-u" | "--uid" | "-g" | "--gid") && w[1] == "0")
+                || args
+                    .iter()
+                    .any(|a| matches!(a.as_str(), "-u0" | "--uid=0" | "-g0" | "--gid=0"));
             let non_unique = has_flag(args, 'o', "non-unique");
-            let admin = lit_pos.iter().chain(args.iter().map(|a| a.as_str()).collect::<Vec<_>>().iter())
+            let admin = lit_pos
+                .iter()
+                .chain(args.iter().map(|a| a.as_str()).collect::<Vec<_>>().iter())
                 .flat_map(|a| a.split(','))
-                .any(|g| matches!(g, "sudo" | "wheel" | "root" | "admin" | "adm" | "docker" | "lxd" | "disk" | "shadow"));
-            if uid0 || non_unique || (admin && name != "useradd") || (admin && has_flag(args, 'G', "groups")) {
+                .any(|g| {
+                    matches!(
+                        g,
+                        "sudo"
+                            | "wheel"
+                            | "root"
+                            | "admin"
+                            | "adm"
+                            | "docker"
+                            | "lxd"
+                            | "disk"
+                            | "shadow"
+                    )
+                });
+            if uid0
+                || non_unique
+                || (admin && name != "useradd")
+                || (admin && has_flag(args, 'G', "groups"))
+            {
                 forbid(format!("{name} grants root or admin rights"));
             }
         }
         "cp" | "mv" | "tee" | "install" | "ln" | "truncate" | "sed" | "rsync" | "scp" => {
             let targets: Vec<&str> = match name {
-                "cp" | "install" | "ln" | "rsync" | "scp" => lit_pos.last().copied().into_iter().collect(),
+                "cp" | "install" | "ln" | "rsync" | "scp" => {
+                    lit_pos.last().copied().into_iter().collect()
+                }
                 "sed" if !has_flag(args, 'i', "in-place") => Vec::new(),
                 _ => lit_pos.clone(),
             };
@@ -629,14 +788,18 @@ fn check_argv(
                         || a.starts_with("--pid=host")
                         || a.starts_with("-v/:")
                         || a.starts_with("--volume=/:")
-                }) || args.windows(2).any(|w| (w[0] == "-v" || w[0] == "--volume") && w[1].starts_with("/:"));
+                }) || args
+                    .windows(2)
+                    .any(|w| (w[0] == "-v" || w[0] == "--volume") && w[1].starts_with("/:"));
                 if bad {
                     forbid(format!("{name} run with host root access"));
                 }
             }
         }
         "nsenter" => {
-            let pid1 = args.windows(2).any(|w| (w[0] == "-t" || w[0] == "--target") && w[1] == "1")
+            let pid1 = args
+                .windows(2)
+                .any(|w| (w[0] == "-t" || w[0] == "--target") && w[1] == "1")
                 || args.iter().any(|a| a == "-t1" || a == "--target=1");
             if pid1 {
                 forbid("nsenter into PID 1's namespaces".into());
@@ -648,7 +811,8 @@ fn check_argv(
                 .take_while(|a| a.starts_with('-') && *a != "--")
                 .any(|a| {
                     matches!(a.as_str(), "--shell" | "--login" | "--edit")
-                        || (!a.starts_with("--") && a[1..].chars().any(|c| matches!(c, 's' | 'i' | 'e')))
+                        || (!a.starts_with("--")
+                            && a[1..].chars().any(|c| matches!(c, 's' | 'i' | 'e')))
                 });
             if shell_opt {
                 forbid(format!("{name} -s/-i/-e opens a root shell or editor"));
@@ -669,11 +833,38 @@ fn check_argv(
 /// The first non-option word of a systemctl-like command line.
 pub(crate) fn systemctl_verb(args: &[String]) -> Option<&str> {
     const VAL: &[&str] = &[
-        "-t", "-p", "-n", "-o", "-H", "-M", "-s", "--type", "--property", "--lines", "--output",
-        "--host", "--machine", "--signal", "--state", "--kill-whom", "--kill-value", "--root",
-        "--job-mode", "--what", "--timestamp", "--boot-loader-entry", "--reboot-argument",
-        "--message", "--drop-in", "--image", "--when", "--check-inhibitors", "--preset-mode",
-        "--image-policy", "--legend", "--marked",
+        "-t",
+        "-p",
+        "-n",
+        "-o",
+        "-H",
+        "-M",
+        "-s",
+        "--type",
+        "--property",
+        "--lines",
+        "--output",
+        "--host",
+        "--machine",
+        "--signal",
+        "--state",
+        "--kill-whom",
+        "--kill-value",
+        "--root",
+        "--job-mode",
+        "--what",
+        "--timestamp",
+        "--boot-loader-entry",
+        "--reboot-argument",
+        "--message",
+        "--drop-in",
+        "--image",
+        "--when",
+        "--check-inhibitors",
+        "--preset-mode",
+        "--image-policy",
+        "--legend",
+        "--marked",
     ];
     let mut i = 0;
     while i < args.len() {

@@ -51,8 +51,7 @@ impl Ctx<'_> {
                 || (recursive && {
                     // A recursive read of an ancestor directory reaches the secret.
                     let lit: String = p.chars().take_while(|c| *c != '*' && *c != '?').collect();
-                    lit.starts_with('/')
-                        && (full == "/" || lit.starts_with(&format!("{full}/")))
+                    lit.starts_with('/') && (full == "/" || lit.starts_with(&format!("{full}/")))
                 });
             if hit {
                 return Some(format!("reads a sensitive path ({path} matches {p})"));
@@ -215,7 +214,14 @@ pub(crate) fn parse_opts(dsl: &str) -> Result<Vec<OptPublic>, String> {
                     "path" => Ty::Path,
                     _ => return Err(format!("unknown value type {t:?} in {entry:?}")),
                 };
-                (n, if opt { Arg::Optional(ty) } else { Arg::Required(ty) })
+                (
+                    n,
+                    if opt {
+                        Arg::Optional(ty)
+                    } else {
+                        Arg::Required(ty)
+                    },
+                )
             }
         };
         let names: Vec<String> = names.split('|').map(String::from).collect();
@@ -361,14 +367,20 @@ impl Spec {
                 };
                 let val = match (o.arg, val) {
                     (Arg::None, Some(_)) => {
-                        out.push(v(Level::Unknown, format!("unknown: {} {a}: option takes no value", self.name)));
+                        out.push(v(
+                            Level::Unknown,
+                            format!("unknown: {} {a}: option takes no value", self.name),
+                        ));
                         continue;
                     }
                     (Arg::Required(_), None) => {
                         let n = args.get(i).cloned();
                         i += 1;
                         if n.is_none() {
-                            out.push(v(Level::Unknown, format!("unknown: {} {a} needs a value", self.name)));
+                            out.push(v(
+                                Level::Unknown,
+                                format!("unknown: {} {a} needs a value", self.name),
+                            ));
                         }
                         n
                     }
@@ -389,7 +401,10 @@ impl Spec {
                     let c = chars[k];
                     k += 1;
                     let Some(o) = self.short(c) else {
-                        out.push(v(Level::Unknown, format!("unknown: {} option -{c}", self.name)));
+                        out.push(v(
+                            Level::Unknown,
+                            format!("unknown: {} option -{c}", self.name),
+                        ));
                         break;
                     };
                     match o.arg {
@@ -405,7 +420,10 @@ impl Spec {
                                 let n = args.get(i).cloned();
                                 i += 1;
                                 if n.is_none() {
-                                    out.push(v(Level::Unknown, format!("unknown: {} -{c} needs a value", self.name)));
+                                    out.push(v(
+                                        Level::Unknown,
+                                        format!("unknown: {} -{c} needs a value", self.name),
+                                    ));
                                 }
                                 n
                             } else {
@@ -433,9 +451,14 @@ fn check_value(prog: &str, opt: &str, val: &str, ty: Ty, ctx: &Ctx, out: &mut Ve
                 .chars()
                 .next()
                 .is_some_and(|c| c.is_ascii_digit())
-                && val.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:".contains(c));
+                && val
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.:".contains(c));
             if !ok {
-                out.push(v(Level::Unknown, format!("unknown: {prog} {opt} expects a number, got {val:?}")));
+                out.push(v(
+                    Level::Unknown,
+                    format!("unknown: {prog} {opt} expects a number, got {val:?}"),
+                ));
             }
         }
         Ty::Path => {
@@ -468,14 +491,20 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
         match operands.first() {
             None => {
                 if spec.no_sub != Level::Auto {
-                    out.push(v(spec.no_sub, format!("unknown: {} without a subcommand", spec.name)));
+                    out.push(v(
+                        spec.no_sub,
+                        format!("unknown: {} without a subcommand", spec.name),
+                    ));
                 }
             }
             Some(s) => {
                 match spec.subs.iter().find(|(n, _)| n == s) {
                     Some((_, Level::Auto)) => {}
                     Some((_, l)) => out.push(v(*l, format!("{} {s} changes state", spec.name))),
-                    None => out.push(v(Level::Unknown, format!("unknown: {} subcommand {s:?}", spec.name))),
+                    None => out.push(v(
+                        Level::Unknown,
+                        format!("unknown: {} subcommand {s:?}", spec.name),
+                    )),
                 }
                 operands = &operands[1..];
             }
@@ -497,7 +526,10 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
         }
         Custom::Uniq => {
             if operands.len() > 1 {
-                out.push(v(Level::Approval, "uniq with two operands writes the second"));
+                out.push(v(
+                    Level::Approval,
+                    "uniq with two operands writes the second",
+                ));
             }
             for o in operands.iter().take(1) {
                 if let Some(r) = ctx.sensitive(o, false) {
@@ -508,20 +540,28 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
         }
         Custom::Getent => {
             match operands.first().map(String::as_str) {
-                Some("shadow" | "gshadow") => out.push(v(Level::Approval, "getent shadow reads password hashes")),
+                Some("shadow" | "gshadow") => {
+                    out.push(v(Level::Approval, "getent shadow reads password hashes"))
+                }
                 Some(
                     "passwd" | "group" | "hosts" | "services" | "protocols" | "networks" | "ahosts"
                     | "ahostsv4" | "ahostsv6" | "netgroup" | "rpc" | "ethers" | "initgroups"
                     | "aliases",
                 ) => {}
-                Some(db) => out.push(v(Level::Unknown, format!("unknown: getent database {db:?}"))),
+                Some(db) => out.push(v(
+                    Level::Unknown,
+                    format!("unknown: getent database {db:?}"),
+                )),
                 None => out.push(v(Level::Unknown, "unknown: getent without a database")),
             }
             return;
         }
         Custom::Sysctl => {
             if operands.iter().any(|o| o.contains('=')) {
-                out.push(v(Level::Approval, "sysctl NAME=VALUE changes a kernel tunable"));
+                out.push(v(
+                    Level::Approval,
+                    "sysctl NAME=VALUE changes a kernel tunable",
+                ));
             }
             return;
         }
@@ -532,7 +572,10 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
         Pos::Any => {}
         Pos::None => {
             if !operands.is_empty() {
-                out.push(v(Level::Approval, format!("{} with operands may change state", spec.name)));
+                out.push(v(
+                    Level::Approval,
+                    format!("{} with operands may change state", spec.name),
+                ));
             }
         }
         Pos::Paths => {
@@ -566,7 +609,9 @@ fn ps(args: &[String], out: &mut Vec<Verdict>) {
         if bsd && i == 0 && a.contains('e') {
             out.push(v(Level::Approval, "ps e shows process environments"));
         }
-        if a.chars().any(|c| !(c.is_ascii_alphanumeric() || "-,=:%+_ ".contains(c))) {
+        if a.chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || "-,=:%+_ ".contains(c)))
+        {
             out.push(v(Level::Unknown, format!("unknown: ps argument {a:?}")));
         }
     }
@@ -574,17 +619,80 @@ fn ps(args: &[String], out: &mut Vec<Verdict>) {
 
 fn find(args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
     const ONE: &[&str] = &[
-        "-name", "-iname", "-path", "-ipath", "-wholename", "-iwholename", "-regex", "-iregex",
-        "-type", "-xtype", "-mtime", "-atime", "-ctime", "-mmin", "-amin", "-cmin", "-size",
-        "-user", "-group", "-uid", "-gid", "-perm", "-links", "-inum", "-newer", "-anewer",
-        "-cnewer", "-samefile", "-maxdepth", "-mindepth", "-fstype", "-used", "-context",
-        "-regextype", "-printf", "-lname", "-ilname", "-newermt", "-newerct", "-newerat",
+        "-name",
+        "-iname",
+        "-path",
+        "-ipath",
+        "-wholename",
+        "-iwholename",
+        "-regex",
+        "-iregex",
+        "-type",
+        "-xtype",
+        "-mtime",
+        "-atime",
+        "-ctime",
+        "-mmin",
+        "-amin",
+        "-cmin",
+        "-size",
+        "-user",
+        "-group",
+        "-uid",
+        "-gid",
+        "-perm",
+        "-links",
+        "-inum",
+        "-newer",
+        "-anewer",
+        "-cnewer",
+        "-samefile",
+        "-maxdepth",
+        "-mindepth",
+        "-fstype",
+        "-used",
+        "-context",
+        "-regextype",
+        "-printf",
+        "-lname",
+        "-ilname",
+        "-newermt",
+        "-newerct",
+        "-newerat",
     ];
     const ZERO: &[&str] = &[
-        "-print", "-print0", "-ls", "-prune", "-empty", "-readable", "-writable", "-executable",
-        "-nouser", "-nogroup", "-xdev", "-mount", "-follow", "-depth", "-daystart", "-true",
-        "-false", "-not", "-a", "-and", "-o", "-or", "-quit", "-noleaf", "-ignore_readdir_race",
-        "-noignore_readdir_race", "!", "(", ")", ",", "-nowarn", "-warn",
+        "-print",
+        "-print0",
+        "-ls",
+        "-prune",
+        "-empty",
+        "-readable",
+        "-writable",
+        "-executable",
+        "-nouser",
+        "-nogroup",
+        "-xdev",
+        "-mount",
+        "-follow",
+        "-depth",
+        "-daystart",
+        "-true",
+        "-false",
+        "-not",
+        "-a",
+        "-and",
+        "-o",
+        "-or",
+        "-quit",
+        "-noleaf",
+        "-ignore_readdir_race",
+        "-noignore_readdir_race",
+        "!",
+        "(",
+        ")",
+        ",",
+        "-nowarn",
+        "-warn",
     ];
     const WRITE: &[&str] = &[
         "-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls",
@@ -594,7 +702,10 @@ fn find(args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
         i += 1;
     }
     let mut paths = 0;
-    while i < args.len() && !args[i].starts_with('-') && !matches!(args[i].as_str(), "!" | "(" | ")" | ",") {
+    while i < args.len()
+        && !args[i].starts_with('-')
+        && !matches!(args[i].as_str(), "!" | "(" | ")" | ",")
+    {
         paths += 1;
         i += 1;
     }
@@ -602,12 +713,18 @@ fn find(args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
     while i < args.len() {
         let a = args[i].as_str();
         if WRITE.contains(&a) {
-            out.push(v(Level::Approval, format!("find {a} runs commands or writes files")));
+            out.push(v(
+                Level::Approval,
+                format!("find {a} runs commands or writes files"),
+            ));
             return;
         } else if ONE.contains(&a) {
             i += 2;
             if i > args.len() {
-                out.push(v(Level::Unknown, format!("unknown: find {a} without a value")));
+                out.push(v(
+                    Level::Unknown,
+                    format!("unknown: find {a} without a value"),
+                ));
             }
         } else if ZERO.contains(&a) {
             i += 1;
@@ -638,11 +755,17 @@ fn sed(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
         }
     }
     if !p.has("-n") {
-        out.push(v(Level::Approval, "sed without -n: only `sed -n 'N,Mp'` forms are read-only"));
+        out.push(v(
+            Level::Approval,
+            "sed without -n: only `sed -n 'N,Mp'` forms are read-only",
+        ));
     }
     for s in &scripts {
         if !sed_print_only(s) {
-            out.push(v(Level::Approval, format!("sed script {s:?} is not a print-only script")));
+            out.push(v(
+                Level::Approval,
+                format!("sed script {s:?} is not a print-only script"),
+            ));
         }
     }
     for f in files {
@@ -722,10 +845,15 @@ fn awk(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
         out.push(v(Level::Unknown, "unknown: awk without a program"));
         return;
     };
-    const BAD: &[&str] = &["system", "getline", "|", ">", "@", "close", "fflush", "/inet", "ENVIRON", "PROCINFO"];
+    const BAD: &[&str] = &[
+        "system", "getline", "|", ">", "@", "close", "fflush", "/inet", "ENVIRON", "PROCINFO",
+    ];
     for b in BAD {
         if prog.contains(b) {
-            out.push(v(Level::Approval, format!("awk program uses {b} (may run commands or write files)")));
+            out.push(v(
+                Level::Approval,
+                format!("awk program uses {b} (may run commands or write files)"),
+            ));
         }
     }
     for f in &args[i + 1..] {
@@ -740,24 +868,53 @@ fn awk(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
 
 fn nginx(args: &[String], out: &mut Vec<Verdict>) {
     let ok = matches!(
-        args.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+        args.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
         ["-t"] | ["-T"] | ["-v"] | ["-V"] | ["-t", "-q"] | ["-tq"] | ["-q", "-t"] | ["-qt"]
     );
     if !ok {
-        out.push(v(Level::Approval, "nginx other than -t/-T/-v/-V signals or starts nginx"));
+        out.push(v(
+            Level::Approval,
+            "nginx other than -t/-T/-v/-V signals or starts nginx",
+        ));
     }
 }
 
 fn ip(args: &[String], out: &mut Vec<Verdict>) {
     const GLOBAL: &[&str] = &[
-        "-4", "-6", "-s", "-d", "-j", "-p", "-o", "-br", "-brief", "-c", "-color", "-stats",
-        "-statistics", "-details", "-json", "-pretty", "-oneline", "-h", "-human", "-N",
-        "-resolve", "-a", "-all",
+        "-4",
+        "-6",
+        "-s",
+        "-d",
+        "-j",
+        "-p",
+        "-o",
+        "-br",
+        "-brief",
+        "-c",
+        "-color",
+        "-stats",
+        "-statistics",
+        "-details",
+        "-json",
+        "-pretty",
+        "-oneline",
+        "-h",
+        "-human",
+        "-N",
+        "-resolve",
+        "-a",
+        "-all",
     ];
     let mut i = 0;
     while i < args.len() && args[i].starts_with('-') {
         if !GLOBAL.contains(&args[i].as_str()) && !args[i].starts_with("-color=") {
-            out.push(v(Level::Unknown, format!("unknown: ip option {:?}", args[i])));
+            out.push(v(
+                Level::Unknown,
+                format!("unknown: ip option {:?}", args[i]),
+            ));
             return;
         }
         i += 1;
@@ -785,7 +942,10 @@ fn ip(args: &[String], out: &mut Vec<Verdict>) {
     match args.get(i + 1).map(String::as_str) {
         None | Some("show" | "list" | "lst") => {}
         Some("get") if obj_ok("route", 1) => {}
-        Some(c) => out.push(v(Level::Approval, format!("ip {obj} {c} may change network state"))),
+        Some(c) => out.push(v(
+            Level::Approval,
+            format!("ip {obj} {c} may change network state"),
+        )),
     }
 }
 
@@ -804,20 +964,28 @@ fn curl(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
             out.push(v(Level::Approval, format!("curl {n} @file reads a file")));
         }
     }
-    let urls = p
-        .operands
-        .iter()
-        .chain(p.opts.iter().filter(|(n, _)| n == "--url").filter_map(|(_, v)| v.as_ref()));
+    let urls = p.operands.iter().chain(
+        p.opts
+            .iter()
+            .filter(|(n, _)| n == "--url")
+            .filter_map(|(_, v)| v.as_ref()),
+    );
     for u in urls {
         if !loopback_url(u) {
-            out.push(v(Level::Approval, format!("curl to {u:?}: only loopback health URLs are automatic")));
+            out.push(v(
+                Level::Approval,
+                format!("curl to {u:?}: only loopback health URLs are automatic"),
+            ));
         }
     }
 }
 
 /// `http(s)://localhost|127.0.0.1|[::1][:port][/path]` with a plain path.
 pub(crate) fn loopback_url(u: &str) -> bool {
-    let Some(rest) = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")) else {
+    let Some(rest) = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))
+    else {
         return false;
     };
     let (auth, path) = match rest.find('/') {
@@ -825,7 +993,10 @@ pub(crate) fn loopback_url(u: &str) -> bool {
         None => (rest, ""),
     };
     let host = if let Some(h) = auth.strip_prefix("[::1]") {
-        if h.is_empty() || h.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) {
+        if h.is_empty()
+            || h.strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        {
             return path_ok(path);
         }
         return false;
@@ -841,17 +1012,24 @@ pub(crate) fn loopback_url(u: &str) -> bool {
 
 fn path_ok(path: &str) -> bool {
     // No curl URL globbing, no userinfo tricks.
-    path.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.~?=&%:,+".contains(c))
+    path.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/-_.~?=&%:,+".contains(c))
 }
 
 fn tar(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
     if args.first().is_some_and(|a| !a.starts_with('-')) {
-        out.push(v(Level::Approval, "old-style tar options: only `tar -t...` is automatic"));
+        out.push(v(
+            Level::Approval,
+            "old-style tar options: only `tar -t...` is automatic",
+        ));
         return;
     }
     let p = spec.parse(args, ctx, out);
     if !p.has("-t") {
-        out.push(v(Level::Approval, "tar without -t (list) extracts or creates archives"));
+        out.push(v(
+            Level::Approval,
+            "tar without -t (list) extracts or creates archives",
+        ));
     }
     if let Some(f) = p.value("-f")
         && f.contains(':')
@@ -866,7 +1044,10 @@ fn docker(args: &[String], out: &mut Vec<Verdict>) {
         return;
     };
     if sub.starts_with('-') {
-        out.push(v(Level::Approval, "docker global options (-H, --context, --config) change the daemon"));
+        out.push(v(
+            Level::Approval,
+            "docker global options (-H, --context, --config) change the daemon",
+        ));
         return;
     }
     let second = args.get(1).map(String::as_str);
@@ -874,14 +1055,20 @@ fn docker(args: &[String], out: &mut Vec<Verdict>) {
         "ps" | "images" | "logs" | "inspect" | "version" | "info" | "top" | "port" | "diff"
         | "history" => true,
         "stats" => args.iter().any(|a| a == "--no-stream"),
-        "container" => matches!(second, Some("ls" | "ps" | "list" | "inspect" | "logs" | "top" | "port" | "diff")),
+        "container" => matches!(
+            second,
+            Some("ls" | "ps" | "list" | "inspect" | "logs" | "top" | "port" | "diff")
+        ),
         "image" => matches!(second, Some("ls" | "list" | "inspect" | "history")),
         "network" | "volume" => matches!(second, Some("ls" | "list" | "inspect")),
         "system" => matches!(second, Some("df" | "info")),
         _ => false,
     };
     if !read {
-        out.push(v(Level::Approval, format!("docker {sub} may change containers or the host")));
+        out.push(v(
+            Level::Approval,
+            format!("docker {sub} may change containers or the host"),
+        ));
     }
 }
 

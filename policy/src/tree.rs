@@ -71,7 +71,8 @@ impl Redir {
     /// True when the redirect may write the target file.
     pub(crate) fn writes(&self) -> bool {
         matches!(self.op.as_str(), ">" | ">>" | ">|" | "&>" | "&>>" | "<>")
-            || (self.op == ">&" && !matches!(self.target.lit(), Some(t) if t.chars().all(|c| c.is_ascii_digit() || c == '-')))
+            || (self.op == ">&"
+                && !matches!(self.target.lit(), Some(t) if t.chars().all(|c| c.is_ascii_digit() || c == '-')))
     }
 }
 
@@ -180,19 +181,21 @@ const PLAIN: &[&str] = &[
 /// Anonymous tokens of the auto grammar.
 const PLAIN_TOKENS: &[&str] = &["|", "&&", "||", ";", "\n", ">", "<", ">&", "\"", ""];
 
+/// Enclosing pipeline node and the command's position in it.
+type PipeSlot = Option<(usize, usize)>;
+
 fn walk(root: Node, src: &str, syn: &mut Syntax) {
     let mut pipeline_count = 0usize;
     // (node, depth, enclosing pipeline and index)
-    let mut stack: Vec<(Node, usize, Option<(usize, usize)>)> = vec![(root, 0, None)];
+    let mut stack: Vec<(Node, usize, PipeSlot)> = vec![(root, 0, None)];
     while let Some((node, depth, pipe)) = stack.pop() {
         if depth > MAX_DEPTH {
             syn.too_deep = true;
             continue;
         }
         if node.is_error() || node.is_missing() {
-            syn.error.get_or_insert_with(|| {
-                format!("syntax error near byte {}", node.start_byte())
-            });
+            syn.error
+                .get_or_insert_with(|| format!("syntax error near byte {}", node.start_byte()));
         }
         let kind = node.kind();
         if node.is_named() {

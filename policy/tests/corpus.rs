@@ -12,10 +12,17 @@ fn rows(name: &str) -> Vec<(String, String, String)> {
         .map(|l| {
             let mut it = l.splitn(3, '\t');
             let cmd = it.next().unwrap().to_string();
-            let exp = it.next().unwrap_or_else(|| panic!("{name}: bad row {l:?}")).to_string();
+            let exp = it
+                .next()
+                .unwrap_or_else(|| panic!("{name}: bad row {l:?}"))
+                .to_string();
             let why = it.next().unwrap_or("").to_string();
             // `[NL]` rows spell a real newline as the two characters `\n`.
-            let cmd = if why.starts_with("[NL]") { cmd.replace("\\n", "\n") } else { cmd };
+            let cmd = if why.starts_with("[NL]") {
+                cmd.replace("\\n", "\n")
+            } else {
+                cmd
+            };
             (cmd, exp, why)
         })
         .collect()
@@ -28,13 +35,23 @@ fn check_lab(name: &str) {
     for (cmd, exp, why) in &all {
         let d = p.classify(cmd);
         if d.risk.as_str() != exp {
-            bad.push(format!("{cmd:?}: expected {exp}, got {} ({}) -- {why}", d.risk.as_str(), d.reasons.join("; ")));
+            bad.push(format!(
+                "{cmd:?}: expected {exp}, got {} ({}) -- {why}",
+                d.risk.as_str(),
+                d.reasons.join("; ")
+            ));
         }
         if d.risk == Risk::AutoAllowed {
             assert!(!d.plan.shell && !d.plan.pipelines.is_empty(), "{cmd:?}");
         }
     }
-    assert!(bad.is_empty(), "{} of {} rows wrong:\n{}", bad.len(), all.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {} rows wrong:\n{}",
+        bad.len(),
+        all.len(),
+        bad.join("\n")
+    );
     eprintln!("{name}: {} rows ok", all.len());
 }
 
@@ -65,7 +82,13 @@ fn production_mode_only_tightens() {
                     );
                     // Rejected exactly when no rule covers it (lab reasons say "unknown").
                     let unknown = l.reasons.iter().any(|r| r.starts_with("unknown:"));
-                    assert_eq!(d.risk == Risk::Rejected, unknown, "{cmd:?}: lab {:?} prod {:?}", l, d);
+                    assert_eq!(
+                        d.risk == Risk::Rejected,
+                        unknown,
+                        "{cmd:?}: lab {:?} prod {:?}",
+                        l,
+                        d
+                    );
                 }
                 _ => assert_eq!(d.risk, l.risk, "{cmd:?}"),
             }

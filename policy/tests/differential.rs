@@ -14,7 +14,11 @@ fn corpus_commands() -> Vec<String> {
             let (Some(c), Some(_), why) = (it.next(), it.next(), it.next().unwrap_or("")) else {
                 continue;
             };
-            out.push(if why.starts_with("[NL]") { c.replace("\\n", "\n") } else { c.to_string() });
+            out.push(if why.starts_with("[NL]") {
+                c.replace("\\n", "\n")
+            } else {
+                c.to_string()
+            });
         }
     }
     out
@@ -49,7 +53,11 @@ fn auto_allowed_argv_equals_bash() {
     let p = Policy::builtin();
     let mut checked = 0;
     let mut failures = Vec::new();
-    for cmd in corpus_commands().iter().map(String::as_str).chain(TRICKY.iter().copied()) {
+    for cmd in corpus_commands()
+        .iter()
+        .map(String::as_str)
+        .chain(TRICKY.iter().copied())
+    {
         let d = p.classify(cmd);
         if d.risk != Risk::AutoAllowed {
             continue;

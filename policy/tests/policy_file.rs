@@ -5,7 +5,8 @@ use aiops_policy::{Policy, Risk, UnknownDefault};
 
 #[test]
 fn unknown_key_names_file_and_line() {
-    let err = Policy::from_yaml("mode: lab\nunknown_default: reject\nbogus: 1\n", "site.yml").unwrap_err();
+    let err = Policy::from_yaml("mode: lab\nunknown_default: reject\nbogus: 1\n", "site.yml")
+        .unwrap_err();
     let s = err.to_string();
     assert!(s.contains("site.yml:3"), "{s}");
     assert!(s.contains("bogus"), "{s}");
@@ -18,7 +19,10 @@ fn seed_era_keys_keep_their_meaning() {
     let p = Policy::from_yaml("unknown_default: reject\n", "t").unwrap();
     assert_eq!(p.unknown_default(), UnknownDefault::Reject);
     assert_eq!(p.classify("frobnicate").risk, Risk::Rejected);
-    assert_eq!(p.classify("systemctl restart nginx").risk, Risk::ApprovalRequired);
+    assert_eq!(
+        p.classify("systemctl restart nginx").risk,
+        Risk::ApprovalRequired
+    );
     assert_eq!(p.classify("uptime").risk, Risk::AutoAllowed);
     let p = Policy::from_yaml("unknown_default: approval_required\n", "t").unwrap();
     assert_eq!(p.classify("frobnicate").risk, Risk::ApprovalRequired);
@@ -30,7 +34,10 @@ fn seed_era_keys_keep_their_meaning() {
 fn exact_auto_allow_still_works() {
     let p = Policy::from_yaml("auto_allow: ['frobnicate --status']\n", "t").unwrap();
     assert_eq!(p.classify("frobnicate --status").risk, Risk::AutoAllowed);
-    assert_eq!(p.classify("frobnicate --other").risk, Risk::ApprovalRequired);
+    assert_eq!(
+        p.classify("frobnicate --other").risk,
+        Risk::ApprovalRequired
+    );
 }
 
 #[test]
@@ -50,16 +57,35 @@ forbid: ['kubectl delete', 'ls /srv/vault']
 ";
     let p = Policy::from_yaml(yaml, "t").unwrap();
     assert_eq!(p.classify("kubectl get pods -A").risk, Risk::AutoAllowed);
-    assert_eq!(p.classify("kubectl apply -f x.yml").risk, Risk::ApprovalRequired);
+    assert_eq!(
+        p.classify("kubectl apply -f x.yml").risk,
+        Risk::ApprovalRequired
+    );
     assert_eq!(p.classify("kubectl delete pod web-1").risk, Risk::Forbidden);
-    assert_eq!(p.classify("sudo kubectl delete pod web-1").risk, Risk::Forbidden);
-    assert_eq!(p.classify("echo $(kubectl delete pod x)").risk, Risk::Forbidden);
+    assert_eq!(
+        p.classify("sudo kubectl delete pod web-1").risk,
+        Risk::Forbidden
+    );
+    assert_eq!(
+        p.classify("echo $(kubectl delete pod x)").risk,
+        Risk::Forbidden
+    );
     assert_eq!(p.classify("ls --frob").risk, Risk::AutoAllowed);
     assert_eq!(p.classify("ls -la /srv/vault/").risk, Risk::Forbidden);
     assert_eq!(p.classify("df -hi").risk, Risk::ApprovalRequired);
-    assert_eq!(p.classify("journalctl -f -u x").risk, Risk::AutoAllowed, "-f is not --follow by pattern");
-    assert_eq!(p.classify("journalctl --follow -u x").risk, Risk::ApprovalRequired);
-    assert_eq!(p.classify("journalctl --foll -u x").risk, Risk::ApprovalRequired);
+    assert_eq!(
+        p.classify("journalctl -f -u x").risk,
+        Risk::AutoAllowed,
+        "-f is not --follow by pattern"
+    );
+    assert_eq!(
+        p.classify("journalctl --follow -u x").risk,
+        Risk::ApprovalRequired
+    );
+    assert_eq!(
+        p.classify("journalctl --foll -u x").risk,
+        Risk::ApprovalRequired
+    );
     assert_eq!(p.classify("df -h").risk, Risk::AutoAllowed);
 }
 
@@ -74,23 +100,56 @@ targets:
     sensitive_paths: ['/srv/pg/*']
 ";
     let p = Policy::from_yaml(yaml, "t").unwrap();
-    assert_eq!(p.classify_for(Some("web-1"), "cat /etc/hosts").risk, Risk::AutoAllowed);
-    assert_eq!(p.classify_for(Some("db-1"), "cat /etc/hosts").risk, Risk::ApprovalRequired);
-    assert_eq!(p.classify_for(Some("db-1"), "systemctl stop postgresql").risk, Risk::Forbidden);
-    assert_eq!(p.classify_for(Some("web-1"), "systemctl stop postgresql").risk, Risk::ApprovalRequired);
-    assert_eq!(p.classify_for(Some("db-1"), "frobnicate").risk, Risk::Rejected);
-    assert_eq!(p.classify_for(Some("db-1"), "head /srv/pg/data").risk, Risk::ApprovalRequired);
-    assert_eq!(p.classify_for(Some("web-1"), "head /srv/pg/data").risk, Risk::AutoAllowed);
-    assert_eq!(p.classify_for(None, "head /srv/pg/data").risk, Risk::AutoAllowed);
+    assert_eq!(
+        p.classify_for(Some("web-1"), "cat /etc/hosts").risk,
+        Risk::AutoAllowed
+    );
+    assert_eq!(
+        p.classify_for(Some("db-1"), "cat /etc/hosts").risk,
+        Risk::ApprovalRequired
+    );
+    assert_eq!(
+        p.classify_for(Some("db-1"), "systemctl stop postgresql")
+            .risk,
+        Risk::Forbidden
+    );
+    assert_eq!(
+        p.classify_for(Some("web-1"), "systemctl stop postgresql")
+            .risk,
+        Risk::ApprovalRequired
+    );
+    assert_eq!(
+        p.classify_for(Some("db-1"), "frobnicate").risk,
+        Risk::Rejected
+    );
+    assert_eq!(
+        p.classify_for(Some("db-1"), "head /srv/pg/data").risk,
+        Risk::ApprovalRequired
+    );
+    assert_eq!(
+        p.classify_for(Some("web-1"), "head /srv/pg/data").risk,
+        Risk::AutoAllowed
+    );
+    assert_eq!(
+        p.classify_for(None, "head /srv/pg/data").risk,
+        Risk::AutoAllowed
+    );
 }
 
 #[test]
 fn sensitive_paths_need_approval() {
     let p = Policy::from_yaml("sensitive_paths: ['/srv/app/.env', '*.secret']\n", "t").unwrap();
     assert_eq!(p.classify("cat /srv/app/.env").risk, Risk::ApprovalRequired);
-    assert_eq!(p.classify("grep x /tmp/a.secret").risk, Risk::ApprovalRequired);
+    assert_eq!(
+        p.classify("grep x /tmp/a.secret").risk,
+        Risk::ApprovalRequired
+    );
     assert_eq!(p.classify("cat /srv/app/main.py").risk, Risk::AutoAllowed);
-    assert_eq!(p.classify("grep -r x /srv/app").risk, Risk::ApprovalRequired, "recursive read reaches it");
+    assert_eq!(
+        p.classify("grep -r x /srv/app").risk,
+        Risk::ApprovalRequired,
+        "recursive read reaches it"
+    );
 }
 
 #[test]

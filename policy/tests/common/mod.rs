@@ -13,7 +13,10 @@ use aiops_policy::{Plan, Redirect};
 
 /// Normalised argv: `sudo [-n] [--] CMD...` becomes `CMD...` (the executor form).
 fn normalise(mut argv: Vec<String>) -> Vec<String> {
-    if argv.first().is_some_and(|a| a.rsplit('/').next() == Some("sudo")) {
+    if argv
+        .first()
+        .is_some_and(|a| a.rsplit('/').next() == Some("sudo"))
+    {
         let mut i = 1;
         while i < argv.len() && matches!(argv[i].as_str(), "-n" | "--non-interactive") {
             i += 1;
@@ -70,8 +73,14 @@ pub fn bash(command: &str, plan: &Plan) -> Option<BTreeSet<Vec<String>>> {
         );
         for n in &names {
             // Names passed the engine's trusted-name check: [A-Za-z0-9._+-/] only.
-            assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || "._+-/".contains(c)), "{n:?}");
-            script.push_str(&format!("function {n} {{ rec \"$FUNCNAME\" \"$@\"; return $RC; }}\n"));
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._+-/".contains(c)),
+                "{n:?}"
+            );
+            script.push_str(&format!(
+                "function {n} {{ rec \"$FUNCNAME\" \"$@\"; return $RC; }}\n"
+            ));
         }
         script.push_str("exec 3>&1 1>/dev/null\n");
         script.push_str(command);
