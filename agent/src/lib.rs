@@ -306,6 +306,11 @@ impl Agent {
                                 );
                             }
                         }
+                        // A bare TCP connect that closes without a TLS hello (a port
+                        // probe, `lab up`'s readiness check) is not a request.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            tracing::debug!(%peer, "connection closed before the TLS handshake");
+                        }
                         Ok(Err(e)) => state.audit_refusal(peer, "tls_refused", &e.to_string()),
                         Err(_) => state.audit_refusal(
                             peer,

@@ -137,6 +137,9 @@ impl Ca {
         let key = KeyPair::generate().map_err(cert_err)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
+        // A unique name per CA, so a certificate from another aiops CA is
+        // reported as "unknown issuer" rather than a bad signature.
+        let cn = format!("{cn} {}", &crate::sha256_hex(key.public_key_raw())[..12]);
         dn.push(DnType::CommonName, cn);
         dn.push(DnType::OrganizationName, "aiops");
         params.distinguished_name = dn;

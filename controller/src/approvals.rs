@@ -80,7 +80,7 @@ pub struct Locked {
 
 fn err(code: &str, message: impl Into<String>, exit_code: u8) -> Failure {
     Failure {
-        answer: Answer::error(code, message),
+        answer: Box::new(Answer::error(code, message)),
         exit: exit_code,
     }
 }

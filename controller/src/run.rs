@@ -132,15 +132,15 @@ impl Answer {
 /// A failed request: its answer and exit code.
 #[derive(Debug)]
 pub struct Failure {
-    /// The error answer.
-    pub answer: Answer,
+    /// The error answer (boxed: failures travel through many `Result`s).
+    pub answer: Box<Answer>,
     /// Process exit code.
     pub exit: u8,
 }
 
 fn fail(code: &str, message: impl Into<String>, exit: u8) -> Failure {
     Failure {
-        answer: Answer::error(code, message),
+        answer: Box::new(Answer::error(code, message)),
         exit,
     }
 }
@@ -290,7 +290,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
         Ok(r) => r,
         Err(f) => {
             let f = audited_failure(&log, input_summary(input), f);
-            return (f.answer, f.exit);
+            return (*f.answer, f.exit);
         }
     };
     let base = object(json!({
@@ -316,7 +316,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             exit::FAILED,
         );
         let f = audited_failure(&log, base, f);
-        return (f.answer, f.exit);
+        return (*f.answer, f.exit);
     };
     let decision = loaded.policy.classify_for(Some(&req.target), &req.command);
     match decision.risk {
@@ -333,7 +333,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             .await
             {
                 Ok(a) => (a, exit::HANDLED),
-                Err(f) => (f.answer, f.exit),
+                Err(f) => (*f.answer, f.exit),
             }
         }
         Risk::Forbidden | Risk::Rejected => {
@@ -348,7 +348,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             rec.insert("risk".into(), decision.risk.as_str().into());
             rec.insert("reasons".into(), json!(decision.reasons));
             if let Err(f) = audit(&log, Value::Object(rec)) {
-                return (f.answer, f.exit);
+                return (*f.answer, f.exit);
             }
             let message = if decision.risk == Risk::Forbidden {
                 "Forbidden by policy; it will not run, even with approval."
@@ -370,7 +370,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
         }
         Risk::ApprovalRequired => match crate::approvals::request(loaded, &log, &req, &decision) {
             Ok(a) => (a, exit::HANDLED),
-            Err(f) => (f.answer, f.exit),
+            Err(f) => (*f.answer, f.exit),
         },
     }
 }

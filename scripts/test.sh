@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite. On a fresh Debian machine (as root) it first installs
+# everything the tests use; nothing is skipped because a tool is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: the tests create users, sudoers files and lab agents; run as root" >&2
+    exit 1
+  fi
+}
+need_root
+
+# Debian packages the tests run for real.
+apt_packages=(bash coreutils procps sudo)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ] || [ -n "${CI:-}" ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+export CARGO_TERM_COLOR=never
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
