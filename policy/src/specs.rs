@@ -39,6 +39,13 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// `Some(reason)` when reading `path` could expose a secret.
     pub(crate) fn sensitive(&self, path: &str, recursive: bool) -> Option<String> {
+        if path.split('/').any(|c| c == "..") {
+            // Lexical `..` disagrees with the kernel across symlinks
+            // (`/var/run/../etc` is `/etc`).
+            return Some(format!(
+                "path {path:?} contains `..` (symlinks make it unverifiable)"
+            ));
+        }
         let full = resolve(self.cwd, path);
         if path.ends_with(".pub") {
             return None;
@@ -588,9 +595,18 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
         Pos::PatternThenPaths => {
             let skip = usize::from(!(p.has("-e") || p.has("-f")));
             if operands.len() <= skip && recursive {
-                // grep -r PATTERN with no path searches the working directory.
-                if let Some(r) = ctx.sensitive(ctx.cwd.unwrap_or("."), true) {
-                    out.push(v(Level::Approval, format!("{} {r}", spec.name)));
+                // grep -r PATTERN with no path searches the working directory,
+                // which may be `/` when no `cd` set it.
+                match ctx.cwd.map(|c| ctx.sensitive(c, true)) {
+                    Some(None) => {}
+                    Some(Some(r)) => out.push(v(Level::Approval, format!("{} {r}", spec.name))),
+                    None => out.push(v(
+                        Level::Approval,
+                        format!(
+                            "{} -r without a path searches an unknown directory",
+                            spec.name
+                        ),
+                    )),
                 }
             }
             for o in operands.iter().skip(skip) {
