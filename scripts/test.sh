@@ -12,8 +12,11 @@ need_root() {
 }
 need_root
 
-# Debian packages the tests run for real.
+# Debian packages the tests run for real (one line per feature area).
 apt_packages=(bash coreutils procps sudo)
+apt_packages+=()   # packaging / real target host
+apt_packages+=()   # assistant side (Hermes, MCP)
+apt_packages+=()   # benchmarks
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,6 +24,12 @@ done
 if [ "${#missing[@]}" -gt 0 ] || [ -n "${CI:-}" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+# PyPI packages the tests run for real (installed into the machine's python3).
+pip_packages=()
+if [ "${#pip_packages[@]}" -gt 0 ]; then
+  python3 -m pip install --quiet "${pip_packages[@]}"
 fi
 
 export CARGO_TERM_COLOR=never
