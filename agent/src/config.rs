@@ -47,6 +47,11 @@ pub struct AgentConfig {
     pub tls: TlsFiles,
     /// The controller's identity and signing key.
     pub controller: ControllerTrust,
+    /// Approver public keys (`ed25519:<hex>` or a file holding it). Approved
+    /// requests must carry a grant signed by one of them; with none, only
+    /// auto-allowed commands run.
+    #[serde(default)]
+    pub approver_keys: Vec<String>,
     /// Policy file; the built-in read-only policy when absent.
     #[serde(default)]
     pub policy_file: Option<PathBuf>,
@@ -133,6 +138,14 @@ impl AgentConfig {
             abs(&mut p);
             config.controller.signing_key = std::fs::read_to_string(&p)
                 .map_err(|e| err(format!("controller.signing_key {}: {e}", p.display())))?;
+        }
+        for k in config.approver_keys.iter_mut() {
+            if !k.trim().starts_with("ed25519:") {
+                let mut p = PathBuf::from(k.trim());
+                abs(&mut p);
+                *k = std::fs::read_to_string(&p)
+                    .map_err(|e| err(format!("approver_keys {}: {e}", p.display())))?;
+            }
         }
         if config.name.is_empty() || !config.name.bytes().all(valid_name_byte) {
             return Err(err(format!(

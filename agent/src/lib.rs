@@ -189,6 +189,7 @@ struct State {
     config: AgentConfig,
     policy: Policy,
     controller_key: VerifyingKey,
+    approver_keys: Vec<VerifyingKey>,
     replay: ReplayCache,
     audit: AuditLog,
     slots: Semaphore,
@@ -205,6 +206,12 @@ impl Agent {
             |what: &str, e: &dyn std::fmt::Display| StartError::Setup(format!("{what}: {e}"));
         let controller_key = VerifyingKey::parse(&config.controller.signing_key)
             .map_err(|e| setup("controller.signing_key", &e))?;
+        let approver_keys = config
+            .approver_keys
+            .iter()
+            .map(|k| VerifyingKey::parse(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| setup("approver_keys", &e))?;
         let policy = match &config.policy_file {
             Some(p) => Policy::load(p).map_err(|e| setup("policy", &e))?,
             None => Policy::builtin(),
@@ -230,6 +237,7 @@ impl Agent {
                 config,
                 policy,
                 controller_key,
+                approver_keys,
                 replay,
                 audit,
                 cert_not_after,
@@ -434,7 +442,7 @@ impl pb::agent_server::Agent for AgentService {
             name: &state.config.name,
             controller_key: &state.controller_key,
             policy: &state.policy,
-            lab: state.config.lab,
+            approver_keys: &state.approver_keys,
             skew_ms: i64::from(state.config.clock_skew_secs) * 1000,
             max_lifetime_ms: i64::from(state.config.max_request_lifetime_secs) * 1000,
             max_timeout_ms: state.config.max_timeout_secs.saturating_mul(1000),
@@ -467,7 +475,30 @@ impl pb::agent_server::Agent for AgentService {
             };
             return Err(refuse(code, &e.to_string(), Some(&req), status));
         }
+        if let Some(grant) = &verified.grant {
+            // An approval is used once, whatever request carries it.
+            let key = format!("approval:{}", grant.approval_id);
+            if let Err(e) = state.replay.check_and_insert(&key, grant.expires_at_ms) {
+                let (code, status) = match &e {
+                    ReplayError::Replayed(_) => (
+                        "approval_used",
+                        Status::permission_denied(format!(
+                            "approval_used: approval {} was already used",
+                            grant.approval_id
+                        )),
+                    ),
+                    ReplayError::Io { .. } => (
+                        "replay_cache",
+                        Status::unavailable(format!("replay_cache: {e}")),
+                    ),
+                };
+                return Err(refuse(code, &e.to_string(), Some(&req), status));
+            }
+        }
         let mut accepted = request_fields(&req);
+        if let Some(grant) = &verified.grant {
+            accepted.insert("approver".into(), grant.approver.clone().into());
+        }
         accepted.insert("event".into(), "accepted".into());
         accepted.insert("risk".into(), verified.decision.risk.as_str().into());
         accepted.insert("peer".into(), peer.clone().into());

@@ -41,9 +41,8 @@ pub struct Verifier<'a> {
     pub controller_key: &'a VerifyingKey,
     /// The agent's own policy.
     pub policy: &'a Policy,
-    /// Lab agents accept approved requests without an approver signature
-    /// (until approvals carry one).
-    pub lab: bool,
+    /// Pinned approver keys; approved requests need a grant signed by one.
+    pub approver_keys: &'a [VerifyingKey],
     /// Allowed clock difference.
     pub skew_ms: i64,
     /// Longest allowed `expires_at - issued_at`.
@@ -61,6 +60,8 @@ pub struct Verified {
     pub request: pb::CommandRequest,
     /// The agent's own classification (its plan is what runs).
     pub decision: PolicyDecision,
+    /// The verified approval grant, for approved requests.
+    pub grant: Option<pb::ApprovalGrant>,
 }
 
 impl Verifier<'_> {
@@ -181,15 +182,13 @@ impl Verifier<'_> {
                     ),
                 ));
             }
-            (Risk::ApprovalRequired | Risk::AutoAllowed, pb::Decision::Approved) if !self.lab => {
-                return Err(Refusal::new(
-                    "approval_missing",
-                    PermissionDenied,
-                    "approved requests need an approver signature this agent can verify",
-                ));
-            }
             (Risk::AutoAllowed, _) | (Risk::ApprovalRequired, pb::Decision::Approved) => {}
         }
+        let grant = if claimed == pb::Decision::Approved {
+            Some(self.verify_grant(&signed.approval, &req, now_ms)?)
+        } else {
+            None
+        };
         let requested = plan_from_proto(req.plan.as_ref());
         if requested != own.plan {
             return Err(Refusal::new(
@@ -211,6 +210,65 @@ impl Verifier<'_> {
         Ok(Verified {
             request: req,
             decision: own,
+            grant,
         })
+    }
+
+    /// Checks the approver's signed grant covers exactly this command, target and time.
+    fn verify_grant(
+        &self,
+        approval: &[u8],
+        req: &pb::CommandRequest,
+        now_ms: i64,
+    ) -> Result<pb::ApprovalGrant, Refusal> {
+        use tonic::Code::PermissionDenied;
+        let refuse = |msg: String| Refusal::new("approval_invalid", PermissionDenied, msg);
+        if approval.is_empty() {
+            return Err(Refusal::new(
+                "approval_missing",
+                PermissionDenied,
+                "an approved request must carry an approver-signed grant",
+            ));
+        }
+        let signed = pb::SignedApproval::decode(approval)
+            .map_err(|e| refuse(format!("grant does not decode: {e}")))?;
+        let key = self
+            .approver_keys
+            .iter()
+            .find(|k| k.key_id() == signed.key_id)
+            .ok_or_else(|| {
+                refuse(format!(
+                    "grant signed by unknown approver key {:?}",
+                    signed.key_id
+                ))
+            })?;
+        key.verify(&signed.grant, &signed.signature)
+            .map_err(|_| refuse("grant signature does not verify".into()))?;
+        let grant = pb::ApprovalGrant::decode(signed.grant.as_slice())
+            .map_err(|e| refuse(format!("grant does not decode: {e}")))?;
+        if uuid::Uuid::parse_str(&grant.approval_id).is_err()
+            || grant.approval_id != req.approval_id
+        {
+            return Err(refuse("grant is for another approval".into()));
+        }
+        if grant.target != self.name || grant.target != req.target {
+            return Err(refuse(format!("grant is for target {:?}", grant.target)));
+        }
+        if grant.command_sha256 != aiops_certs::sha256_hex(req.command.as_bytes()) {
+            return Err(refuse("grant is for another command".into()));
+        }
+        if now_ms > grant.expires_at_ms + self.skew_ms {
+            return Err(Refusal::new(
+                "approval_expired",
+                PermissionDenied,
+                "the approval has expired",
+            ));
+        }
+        if grant.approver.is_empty() || grant.approver == grant.requester {
+            return Err(refuse(
+                "an approval needs an approver other than the requester".into(),
+            ));
+        }
+        Ok(grant)
     }
 }

@@ -91,6 +91,14 @@ impl PkiDir {
     pub fn signing_pub(&self) -> PathBuf {
         self.dir.join("signing.pub")
     }
+    /// Approver signing key (private; in production readable only by the approver account).
+    pub fn approver_key(&self) -> PathBuf {
+        self.dir.join("approver.key")
+    }
+    /// Approver public key (`ed25519:<hex>`), pinned by agents.
+    pub fn approver_pub(&self) -> PathBuf {
+        self.dir.join("approver.pub")
+    }
     /// An agent's certificate.
     pub fn agent_cert(&self, name: &str) -> PathBuf {
         self.dir.join("agents").join(format!("{name}.pem"))
@@ -274,6 +282,26 @@ pub fn issue_agent(
     write(&pki.agent_cert(name), cert.as_bytes(), 0o644)?;
     write(&pki.agent_key(name), key.as_bytes(), 0o600)?;
     Ok((pki.agent_cert(name), pki.agent_key(name)))
+}
+
+/// Creates an approver signing key pair at `key` (0600) and `key` with `.pub` (0644);
+/// returns the public key text.
+pub fn init_approver_key(key: &Path, force: bool) -> Result<String, PkiError> {
+    if key.exists() && !force {
+        return Err(PkiError::Exists(key.display().to_string()));
+    }
+    if let Some(dir) = key.parent() {
+        create_private_dir(dir)?;
+    }
+    let signing = SigningKey::generate();
+    write(key, signing.to_pem().as_bytes(), 0o600)?;
+    let public = signing.verifying_key().to_text();
+    write(
+        &key.with_extension("pub"),
+        format!("{public}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(public)
 }
 
 /// Unix seconds at which the first certificate in `pem` expires.

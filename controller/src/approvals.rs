@@ -11,9 +11,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use aiops_certs::audit::AuditLog;
+use aiops_certs::signing::{SigningKey, VerifyingKey};
 use aiops_policy::{Decision, Mode, Risk};
 use aiops_proto::agent::v1 as pb;
 use nix::fcntl::{Flock, FlockArg};
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -29,6 +31,8 @@ pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
 pub enum State {
     /// Waiting for a human.
     Pending,
+    /// Approved and signed by an approver; waiting to be released to the agent.
+    Granted,
     /// Approved and handed to execution (used; cannot run again).
     Used,
     /// Denied.
@@ -65,6 +69,34 @@ pub struct Approval {
     pub expires_ms: i64,
     /// Where it is in its life.
     pub state: State,
+    /// Controller signature over the record's binding fields (detects edits).
+    pub record_signature: String,
+    /// Who approved or denied it.
+    #[serde(default)]
+    pub resolver: Option<String>,
+}
+
+impl Approval {
+    /// The bytes the controller signs when it stores the approval.
+    fn binding(&self) -> Vec<u8> {
+        format!(
+            "aiops-approval-v1\n{}\n{}\n{}\n{}\n{}\n{}",
+            self.id,
+            self.target,
+            self.command_sha256,
+            self.requester,
+            self.created_ms,
+            self.expires_ms
+        )
+        .into_bytes()
+    }
+
+    /// True when the command, its hash and the controller's signature all agree.
+    fn intact(&self, controller: &VerifyingKey) -> bool {
+        aiops_certs::sha256_hex(self.command.as_bytes()) == self.command_sha256
+            && hex::decode(&self.record_signature)
+                .is_ok_and(|sig| controller.verify(&self.binding(), &sig).is_ok())
+    }
 }
 
 /// The approvals directory with its lock.
@@ -170,6 +202,10 @@ impl Locked {
         Ok(out)
     }
 
+    fn grant_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.grant"))
+    }
+
     /// Writes one approval atomically.
     pub fn save(&self, a: &Approval) -> Result<(), Failure> {
         let text = serde_json::to_vec_pretty(a).expect("approval serializes");
@@ -183,21 +219,25 @@ impl Locked {
     }
 }
 
+fn approval_record(event: &str, a: &Approval) -> serde_json::Map<String, Value> {
+    let Value::Object(m) = json!({
+        "event": event,
+        "approval_id": a.id,
+        "target": a.target,
+        "command": a.command,
+        "command_sha256": a.command_sha256,
+        "requester": a.requester,
+        "reason": a.reason,
+        "risk": a.risk,
+        "expires_ms": a.expires_ms,
+    }) else {
+        unreachable!("json! object")
+    };
+    m
+}
+
 fn audit_approval(log: &AuditLog, event: &str, a: &Approval) -> Result<(), Failure> {
-    audit(
-        log,
-        json!({
-            "event": event,
-            "approval_id": a.id,
-            "target": a.target,
-            "command": a.command,
-            "command_sha256": a.command_sha256,
-            "requester": a.requester,
-            "reason": a.reason,
-            "risk": a.risk,
-            "expires_ms": a.expires_ms,
-        }),
-    )
+    audit(log, Value::Object(approval_record(event, a)))
 }
 
 /// Expires pending approvals past their time, auditing each.
@@ -224,7 +264,8 @@ pub fn request(
     let now = aiops_certs::now_ms();
     let mut all = locked.all()?;
     expire(&locked, log, &mut all, now)?;
-    let approval = Approval {
+    let controller_key = read_key(&loaded.pki().signing_key())?;
+    let mut approval = Approval {
         id: uuid::Uuid::new_v4().to_string(),
         target: req.target.clone(),
         command: req.command.clone(),
@@ -236,7 +277,10 @@ pub fn request(
         created_ms: now,
         expires_ms: now + loaded.approval_ttl_secs() * 1000,
         state: State::Pending,
+        record_signature: String::new(),
+        resolver: None,
     };
+    approval.record_signature = hex::encode(controller_key.sign(&approval.binding()));
     // The audit record comes first: if it cannot be written, nothing is pending.
     audit_approval(log, "approval_requested", &approval)?;
     locked.save(&approval)?;
@@ -301,7 +345,113 @@ pub enum Resolver {
     Human(String),
 }
 
-/// Resolves a pending approval; approving runs exactly the approved command on the approved target.
+fn read_key(path: &Path) -> Result<SigningKey, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(
+            "key_unreadable",
+            format!("{}: {e}", path.display()),
+            exit::SETUP,
+        )
+    })?;
+    SigningKey::from_pem(&text).map_err(|e| {
+        err(
+            "key_unreadable",
+            format!("{}: {e}", path.display()),
+            exit::SETUP,
+        )
+    })
+}
+
+fn read_public(text_or_path: &str, base: &Path) -> Result<VerifyingKey, Failure> {
+    let text = if text_or_path.trim().starts_with("ed25519:") {
+        text_or_path.to_string()
+    } else {
+        let p = base.join(text_or_path.trim());
+        std::fs::read_to_string(&p).map_err(|e| {
+            err(
+                "key_unreadable",
+                format!("{}: {e}", p.display()),
+                exit::SETUP,
+            )
+        })?
+    };
+    VerifyingKey::parse(&text).map_err(|e| err("key_unreadable", e.to_string(), exit::SETUP))
+}
+
+fn controller_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
+    let p = loaded.pki().signing_pub();
+    read_public(&p.display().to_string(), Path::new("/"))
+}
+
+fn approver_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
+    match (
+        &loaded.config.approvals.approver_public_key,
+        &loaded.config.approvals.approver_key,
+    ) {
+        (Some(k), _) => read_public(k, loaded.path.parent().unwrap_or(Path::new("."))),
+        (None, Some(private)) => read_public(
+            &private.with_extension("pub").display().to_string(),
+            Path::new("/"),
+        ),
+        (None, None) => Err(err(
+            "no_approver_key",
+            "no approver key is configured (approvals.approver_key / approver_public_key)",
+            exit::SETUP,
+        )),
+    }
+}
+
+/// Signs a grant for `a` with the approver key; fails when this account cannot read it.
+fn sign_grant(
+    loaded: &Loaded,
+    a: &Approval,
+    approver: &str,
+) -> Result<pb::SignedApproval, Failure> {
+    let path = loaded
+        .config
+        .approvals
+        .approver_key
+        .as_ref()
+        .ok_or_else(|| {
+            err(
+                "no_approver_key",
+                "no approver key is configured (approvals.approver_key)",
+                exit::SETUP,
+            )
+        })?;
+    let key = read_key(path).map_err(|mut f| {
+        f.answer = Box::new(Answer::error(
+            "approver_key_unreadable",
+            format!(
+                "{}: only the approver account can sign approvals{}",
+                path.display(),
+                f.answer
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" ({})", e.message))
+                    .unwrap_or_default()
+            ),
+        ));
+        f
+    })?;
+    let grant = pb::ApprovalGrant {
+        approval_id: a.id.clone(),
+        target: a.target.clone(),
+        command_sha256: a.command_sha256.clone(),
+        expires_at_ms: a.expires_ms,
+        approver: approver.to_string(),
+        requester: a.requester.clone(),
+    }
+    .encode_to_vec();
+    Ok(pb::SignedApproval {
+        signature: key.sign(&grant),
+        key_id: key.verifying_key().key_id(),
+        grant,
+    })
+}
+
+/// Resolves a pending approval. Approving signs a grant with the approver key
+/// and then runs exactly the approved command on exactly the approved target.
 pub async fn resolve(
     loaded: &Loaded,
     verb: Verb,
@@ -309,34 +459,32 @@ pub async fn resolve(
     resolver: Resolver,
 ) -> Result<Answer, Failure> {
     let log = AuditLog::new(&loaded.config.audit_log);
-    let audited = |f: Failure, what: &str| -> Failure {
-        let rec = json!({
-            "event": "error",
-            "status": "error",
-            "code": f.answer.error.as_ref().map(|e| e.code.clone()),
-            "message": f.answer.error.as_ref().map(|e| e.message.clone()),
-            "approval_id": id,
-            "resolver": what,
-        });
-        match audit(&log, rec) {
-            Ok(()) => f,
-            Err(a) => a,
-        }
-    };
     let who = match &resolver {
-        Resolver::Requester(r) => format!("run:{}", r.as_deref().unwrap_or("any")),
+        Resolver::Requester(r) => format!("stdin:{}", r.as_deref().unwrap_or("any")),
         Resolver::Human(r) => r.clone(),
     };
-    if matches!(resolver, Resolver::Requester(_)) && loaded.policy.mode() == Mode::Production {
-        return Err(audited(
-            err(
+    let audited = |f: Failure| -> Failure { audit_error(&log, f, id, &who) };
+    let production = loaded.policy.mode() == Mode::Production;
+    match &resolver {
+        Resolver::Requester(_) if production => {
+            return Err(audited(err(
                 "approval_not_allowed",
                 "production mode: approvals cannot be given through `aiops run` or the assistant; an approver must run `aiops approvals approve`",
                 exit::FAILED,
-            ),
-            &who,
-        ));
+            )));
+        }
+        Resolver::Human(name)
+            if production && !loaded.config.approvals.approvers.contains(name) =>
+        {
+            return Err(audited(err(
+                "not_an_approver",
+                format!("{name:?} is not in approvals.approvers"),
+                exit::FAILED,
+            )));
+        }
+        _ => {}
     }
+    let controller = controller_public(loaded)?;
     let store = Store::new(&loaded.config.runtime_dir);
     let approval = {
         let locked = store.lock()?;
@@ -359,96 +507,70 @@ pub async fn resolve(
                     [one] => Some(*one),
                     [] => None,
                     _ => {
-                        return Err(audited(
-                            err(
-                                "ambiguous",
-                                "several approvals are pending; name one (aiops approvals list)",
-                                exit::FAILED,
-                            ),
-                            &who,
-                        ));
+                        return Err(audited(err(
+                            "ambiguous",
+                            "several approvals are pending; name one (aiops approvals list)",
+                            exit::FAILED,
+                        )));
                     }
                 }
             }
         };
         let Some(i) = candidate else {
-            return Err(audited(
-                err(
-                    "no_pending_approval",
-                    "there is no pending approval to resolve",
-                    exit::FAILED,
-                ),
-                &who,
-            ));
+            return Err(audited(err(
+                "no_pending_approval",
+                "there is no pending approval to resolve",
+                exit::FAILED,
+            )));
         };
         if let (Resolver::Requester(Some(r)), Some(_)) = (&resolver, id)
             && &all[i].requester != r
         {
-            return Err(audited(
-                err(
-                    "no_pending_approval",
-                    "that approval belongs to another requester",
-                    exit::FAILED,
-                ),
-                &who,
-            ));
+            return Err(audited(err(
+                "no_pending_approval",
+                "that approval belongs to another requester",
+                exit::FAILED,
+            )));
         }
         expire(&locked, &log, &mut all, now)?;
         let a = &mut all[i];
-        match a.state {
-            State::Pending => {}
-            State::Expired => {
-                return Err(audited(
-                    err(
-                        "approval_expired",
-                        format!("approval {} expired; request the command again", a.id),
-                        exit::FAILED,
-                    ),
-                    &who,
-                ));
-            }
-            State::Used | State::Denied | State::Superseded => {
-                return Err(audited(
-                    err(
-                        "approval_not_pending",
-                        format!("approval {} is {:?}, not pending", a.id, a.state).to_lowercase(),
-                        exit::FAILED,
-                    ),
-                    &who,
-                ));
-            }
+        check_pending(a).map_err(&audited)?;
+        if !a.intact(&controller) {
+            return Err(audited(err(
+                "approval_tampered",
+                "the stored approval does not match what the controller recorded; nothing was run",
+                exit::FAILED,
+            )));
         }
-        if aiops_certs::sha256_hex(a.command.as_bytes()) != a.command_sha256 {
-            return Err(audited(
-                err(
-                    "approval_tampered",
-                    "the stored command does not match its recorded hash; nothing was run",
-                    exit::FAILED,
-                ),
-                &who,
-            ));
+        if production && a.requester == who {
+            return Err(audited(err(
+                "self_approval",
+                "the requester cannot approve their own request",
+                exit::FAILED,
+            )));
         }
-        a.state = match verb {
-            Verb::Approve => State::Used,
-            Verb::Deny => State::Denied,
+        let grant = match verb {
+            Verb::Approve => Some(sign_grant(loaded, a, &who).map_err(&audited)?),
+            Verb::Deny => None,
         };
-        let event = match verb {
-            Verb::Approve => "approved",
-            Verb::Deny => "denied",
+        a.state = if grant.is_some() {
+            State::Granted
+        } else {
+            State::Denied
         };
-        // Audit, then persist "used" before anything runs: a crash can lose a run, never repeat one.
-        audit(
-            &log,
-            json!({
-                "event": event,
-                "approval_id": a.id,
-                "target": a.target,
-                "command": a.command,
-                "command_sha256": a.command_sha256,
-                "requester": a.requester,
-                "resolver": who,
-            }),
-        )?;
+        a.resolver = Some(who.clone());
+        let event = if grant.is_some() {
+            "approved"
+        } else {
+            "denied"
+        };
+        let mut rec = approval_record(event, a);
+        rec.insert("resolver".into(), who.clone().into());
+        audit(&log, Value::Object(rec))?;
+        if let Some(g) = &grant {
+            aiops_certs::write_file_mode(&locked.grant_path(&a.id), &g.encode_to_vec(), 0o640)
+                .map_err(|e| err("runtime", e.to_string(), exit::SETUP))?;
+        }
         locked.save(a)?;
         a.clone()
     };
@@ -463,6 +585,140 @@ pub async fn resolve(
             ..Answer::default()
         });
     }
+    match crate::run::Sender::load(loaded) {
+        Ok(_) => release(loaded, &approval.id).await,
+        Err(f) => match &loaded.config.approvals.controller_user {
+            // The approver account cannot read the controller's keys: hand the
+            // signed grant to the controller account, which verifies it again.
+            Some(user) => release_via_sudo(loaded, user, &approval.id),
+            None => Err(f),
+        },
+    }
+}
+
+fn check_pending(a: &Approval) -> Result<(), Failure> {
+    match a.state {
+        State::Pending => Ok(()),
+        State::Expired => Err(err(
+            "approval_expired",
+            format!("approval {} expired; request the command again", a.id),
+            exit::FAILED,
+        )),
+        State::Granted | State::Used | State::Denied | State::Superseded => Err(err(
+            "approval_not_pending",
+            format!("approval {} is {:?}, not pending", a.id, a.state).to_lowercase(),
+            exit::FAILED,
+        )),
+    }
+}
+
+fn audit_error(log: &AuditLog, f: Failure, id: Option<&str>, who: &str) -> Failure {
+    let rec = json!({
+        "event": "error",
+        "status": "error",
+        "code": f.answer.error.as_ref().map(|e| e.code.clone()),
+        "message": f.answer.error.as_ref().map(|e| e.message.clone()),
+        "approval_id": id,
+        "resolver": who,
+    });
+    match audit(log, rec) {
+        Ok(()) => f,
+        Err(a) => a,
+    }
+}
+
+fn release_via_sudo(loaded: &Loaded, user: &str, id: &str) -> Result<Answer, Failure> {
+    let exe = std::env::current_exe().map_err(|e| err("release", e.to_string(), exit::SETUP))?;
+    let out = std::process::Command::new("/usr/bin/sudo")
+        .args(["-n", "-u", user, "--"])
+        .arg(exe)
+        .arg("--config")
+        .arg(&loaded.path)
+        .args(["approvals", "release", id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| err("release", format!("sudo: {e}"), exit::SETUP))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answer: Value = serde_json::from_str(text.trim()).map_err(|_| {
+        err(
+            "release",
+            format!(
+                "`sudo -u {user} aiops approvals release` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            exit::FAILED,
+        )
+    })?;
+    let code = u8::try_from(out.status.code().unwrap_or(1)).unwrap_or(1);
+    let answer = Answer::relayed(answer);
+    if code == exit::HANDLED {
+        Ok(answer)
+    } else {
+        Err(Failure {
+            answer: Box::new(answer),
+            exit: code,
+        })
+    }
+}
+
+/// Runs a granted approval: checks the approver's signature on the stored
+/// grant, marks the approval used, and sends the command with the grant.
+pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
+    let log = AuditLog::new(&loaded.config.audit_log);
+    let audited = |f: Failure| -> Failure { audit_error(&log, f, Some(id), "release") };
+    let controller = controller_public(loaded)?;
+    let approver = approver_public(loaded)?;
+    let (approval, grant) = {
+        let locked = Store::new(&loaded.config.runtime_dir).lock()?;
+        let mut all = locked.all()?;
+        let Some(a) = all.iter_mut().find(|a| a.id == id) else {
+            return Err(audited(err(
+                "no_pending_approval",
+                format!("no approval {id}"),
+                exit::FAILED,
+            )));
+        };
+        if a.state != State::Granted {
+            return Err(audited(err(
+                "approval_not_granted",
+                format!("approval {id} is {:?}, not granted", a.state).to_lowercase(),
+                exit::FAILED,
+            )));
+        }
+        let bytes = std::fs::read(locked.grant_path(id))
+            .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
+        let signed = pb::SignedApproval::decode(bytes.as_slice())
+            .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
+        let grant = pb::ApprovalGrant::decode(signed.grant.as_slice())
+            .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
+        let valid = signed.key_id == approver.key_id()
+            && approver.verify(&signed.grant, &signed.signature).is_ok()
+            && grant.approval_id == a.id
+            && grant.target == a.target
+            && grant.command_sha256 == a.command_sha256
+            && a.intact(&controller);
+        if !valid {
+            return Err(audited(err(
+                "approval_invalid",
+                "the grant is not signed by the approver key for exactly this approval; nothing was run",
+                exit::FAILED,
+            )));
+        }
+        if aiops_certs::now_ms() > grant.expires_at_ms {
+            a.state = State::Expired;
+            audit_approval(&log, "expired", a)?;
+            locked.save(a)?;
+            return Err(audited(err(
+                "approval_expired",
+                format!("approval {id} expired"),
+                exit::FAILED,
+            )));
+        }
+        // Used before anything runs: a crash can lose a run, never repeat one.
+        a.state = State::Used;
+        locked.save(a)?;
+        (a.clone(), signed)
+    };
     let req = RunInput {
         target: approval.target.clone(),
         command: approval.command.clone(),
@@ -470,43 +726,32 @@ pub async fn resolve(
         reason: approval.reason.clone(),
     };
     let Some(target) = loaded.config.targets.get(&req.target) else {
-        return Err(audited(
-            err(
-                "unknown_target",
-                format!("target {:?} is no longer configured", req.target),
-                exit::FAILED,
-            ),
-            &who,
-        ));
+        return Err(audited(err(
+            "unknown_target",
+            format!("target {:?} is no longer configured", req.target),
+            exit::FAILED,
+        )));
     };
-    // Policy may have changed since the request: re-classify, and never run what is now forbidden.
+    // Policy may have changed since the request: never run what is now forbidden.
     let decision = loaded.policy.classify_for(Some(&req.target), &req.command);
     if matches!(decision.risk, Risk::Forbidden | Risk::Rejected) {
-        return Err(audited(
-            err(
-                "policy_changed",
-                format!(
-                    "the command is now {} by policy; nothing was run",
-                    decision.risk.as_str()
-                ),
-                exit::FAILED,
+        return Err(audited(err(
+            "policy_changed",
+            format!(
+                "the command is now {} by policy; nothing was run",
+                decision.risk.as_str()
             ),
-            &who,
-        ));
+            exit::FAILED,
+        )));
     }
-    let wire = if decision.risk == Risk::AutoAllowed {
-        pb::Decision::AutoAllowed
-    } else {
-        pb::Decision::Approved
-    };
     crate::run::execute(
         loaded,
         &log,
         &req,
         target,
         &decision,
-        wire,
-        Some(&approval.id),
+        pb::Decision::Approved,
+        Some((&approval.id, &grant)),
     )
     .await
 }

@@ -72,6 +72,28 @@ impl Default for Defaults {
     }
 }
 
+/// Who may approve, and with which key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Accounts (or chat users) allowed to approve in production mode.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// The approver's private signing key. In production only the approver
+    /// account can read it; the controller account cannot.
+    #[serde(default)]
+    pub approver_key: Option<PathBuf>,
+    /// The approver public key (`ed25519:<hex>` or a file), to check grants
+    /// before releasing them [default: the `.pub` beside `approver_key`].
+    #[serde(default)]
+    pub approver_public_key: Option<String>,
+    /// Account that holds the controller's keys; an approver running
+    /// `aiops approvals approve` hands the signed grant to it through
+    /// `sudo -n -u ACCOUNT aiops approvals release ID`.
+    #[serde(default)]
+    pub controller_user: Option<String>,
+}
+
 /// The configuration as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +116,9 @@ pub struct ControllerConfig {
     /// Request defaults.
     #[serde(default)]
     pub defaults: Defaults,
+    /// Approvers and the approval key.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
     /// Targets by name.
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
@@ -170,6 +195,11 @@ impl Loaded {
             }
             (None, None) => Policy::builtin(),
         };
+        if let Some(p) = config.approvals.approver_key.as_mut()
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
         for (name, t) in &config.targets {
             if !valid_target_name(name) {
                 return Err(err(format!("targets: {name:?} is not a valid target name")));

@@ -48,6 +48,10 @@ pub fn init(spec: &LabSpec) -> LabResult<()> {
     let dir = std::fs::canonicalize(&spec.dir).map_err(io(&spec.dir))?;
     let pki = PkiDir::new(dir.join("pki"));
     let summary = pki::init(&pki, pki::CONTROLLER_IDENTITY, true).map_err(|e| e.to_string())?;
+    // In a lab one account plays every role, so the controller can read the
+    // approver key; production separates them (see README, approvals).
+    let approver_pub =
+        pki::init_approver_key(&pki.approver_key(), true).map_err(|e| e.to_string())?;
     let (mode, unknown) = match spec.mode {
         Mode::Lab => ("lab", "approval_required"),
         Mode::Production => ("production", "reject"),
@@ -71,6 +75,7 @@ pub fn init(spec: &LabSpec) -> LabResult<()> {
              lab: true\n\
              tls:\n  ca: ../../pki/ca.pem\n  cert: ../../pki/agents/{name}.pem\n  key: ../../pki/agents/{name}.key\n\
              controller:\n  identity: {identity}\n  signing_key: \"{key}\"\n\
+             approver_keys: [\"{approver_pub}\"]\n\
              policy_file: policy.yml\n\
              state_dir: state\n\
              audit_log: audit.jsonl\n",
@@ -91,13 +96,24 @@ pub fn init(spec: &LabSpec) -> LabResult<()> {
          pki_dir: pki\n\
          audit_log: audit.jsonl\n\
          runtime_dir: runtime\n\
-         defaults:\n  timeout_secs: 30\n  output_cap_bytes: 65536\n  request_ttl_secs: 60\n\
+         defaults:\n  timeout_secs: 30\n  output_cap_bytes: 65536\n  request_ttl_secs: 60\n  approval_ttl_secs: 900\n\
+         approvals:\n  approvers: [{approvers}]\n  approver_key: pki/approver.key\n\
          targets:\n{targets}\
          groups:\n  lab: [{group}]\n",
         group = names.join(", "),
+        approvers = caller_account(),
     );
     write(&config_path, &config)?;
     Ok(())
+}
+
+/// The account running this process (the lab's approver).
+fn caller_account() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".into())
 }
 
 fn write(path: &Path, text: &str) -> LabResult<()> {

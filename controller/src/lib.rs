@@ -121,6 +121,20 @@ enum ApprovalsCmd {
         /// Approval id.
         id: Option<String>,
     },
+    /// Run a granted approval (the controller account's half of `approve`).
+    Release {
+        /// Approval id.
+        id: String,
+    },
+    /// Create an approver signing key (run as the approver account).
+    InitKey {
+        /// Private key file; the public key goes beside it with `.pub`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -405,6 +419,15 @@ fn caller_name() -> String {
 }
 
 fn cmd_approvals(config: &std::path::Path, command: ApprovalsCmd) -> ExitCode {
+    if let ApprovalsCmd::InitKey { out, force } = &command {
+        return match pki::init_approver_key(out, *force) {
+            Ok(public) => {
+                print_json(&json!({"status": "ok", "key": out, "public_key": public}));
+                ExitCode::SUCCESS
+            }
+            Err(e) => answer_exit(&Answer::error("pki", e.to_string()), exit::SETUP),
+        };
+    }
     let loaded = match load(config) {
         Ok(l) => l,
         Err(code) => return code,
@@ -433,6 +456,13 @@ fn cmd_approvals(config: &std::path::Path, command: ApprovalsCmd) -> ExitCode {
             Err(f) => answer_exit(&f.answer, f.exit),
         },
         ApprovalsCmd::Approve { id } => resolve_human(&loaded, approvals::Verb::Approve, id),
+        ApprovalsCmd::Release { id } => {
+            match runtime().block_on(approvals::release(&loaded, &id)) {
+                Ok(a) => answer_exit(&a, exit::HANDLED),
+                Err(f) => answer_exit(&f.answer, f.exit),
+            }
+        }
+        ApprovalsCmd::InitKey { .. } => unreachable!("handled before loading the config"),
         ApprovalsCmd::Deny { id } => resolve_human(&loaded, approvals::Verb::Deny, id),
     }
 }

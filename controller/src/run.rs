@@ -116,6 +116,54 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer produced by another `aiops` process (the release hop), relayed as is.
+    pub fn relayed(v: Value) -> Answer {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let status: &'static str = match v.get("status").and_then(Value::as_str) {
+            Some("executed") => "executed",
+            _ => "error",
+        };
+        Answer {
+            status,
+            risk: v.get("risk").and_then(Value::as_str).map(|r| match r {
+                "auto_allowed" => "auto_allowed",
+                _ => "approval_required",
+            }),
+            target: s("target"),
+            command: s("command"),
+            exit_code: v
+                .get("exit_code")
+                .and_then(Value::as_i64)
+                .and_then(|c| i32::try_from(c).ok()),
+            stdout: s("stdout"),
+            stderr: s("stderr"),
+            truncated: v.get("truncated").and_then(Value::as_bool),
+            stdout_dropped_bytes: v.get("stdout_dropped_bytes").and_then(Value::as_u64),
+            stderr_dropped_bytes: v.get("stderr_dropped_bytes").and_then(Value::as_u64),
+            timed_out: v.get("timed_out").and_then(Value::as_bool),
+            signal: v
+                .get("signal")
+                .and_then(Value::as_i64)
+                .and_then(|c| i32::try_from(c).ok()),
+            duration_ms: v.get("duration_ms").and_then(Value::as_u64),
+            request_id: s("request_id"),
+            approval_id: s("approval_id"),
+            error: v.get("error").map(|e| ErrorBody {
+                code: e
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("release")
+                    .to_string(),
+                message: e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            }),
+            ..Answer::default()
+        }
+    }
+
     /// An error answer.
     pub fn error(code: &str, message: impl Into<String>) -> Answer {
         Answer {
@@ -383,8 +431,9 @@ pub async fn execute(
     target: &TargetConfig,
     decision: &Decision,
     wire_decision: pb::Decision,
-    approval_id: Option<&str>,
+    approval: Option<(&str, &pb::SignedApproval)>,
 ) -> Result<Answer, Failure> {
+    let approval_id = approval.map(|(id, _)| id);
     let mut base = object(json!({
         "target": req.target,
         "command": req.command,
@@ -415,7 +464,10 @@ pub async fn execute(
         policy_digest: loaded.policy.digest().to_string(),
         approval_id: approval_id.unwrap_or_default().to_string(),
     };
-    let signed = client::sign(&request, &sender.key);
+    let mut signed = client::sign(&request, &sender.key);
+    if let Some((_, grant)) = approval {
+        signed.approval = prost::Message::encode_to_vec(grant);
+    }
     let mut sent = base.clone();
     sent.insert("event".into(), "requested".into());
     sent.insert("policy_digest".into(), loaded.policy.digest().into());

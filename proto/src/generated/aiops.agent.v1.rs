@@ -10,9 +10,40 @@ pub struct SignedCommand {
     /// Identifies the signing key (hex of the first 8 bytes of SHA-256 of the public key).
     #[prost(string, tag = "3")]
     pub key_id: ::prost::alloc::string::String,
-    /// Encoded, signed approval statement (approvals issue); empty when none.
+    /// Encoded SignedApproval; required when the decision is APPROVED.
     #[prost(bytes = "vec", tag = "4")]
     pub approval: ::prost::alloc::vec::Vec<u8>,
+}
+/// What an approver approved: one exact command on one target, until expiry.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ApprovalGrant {
+    #[prost(string, tag = "1")]
+    pub approval_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub target: ::prost::alloc::string::String,
+    /// Hex SHA-256 of the exact command bytes.
+    #[prost(string, tag = "3")]
+    pub command_sha256: ::prost::alloc::string::String,
+    /// Unix ms after which the grant is void.
+    #[prost(int64, tag = "4")]
+    pub expires_at_ms: i64,
+    /// Who approved (account or chat user).
+    #[prost(string, tag = "5")]
+    pub approver: ::prost::alloc::string::String,
+    /// Who asked; never the approver.
+    #[prost(string, tag = "6")]
+    pub requester: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignedApproval {
+    /// Encoded ApprovalGrant, signed as-is.
+    #[prost(bytes = "vec", tag = "1")]
+    pub grant: ::prost::alloc::vec::Vec<u8>,
+    /// Ed25519 signature over `grant` by an approver key the agent pins.
+    #[prost(bytes = "vec", tag = "2")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub key_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CommandRequest {
