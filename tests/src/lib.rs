@@ -21,7 +21,15 @@ pub fn bin_dir() -> &'static Path {
             .ok()
             .is_some_and(|p| p.components().any(|c| c.as_os_str() == "release"));
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "aiops-controller", "-p", "aiops-agent", "--bins"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "aiops-controller",
+            "-p",
+            "aiops-agent",
+            "--bins",
+        ]);
         if profile_release {
             cmd.arg("--release");
         }
@@ -32,7 +40,10 @@ pub fn bin_dir() -> &'static Path {
         assert!(status.success(), "building the binaries failed");
         // target/<profile>/deps/<test> -> target/<profile>
         let exe = std::env::current_exe().expect("current exe");
-        exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf()
     })
 }
 
@@ -56,8 +67,8 @@ pub fn free_ports(n: u16) -> u16 {
         if u32::from(base) + u32::from(n) >= 65000 {
             continue;
         }
-        let all_free = (base..base + n)
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        let all_free =
+            (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
         if all_free {
             return base;
         }
@@ -79,17 +90,36 @@ pub struct Lab {
 impl Lab {
     /// `aiops lab init` with `agents` agents in `mode` (`lab` or `production`), not started.
     pub fn init(agents: u16, mode: &str) -> Lab {
-        let tmp = tempfile::Builder::new().prefix("aiops-e2e-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("aiops-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let dir = tmp.path().join("lab");
         let base_port = free_ports(agents);
         let out = Command::new(aiops_bin())
             .args(["lab", "init", "--dir"])
             .arg(&dir)
-            .args(["--agents", &agents.to_string(), "--port", &base_port.to_string(), "--mode", mode])
+            .args([
+                "--agents",
+                &agents.to_string(),
+                "--port",
+                &base_port.to_string(),
+                "--mode",
+                mode,
+            ])
             .output()
             .expect("aiops lab init runs");
-        assert!(out.status.success(), "lab init: {}", String::from_utf8_lossy(&out.stdout));
-        Lab { tmp, dir, base_port, agents }
+        assert!(
+            out.status.success(),
+            "lab init: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Lab {
+            tmp,
+            dir,
+            base_port,
+            agents,
+        }
     }
 
     /// Initialises and starts a lab.
@@ -106,7 +136,12 @@ impl Lab {
             .arg(&self.dir)
             .output()
             .expect("aiops lab up runs");
-        assert!(out.status.success(), "lab up: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "lab up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `aiops lab down`.
@@ -130,7 +165,10 @@ impl Lab {
     /// Appends YAML text to a file of the lab (e.g. an agent's policy.yml).
     pub fn append(&self, rel: &str, text: &str) {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(self.dir.join(rel)).expect("lab file");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join(rel))
+            .expect("lab file");
         f.write_all(text.as_bytes()).expect("append");
     }
 
@@ -149,13 +187,25 @@ impl Lab {
 
     /// Like [`Lab::run`] with extra environment variables.
     pub fn run_with(&self, stdin: &[u8], env: &[(&str, &str)]) -> (Value, i32) {
-        let out = run_cmd(&aiops_bin(), &["run"], stdin, &[("AIOPS_CONFIG", self.config().to_str().unwrap())], env);
+        let out = run_cmd(
+            &aiops_bin(),
+            &["run"],
+            stdin,
+            &[("AIOPS_CONFIG", self.config().to_str().unwrap())],
+            env,
+        );
         (parse_answer(&out), out.status.code().unwrap_or(-1))
     }
 
     /// Runs `aiops ARGS` with this lab's config.
     pub fn aiops(&self, args: &[&str]) -> Output {
-        run_cmd(&aiops_bin(), args, b"", &[("AIOPS_CONFIG", self.config().to_str().unwrap())], &[])
+        run_cmd(
+            &aiops_bin(),
+            args,
+            b"",
+            &[("AIOPS_CONFIG", self.config().to_str().unwrap())],
+            &[],
+        )
     }
 
     /// Records of the controller audit log.
@@ -190,7 +240,13 @@ impl Drop for Lab {
 }
 
 /// Runs `bin args` with `stdin`, the given environment, and returns its output.
-pub fn run_cmd(bin: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)], more_env: &[(&str, &str)]) -> Output {
+pub fn run_cmd(
+    bin: &Path,
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+    more_env: &[(&str, &str)],
+) -> Output {
     use std::io::Write;
     let mut child = Command::new(bin)
         .args(args)
@@ -216,8 +272,16 @@ pub fn run_cmd(bin: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)], mo
 pub fn parse_answer(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
-    assert!(lines.next().is_none(), "more than one line on stdout: {text}");
+    let first = lines.next().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        lines.next().is_none(),
+        "more than one line on stdout: {text}"
+    );
     serde_json::from_str(first).unwrap_or_else(|e| panic!("not JSON ({e}): {first}"))
 }
 
@@ -242,8 +306,12 @@ pub fn request(target: &str, command: &str) -> Vec<u8> {
 pub fn processes_matching(needles: &[&str]) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if needles.iter().all(|n| cmdline.contains(n)) {
             out.push(pid);

@@ -13,11 +13,17 @@ use aiops_proto::agent::v1 as pb;
 use serde_json::Value;
 
 fn real_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 fn events(records: &[Value]) -> Vec<String> {
-    records.iter().map(|r| r["event"].as_str().unwrap_or("").to_string()).collect()
+    records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -36,7 +42,14 @@ fn hostname_round_trip_is_executed_and_audited_on_both_sides() {
     let audit = lab.audit();
     assert_eq!(events(&audit), ["requested", "executed"]);
     let executed = &audit[1];
-    for (k, v) in [("target", "srv1"), ("command", "hostname"), ("requester", "e2e"), ("reason", "test"), ("risk", "auto_allowed"), ("status", "executed")] {
+    for (k, v) in [
+        ("target", "srv1"),
+        ("command", "hostname"),
+        ("requester", "e2e"),
+        ("reason", "test"),
+        ("risk", "auto_allowed"),
+        ("status", "executed"),
+    ] {
         assert_eq!(executed[k], v, "{k}");
     }
     assert_eq!(executed["request_id"], id.as_str());
@@ -49,7 +62,11 @@ fn hostname_round_trip_is_executed_and_audited_on_both_sides() {
     assert_eq!(agent[1]["request_id"], id.as_str());
 
     let verify = lab.aiops(&["audit", "verify"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 #[test]
@@ -57,7 +74,13 @@ fn run_action_alias_behaves_like_aiops_run() {
     let lab = Lab::start(1, "lab");
     let link = lab.tmp.path().join("run_action");
     std::os::unix::fs::symlink(aiops_bin(), &link).unwrap();
-    let out = aiops_e2e::run_cmd(&link, &[], &request("srv1", "hostname"), &[("AIOPS_CONFIG", lab.config().to_str().unwrap())], &[]);
+    let out = aiops_e2e::run_cmd(
+        &link,
+        &[],
+        &request("srv1", "hostname"),
+        &[("AIOPS_CONFIG", lab.config().to_str().unwrap())],
+        &[],
+    );
     let answer = aiops_e2e::parse_answer(&out);
     assert_eq!(answer["status"], "executed", "{answer}");
     assert_eq!(answer["stdout"], format!("{}\n", real_hostname()));
@@ -71,8 +94,15 @@ fn bad_input_is_refused_audited_and_never_sent() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"{not json".to_vec(), "invalid_json"),
         (b"".to_vec(), "invalid_json"),
-        (br#"{"target":"srv1","command":"hostname","requester":"e2e","reason":"t","extra":1}"#.to_vec(), "invalid_json"),
-        (br#"{"target":"srv1","requester":"e2e"}"#.to_vec(), "invalid_json"),
+        (
+            br#"{"target":"srv1","command":"hostname","requester":"e2e","reason":"t","extra":1}"#
+                .to_vec(),
+            "invalid_json",
+        ),
+        (
+            br#"{"target":"srv1","requester":"e2e"}"#.to_vec(),
+            "invalid_json",
+        ),
         (b"\xff\xfe{}".to_vec(), "invalid_utf8"),
         (request("srv9", "hostname"), "unknown_target"),
         (request("srv1", &big), "input_too_large"),
@@ -80,7 +110,11 @@ fn bad_input_is_refused_audited_and_never_sent() {
         (request("srv1", "hostname\0"), "invalid_command"),
         (request("srv1", "hostname \u{1b}[31m"), "invalid_command"),
         (request("srv1", "host\rname"), "invalid_command"),
-        (br#"{"target":"srv1","command":"hostname","requester":"e\u0007","reason":"t"}"#.to_vec(), "invalid_field"),
+        (
+            br#"{"target":"srv1","command":"hostname","requester":"e\u0007","reason":"t"}"#
+                .to_vec(),
+            "invalid_field",
+        ),
     ];
     for (i, (input, code)) in cases.iter().enumerate() {
         let (answer, exit) = lab.run(input);
@@ -96,7 +130,10 @@ fn bad_input_is_refused_audited_and_never_sent() {
     // The raw oversized input never lands in the audit log.
     let log = std::fs::read_to_string(lab.dir.join("audit.jsonl")).unwrap();
     assert!(log.len() < 64 * 1024, "audit log is {} bytes", log.len());
-    assert!(lab.agent_audit("srv1").is_empty(), "nothing reached the agent");
+    assert!(
+        lab.agent_audit("srv1").is_empty(),
+        "nothing reached the agent"
+    );
     assert!(lab.aiops(&["audit", "verify"]).status.success());
 }
 
@@ -114,14 +151,25 @@ impl Craft {
     fn new(lab: &Lab) -> Craft {
         let marker = lab.tmp.path().join("ran-marker");
         let command = format!("touch {}", marker.display());
-        lab.append("agents/srv1/policy.yml", &format!("auto_allow: [{command:?}]\n"));
+        lab.append(
+            "agents/srv1/policy.yml",
+            &format!("auto_allow: [{command:?}]\n"),
+        );
         let pki = PkiDir::new(lab.dir.join("pki"));
-        let key = SigningKey::from_pem(&std::fs::read_to_string(pki.signing_key()).unwrap()).unwrap();
-        Craft { key, pki, marker, command }
+        let key =
+            SigningKey::from_pem(&std::fs::read_to_string(pki.signing_key()).unwrap()).unwrap();
+        Craft {
+            key,
+            pki,
+            marker,
+            command,
+        }
     }
 
     fn request(&self, target: &str) -> pb::CommandRequest {
-        let policy = aiops_policy::Policy::from_yaml(&format!("auto_allow: [{:?}]\n", self.command), "t").unwrap();
+        let policy =
+            aiops_policy::Policy::from_yaml(&format!("auto_allow: [{:?}]\n", self.command), "t")
+                .unwrap();
         let d = policy.classify(&self.command);
         assert_eq!(d.risk, aiops_policy::Risk::AutoAllowed);
         let now = aiops_certs::now_ms();
@@ -143,7 +191,14 @@ impl Craft {
     }
 
     fn tls(&self) -> Arc<rustls::ClientConfig> {
-        Arc::new(aiops_certs::tls::client_config(&self.pki.ca_cert(), &self.pki.controller_cert(), &self.pki.controller_key()).unwrap())
+        Arc::new(
+            aiops_certs::tls::client_config(
+                &self.pki.ca_cert(),
+                &self.pki.controller_cert(),
+                &self.pki.controller_key(),
+            )
+            .unwrap(),
+        )
     }
 
     fn ran(&self) -> bool {
@@ -151,14 +206,21 @@ impl Craft {
     }
 }
 
-async fn send(addr: &str, tls: Arc<rustls::ClientConfig>, signed: pb::SignedCommand) -> Result<client::Collected, client::ClientError> {
+async fn send(
+    addr: &str,
+    tls: Arc<rustls::ClientConfig>,
+    signed: pb::SignedCommand,
+) -> Result<client::Collected, client::ClientError> {
     let ch = client::connect(addr, "srv1", tls, Duration::from_secs(5)).await?;
     client::execute(ch, signed, Duration::from_secs(20)).await
 }
 
 fn runtime() -> tokio::runtime::Runtime {
     aiops_certs::install_crypto_provider();
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -168,7 +230,9 @@ fn a_correct_crafted_request_runs_so_the_refusal_tests_can_fail() {
     lab.up();
     let rt = runtime();
     let signed = client::sign(&craft.request("srv1"), &craft.key);
-    let out = rt.block_on(send(&lab.agent_addr(1), craft.tls(), signed)).expect("accepted");
+    let out = rt
+        .block_on(send(&lab.agent_addr(1), craft.tls(), signed))
+        .expect("accepted");
     assert_eq!(out.exit.exit_code, 0);
     assert!(craft.ran());
 }
@@ -183,16 +247,42 @@ fn transport_refusals_run_nothing() {
     let other_pki = PkiDir::new(other.path().join("pki"));
     aiops_certs::pki::init(&other_pki, "aiops-controller", false).unwrap();
     // A valid certificate from the right CA, but not the controller's identity.
-    let (cert, key) = Ca::load(&craft.pki).unwrap().issue(&LeafSpec { name: "srv2".into(), dns: vec![], ips: vec![], usage: Usage::Client, days: 30 }).unwrap();
+    let (cert, key) = Ca::load(&craft.pki)
+        .unwrap()
+        .issue(&LeafSpec {
+            name: "srv2".into(),
+            dns: vec![],
+            ips: vec![],
+            usage: Usage::Client,
+            days: 30,
+        })
+        .unwrap();
     let wrong_id_cert = other.path().join("wrong.pem");
     let wrong_id_key = other.path().join("wrong.key");
     std::fs::write(&wrong_id_cert, cert).unwrap();
     std::fs::write(&wrong_id_key, key).unwrap();
     let ca = craft.pki.ca_cert();
     let cases: Vec<(&str, rustls::ClientConfig, &str)> = vec![
-        ("no client certificate", aiops_certs::tls::anonymous_client_config(&ca).unwrap(), "tls_refused"),
-        ("certificate from another CA", aiops_certs::tls::client_config(&ca, &other_pki.controller_cert(), &other_pki.controller_key()).unwrap(), "tls_refused"),
-        ("wrong identity", aiops_certs::tls::client_config(&ca, &wrong_id_cert, &wrong_id_key).unwrap(), "wrong_identity"),
+        (
+            "no client certificate",
+            aiops_certs::tls::anonymous_client_config(&ca).unwrap(),
+            "tls_refused",
+        ),
+        (
+            "certificate from another CA",
+            aiops_certs::tls::client_config(
+                &ca,
+                &other_pki.controller_cert(),
+                &other_pki.controller_key(),
+            )
+            .unwrap(),
+            "tls_refused",
+        ),
+        (
+            "wrong identity",
+            aiops_certs::tls::client_config(&ca, &wrong_id_cert, &wrong_id_key).unwrap(),
+            "wrong_identity",
+        ),
     ];
     for (what, tls, reason) in cases {
         let before = lab.agent_audit("srv1").len();
@@ -203,7 +293,10 @@ fn transport_refusals_run_nothing() {
         // The agent audits the refused connection (asynchronously to the client's error).
         let start = Instant::now();
         while lab.agent_audit("srv1").len() == before {
-            assert!(start.elapsed() < Duration::from_secs(10), "{what}: no audit record");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{what}: no audit record"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -213,7 +306,11 @@ fn transport_refusals_run_nothing() {
             assert_eq!(rec["reason"], reason, "{what}: {rec}");
         }
     }
-    assert!(lab.agent_audit("srv1").iter().all(|r| r["event"] == "refused"));
+    assert!(
+        lab.agent_audit("srv1")
+            .iter()
+            .all(|r| r["event"] == "refused")
+    );
 }
 
 #[test]
@@ -225,7 +322,9 @@ fn signature_expiry_target_and_replay_refusals_run_nothing() {
     let addr = lab.agent_addr(1);
     let other_key = SigningKey::generate();
     let expect_refused = |signed: pb::SignedCommand, reason: &str| {
-        let err = rt.block_on(send(&addr, craft.tls(), signed)).expect_err(reason);
+        let err = rt
+            .block_on(send(&addr, craft.tls(), signed))
+            .expect_err(reason);
         assert_eq!(err.reason(), Some(reason), "{err}");
         assert!(!craft.ran(), "{reason}: the command ran");
         let last = lab.agent_audit("srv1").last().cloned().unwrap();
@@ -250,7 +349,10 @@ fn signature_expiry_target_and_replay_refusals_run_nothing() {
     let mut signed = client::sign(&craft.request("srv1"), &other_key);
     signed.key_id = craft.key.verifying_key().key_id();
     expect_refused(signed, "bad_signature");
-    expect_refused(client::sign(&craft.request("srv1"), &other_key), "unknown_key");
+    expect_refused(
+        client::sign(&craft.request("srv1"), &other_key),
+        "unknown_key",
+    );
 
     // Expired (well past the skew allowance), and issued in the future.
     let mut req = craft.request("srv1");
@@ -263,11 +365,15 @@ fn signature_expiry_target_and_replay_refusals_run_nothing() {
     expect_refused(client::sign(&req, &craft.key), "not_yet_valid");
 
     // For another target.
-    expect_refused(client::sign(&craft.request("srv2"), &craft.key), "wrong_target");
+    expect_refused(
+        client::sign(&craft.request("srv2"), &craft.key),
+        "wrong_target",
+    );
 
     // Replay: first use runs, the second is refused; also after an agent restart.
     let signed = client::sign(&craft.request("srv1"), &craft.key);
-    rt.block_on(send(&addr, craft.tls(), signed.clone())).expect("first use runs");
+    rt.block_on(send(&addr, craft.tls(), signed.clone()))
+        .expect("first use runs");
     assert!(craft.ran());
     std::fs::remove_file(&craft.marker).unwrap();
     expect_refused(signed.clone(), "replayed");
@@ -275,8 +381,23 @@ fn signature_expiry_target_and_replay_refusals_run_nothing() {
     lab.up();
     expect_refused(signed, "replayed");
 
-    let verify = aiops_e2e::run_cmd(&aiops_e2e::agent_bin(), &["--config", lab.agent_dir("srv1").join("agent.yml").to_str().unwrap(), "audit", "verify"], b"", &[], &[]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let verify = aiops_e2e::run_cmd(
+        &aiops_e2e::agent_bin(),
+        &[
+            "--config",
+            lab.agent_dir("srv1").join("agent.yml").to_str().unwrap(),
+            "audit",
+            "verify",
+        ],
+        b"",
+        &[],
+        &[],
+    );
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 #[test]
@@ -285,23 +406,43 @@ fn agent_refuses_a_decision_looser_than_its_own_policy() {
     let lab = Lab::init(1, "lab");
     let marker = lab.tmp.path().join("looser");
     let cmd = format!("touch {}", marker.display());
-    lab.edit("config.yml", "  unknown_default: approval_required\n", &format!("  unknown_default: approval_required\n  auto_allow: [{cmd:?}]\n"));
+    lab.edit(
+        "config.yml",
+        "  unknown_default: approval_required\n",
+        &format!("  unknown_default: approval_required\n  auto_allow: [{cmd:?}]\n"),
+    );
     lab.up();
     let (answer, code) = lab.run(&request("srv1", &cmd));
     assert_eq!(answer["status"], "error", "{answer}");
     assert_eq!(answer["error"]["code"], "agent_refused");
-    assert!(answer["error"]["message"].as_str().unwrap().starts_with("policy_stricter"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy_stricter"),
+        "{answer}"
+    );
     assert_eq!(code, 1);
     assert!(!marker.exists());
-    assert_eq!(lab.agent_audit("srv1").last().unwrap()["reason"], "policy_stricter");
+    assert_eq!(
+        lab.agent_audit("srv1").last().unwrap()["reason"],
+        "policy_stricter"
+    );
 }
 
 #[test]
 fn large_output_is_capped_head_and_tail_with_bounded_agent_memory() {
     let lab = Lab::init(1, "lab");
     let cmd = "seq 1 7000000"; // 54,888,896 bytes
-    lab.edit("config.yml", "  unknown_default: approval_required\n", &format!("  unknown_default: approval_required\n  auto_allow: [{cmd:?}]\n"));
-    lab.append("agents/srv1/policy.yml", &format!("auto_allow: [{cmd:?}]\n"));
+    lab.edit(
+        "config.yml",
+        "  unknown_default: approval_required\n",
+        &format!("  unknown_default: approval_required\n  auto_allow: [{cmd:?}]\n"),
+    );
+    lab.append(
+        "agents/srv1/policy.yml",
+        &format!("auto_allow: [{cmd:?}]\n"),
+    );
     lab.up();
     let (answer, code) = lab.run(&request("srv1", cmd));
     assert_eq!(code, 0, "{answer}");
@@ -315,7 +456,10 @@ fn large_output_is_capped_head_and_tail_with_bounded_agent_memory() {
     assert!(stdout.contains(&format!("[aiops: {} bytes dropped]", total - 65536)));
     assert!(stdout.len() < 70_000);
     let rss = peak_rss_kib(lab.agent_pid("srv1"));
-    assert!(rss < 64 * 1024, "agent peak RSS {rss} KiB while streaming 55 MB");
+    assert!(
+        rss < 64 * 1024,
+        "agent peak RSS {rss} KiB while streaming 55 MB"
+    );
     let audit = lab.audit();
     assert_eq!(audit.last().unwrap()["stdout_bytes"], stdout.len());
 }
@@ -337,7 +481,11 @@ fn timeout_kills_the_whole_process_group() {
     // Both sleeps, the background one included, are gone.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !processes_matching(&["sleep", "987"]).is_empty() {
-        assert!(Instant::now() < deadline, "left behind: {:?}", processes_matching(&["sleep", "987"]));
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            processes_matching(&["sleep", "987"])
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let last = lab.agent_audit("srv1").last().cloned().unwrap();
@@ -353,7 +501,13 @@ fn twenty_concurrent_runs_all_succeed_with_intact_audit() {
             let config = lab.config();
             std::thread::spawn(move || {
                 let target = if i % 2 == 0 { "srv1" } else { "srv2" };
-                let out = aiops_e2e::run_cmd(&aiops_bin(), &["run"], &request(target, "hostname"), &[("AIOPS_CONFIG", config.to_str().unwrap())], &[]);
+                let out = aiops_e2e::run_cmd(
+                    &aiops_bin(),
+                    &["run"],
+                    &request(target, "hostname"),
+                    &[("AIOPS_CONFIG", config.to_str().unwrap())],
+                    &[],
+                );
                 (aiops_e2e::parse_answer(&out), out.status.code())
             })
         })
@@ -372,7 +526,13 @@ fn twenty_concurrent_runs_all_succeed_with_intact_audit() {
     assert_eq!(audit.len(), 40);
     assert!(lab.aiops(&["audit", "verify"]).status.success());
     for name in ["srv1", "srv2"] {
-        assert_eq!(lab.agent_audit(name).iter().filter(|r| r["event"] == "executed").count(), 10);
+        assert_eq!(
+            lab.agent_audit(name)
+                .iter()
+                .filter(|r| r["event"] == "executed")
+                .count(),
+            10
+        );
     }
 }
 
@@ -383,7 +543,16 @@ fn production_agent_config_refuses_to_run_as_root() {
     }
     let lab = Lab::init(1, "production");
     lab.edit("agents/srv1/agent.yml", "lab: true", "lab: false");
-    let out = aiops_e2e::run_cmd(&aiops_e2e::agent_bin(), &["--config", lab.agent_dir("srv1").join("agent.yml").to_str().unwrap()], b"", &[], &[]);
+    let out = aiops_e2e::run_cmd(
+        &aiops_e2e::agent_bin(),
+        &[
+            "--config",
+            lab.agent_dir("srv1").join("agent.yml").to_str().unwrap(),
+        ],
+        b"",
+        &[],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to run as root"));
 }
@@ -393,11 +562,23 @@ fn bad_agent_config_exits_64_before_binding() {
     let lab = Lab::init(1, "lab");
     lab.append("agents/srv1/agent.yml", "bogus_key: 1\n");
     let cfg = lab.agent_dir("srv1").join("agent.yml");
-    let out = aiops_e2e::run_cmd(&aiops_e2e::agent_bin(), &["--config", cfg.to_str().unwrap()], b"", &[], &[]);
+    let out = aiops_e2e::run_cmd(
+        &aiops_e2e::agent_bin(),
+        &["--config", cfg.to_str().unwrap()],
+        b"",
+        &[],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bogus_key") && err.contains("agent.yml"), "{err}");
-    assert!(std::net::TcpListener::bind(lab.agent_addr(1)).is_ok(), "port stayed free");
+    assert!(
+        err.contains("bogus_key") && err.contains("agent.yml"),
+        "{err}"
+    );
+    assert!(
+        std::net::TcpListener::bind(lab.agent_addr(1)).is_ok(),
+        "port stayed free"
+    );
 }
 
 #[test]
@@ -406,11 +587,23 @@ fn quickstart_runs_the_validation_request() {
     let dir = tmp.path().join("qs");
     let port = aiops_e2e::free_ports(2);
     let out = std::process::Command::new(aiops_bin())
-        .args(["quickstart", "--dir", dir.to_str().unwrap(), "--port", &port.to_string()])
+        .args([
+            "quickstart",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ])
         .output()
         .unwrap();
-    let _down = std::process::Command::new(aiops_bin()).args(["lab", "down", "--dir", dir.to_str().unwrap()]).output();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _down = std::process::Command::new(aiops_bin())
+        .args(["lab", "down", "--dir", dir.to_str().unwrap()])
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let answer: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(answer["status"], "executed");
