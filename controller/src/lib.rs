@@ -7,9 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod approvals;
+pub mod bootstrap;
 pub mod client;
 pub mod config;
+pub mod hermes;
 pub mod lab;
+pub mod mcp;
 pub mod redact;
 pub mod run;
 
@@ -84,6 +87,15 @@ enum Cmd {
         /// Port of srv1.
         #[arg(long, default_value_t = 7443)]
         port: u16,
+    },
+    /// Print the bootstrap prompt followed by all knowledge, ready to paste into a chat.
+    PrintBootstrap,
+    /// Serve the controller's tools over MCP on stdin/stdout (for Hermes); it cannot approve.
+    Mcp(mcp::McpArgs),
+    /// Hermes integration: skills, rules and the MCP server entry.
+    Hermes {
+        #[command(subcommand)]
+        command: hermes::HermesCmd,
     },
 }
 
@@ -318,6 +330,12 @@ pub fn main() -> ExitCode {
         Cmd::Targets { command } => cmd_targets(&config, command),
         Cmd::Lab { command } => cmd_lab(command),
         Cmd::Quickstart { dir, agents, port } => cmd_quickstart(&dir, agents, port),
+        Cmd::PrintBootstrap => {
+            print!("{}", bootstrap::bootstrap_text());
+            ExitCode::SUCCESS
+        }
+        Cmd::Mcp(args) => mcp::cmd(&config, args),
+        Cmd::Hermes { command } => hermes::cmd(&config, command),
     }
 }
 
