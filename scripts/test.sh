@@ -15,7 +15,7 @@ need_root
 # Debian packages the tests run for real (one line per feature area).
 apt_packages=(bash coreutils procps sudo)
 apt_packages+=()   # packaging / real target host
-apt_packages+=()   # assistant side (Hermes, MCP)
+apt_packages+=(python3 python3-venv python3-pip)   # assistant side (Hermes, MCP)
 apt_packages+=()   # benchmarks
 missing=()
 for p in "${apt_packages[@]}"; do
