@@ -109,8 +109,16 @@ enum PolicyCmd {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Read commands from stdin, one per line, and print one JSON object per line
+        /// (a throughput figure goes to stderr).
+        #[arg(long)]
+        stdin: bool,
         /// The command (everything after `--`, joined by spaces).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required_unless_present = "stdin"
+        )]
         command: Vec<String>,
     },
 }
@@ -321,9 +329,16 @@ pub fn main() -> ExitCode {
                 PolicyCmd::Explain {
                     target,
                     json,
+                    stdin,
                     command,
                 },
-        } => cmd_explain(&config, target, json, &command.join(" ")),
+        } => {
+            if stdin {
+                cmd_explain_stdin(&config, target)
+            } else {
+                cmd_explain(&config, target, json, &command.join(" "))
+            }
+        }
         Cmd::Approvals { command } => cmd_approvals(&config, command),
         Cmd::Audit { command } => cmd_audit(&config, command),
         Cmd::Certs { command } => cmd_certs(&config, command),
@@ -373,33 +388,76 @@ fn cmd_run(config: &std::path::Path) -> ExitCode {
     answer_exit(&answer, code)
 }
 
+fn explain_policy(config: &std::path::Path) -> Result<aiops_policy::Policy, ExitCode> {
+    // Explaining needs only the policy; fall back to the built-in one without a config.
+    match Loaded::load(config) {
+        Ok(l) => Ok(l.policy),
+        Err(e) if config.exists() => {
+            eprintln!("aiops: {e}");
+            Err(ExitCode::from(exit::SETUP))
+        }
+        Err(_) => Ok(aiops_policy::Policy::builtin()),
+    }
+}
+
+fn explain_json(
+    policy: &aiops_policy::Policy,
+    target: Option<&str>,
+    command: &str,
+) -> serde_json::Value {
+    let d = policy.classify_for(target, command);
+    json!({
+        "command": command,
+        "target": target,
+        "risk": d.risk.as_str(),
+        "reasons": d.reasons,
+        "plan": d.plan,
+        "mode": policy.mode(),
+        "policy_digest": policy.digest(),
+    })
+}
+
+fn cmd_explain_stdin(config: &std::path::Path, target: Option<String>) -> ExitCode {
+    use std::io::{BufRead, Write};
+    let policy = match explain_policy(config) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let start = std::time::Instant::now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut n = 0u64;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let v = explain_json(&policy, target.as_deref(), &line);
+        if serde_json::to_writer(&mut out, &v).is_err() || out.write_all(b"\n").is_err() {
+            break;
+        }
+        n += 1;
+    }
+    let _ = out.flush();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "aiops: explained {n} commands in {:.1} ms: {:.0} commands/s",
+        secs * 1000.0,
+        n as f64 / secs.max(1e-9)
+    );
+    ExitCode::SUCCESS
+}
+
 fn cmd_explain(
     config: &std::path::Path,
     target: Option<String>,
     as_json: bool,
     command: &str,
 ) -> ExitCode {
-    // Explaining needs only the policy; fall back to the built-in one without a config.
-    let policy = match Loaded::load(config) {
-        Ok(l) => l.policy,
-        Err(e) if config.exists() => {
-            eprintln!("aiops: {e}");
-            return ExitCode::from(exit::SETUP);
-        }
-        Err(_) => aiops_policy::Policy::builtin(),
+    let policy = match explain_policy(config) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    let d = policy.classify_for(target.as_deref(), command);
     if as_json {
-        print_json(&json!({
-            "command": command,
-            "target": target,
-            "risk": d.risk.as_str(),
-            "reasons": d.reasons,
-            "plan": d.plan,
-            "mode": policy.mode(),
-            "policy_digest": policy.digest(),
-        }));
+        print_json(&explain_json(&policy, target.as_deref(), command));
     } else {
+        let d = policy.classify_for(target.as_deref(), command);
         println!("risk: {}", d.risk.as_str());
         for r in &d.reasons {
             println!("  because: {r}");
