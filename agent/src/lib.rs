@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod enroll;
 pub mod exec;
 pub mod replay;
 pub mod verify;
@@ -55,6 +56,11 @@ struct Cli {
 enum Cmd {
     /// Serve requests (the default).
     Serve,
+    /// Install an enrollment bundle from `aiops certs bundle` (keys, certificates, name).
+    Enroll {
+        /// The bundle file.
+        bundle: PathBuf,
+    },
     /// Work with the agent's audit log.
     Audit {
         #[command(subcommand)]
@@ -84,6 +90,16 @@ pub fn main() -> ExitCode {
         .init();
     aiops_certs::install_crypto_provider();
     match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Enroll { bundle } => match enroll::enroll(&cli.config, &bundle) {
+            Ok(e) => {
+                println!("{}", json!({"status": "enrolled", "enrolled": e}));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{}", json!({"status": "error", "message": e}));
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Cmd::Audit {
             command: AuditCmd::Verify { file },
         } => {

@@ -15,6 +15,7 @@ pub mod lab;
 pub mod mcp;
 pub mod redact;
 pub mod run;
+pub mod setup;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -207,6 +208,46 @@ enum CertsCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Issue a target's enrollment bundle (CA, new agent certificate and key, controller identity and key).
+    Bundle(BundleArgs),
+    /// Renew: a target's certificate (a new bundle to enroll again), or the controller's (--controller).
+    Renew {
+        /// Renew the controller's client certificate instead of a target's.
+        #[arg(long, conflicts_with = "name")]
+        controller: bool,
+        #[command(flatten)]
+        bundle: Option<BundleArgs>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct BundleArgs {
+    /// Target name.
+    name: String,
+    /// host:port the controller connects to.
+    #[arg(long)]
+    address: String,
+    /// Where the agent listens [default: the address if it is an IP, else 0.0.0.0:PORT].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Extra DNS names.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Extra IP addresses.
+    #[arg(long)]
+    ip: Vec<std::net::IpAddr>,
+    /// Bundle file [default: PKI_DIR/bundles/NAME.bundle].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Certificate lifetime in days.
+    #[arg(long, default_value_t = pki::LEAF_DAYS)]
+    days: i64,
+    /// The controller identity agents will require.
+    #[arg(long, default_value = pki::CONTROLLER_IDENTITY)]
+    identity: String,
+    /// PKI directory [default: the configured pki_dir].
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -217,11 +258,21 @@ enum TargetsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Call Describe on every target: version, reachability, certificate expiry, policy digest.
+    /// Call Describe and health on every target: version, reachability, certificate expiry, policy digest.
     Check {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+    /// Add (or update) a target in the configuration.
+    Add {
+        /// Target name.
+        name: String,
+        /// host:port of its agent.
+        address: String,
+        /// Name expected in the agent's certificate [default: the target name].
+        #[arg(long)]
+        server_name: Option<String>,
     },
 }
 
@@ -689,15 +740,91 @@ fn cmd_certs(config: &std::path::Path, command: CertsCmd) -> ExitCode {
                 Err(e) => answer_exit(&Answer::error("pki", e.to_string()), exit::SETUP),
             }
         }
+        CertsCmd::Bundle(args)
+        | CertsCmd::Renew {
+            controller: false,
+            bundle: Some(args),
+        } => cmd_bundle(config, args),
+        CertsCmd::Renew {
+            controller: true,
+            bundle,
+        } => {
+            let pki = match pki_dir(config, bundle.as_ref().and_then(|b| b.dir.clone())) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            let identity =
+                bundle.map_or_else(|| pki::CONTROLLER_IDENTITY.to_string(), |b| b.identity);
+            match setup::renew_controller(&pki, &identity, pki::LEAF_DAYS) {
+                Ok(v) => {
+                    print_json(&v);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => answer_exit(&Answer::error("pki", e), exit::SETUP),
+            }
+        }
+        CertsCmd::Renew { .. } => answer_exit(
+            &Answer::error(
+                "invalid_field",
+                "name a target (NAME --address A) or pass --controller",
+            ),
+            exit::FAILED,
+        ),
+    }
+}
+
+fn cmd_bundle(config: &std::path::Path, a: BundleArgs) -> ExitCode {
+    let pki = match pki_dir(config, a.dir) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let out = a
+        .out
+        .unwrap_or_else(|| pki.dir.join("bundles").join(format!("{}.bundle", a.name)));
+    let spec = setup::BundleSpec {
+        name: a.name,
+        address: a.address,
+        listen: a.listen,
+        dns: a.dns,
+        ips: a.ip,
+        out: out.clone(),
+        days: a.days,
+        identity: a.identity,
+    };
+    match setup::make_bundle(&pki, &spec) {
+        Ok(b) => {
+            print_json(&json!({
+                "status": "ok", "name": b.name, "bundle": out, "listen": b.listen,
+                "address": b.address, "cert_not_after": b.cert_not_after,
+                "next": format!("copy {} to {} and run `aiops-agent enroll FILE` (or `setup-aiops.sh srv1 FILE`) there, then delete it", out.display(), b.name),
+            }));
+            ExitCode::SUCCESS
+        }
+        Err(e) => answer_exit(&Answer::error("pki", e), exit::SETUP),
     }
 }
 
 fn cmd_targets(config: &std::path::Path, command: TargetsCmd) -> ExitCode {
+    if let TargetsCmd::Add {
+        name,
+        address,
+        server_name,
+    } = &command
+    {
+        return match setup::add_target(config, name, address, server_name.as_deref()) {
+            Ok(v) => {
+                print_json(&v);
+                ExitCode::SUCCESS
+            }
+            Err(e) => answer_exit(&Answer::error("config", e), exit::SETUP),
+        };
+    }
     let loaded = match load(config) {
         Ok(l) => l,
         Err(code) => return code,
     };
     match command {
+        TargetsCmd::Add { .. } => unreachable!("handled above"),
         TargetsCmd::List { json: as_json } => {
             let list: Vec<_> = loaded
                 .config
@@ -730,7 +857,9 @@ fn cmd_targets(config: &std::path::Path, command: TargetsCmd) -> ExitCode {
             };
             let rt = runtime();
             let results = rt.block_on(check_targets(&loaded, &sender));
-            let all_ok = results.iter().all(|r| r["reachable"] == true);
+            let all_ok = results
+                .iter()
+                .all(|r| r["reachable"] == true && r["health"] == "SERVING");
             if as_json {
                 print_json(&results);
             } else {
@@ -752,11 +881,14 @@ async fn check_targets(loaded: &Loaded, sender: &run::Sender) -> Vec<serde_json:
     let checks = loaded.config.targets.iter().map(|(name, t)| async move {
         let server_name = t.server_name.clone().unwrap_or_else(|| name.clone());
         let described = match client::connect(&t.address, &server_name, sender.tls(), timeout).await {
-            Ok(ch) => client::describe(ch).await,
+            Ok(ch) => {
+                let health = setup::health(ch.clone()).await;
+                client::describe(ch).await.map(|d| (d, health))
+            }
             Err(e) => Err(e),
         };
         match described {
-            Ok(d) => {
+            Ok((d, health)) => {
                 let now = aiops_certs::now_ms();
                 json!({
                     "target": name, "address": t.address, "reachable": true,
@@ -765,6 +897,7 @@ async fn check_targets(loaded: &Loaded, sender: &run::Sender) -> Vec<serde_json:
                     "cert_days_left": (d.cert_not_after * 1000 - now) / 86_400_000,
                     "clock_offset_ms": d.now_ms - now,
                     "controller_key_id": d.controller_key_id,
+                    "health": health.unwrap_or_else(|e| format!("error: {e}")),
                 })
             }
             Err(e) => json!({"target": name, "address": t.address, "reachable": false, "error": e.to_string()}),
