@@ -140,19 +140,21 @@ impl Store {
                 )
             })?;
         let lock_path = self.dir.join(".lock");
-        let f = OpenOptions::new()
+        let opened = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| {
-                err(
-                    "runtime",
-                    format!("{}: {e}", lock_path.display()),
-                    exit::SETUP,
-                )
-            })?;
+            .mode(0o660)
+            .open(&lock_path);
+        // flock works on a read-only descriptor too: an account that may not
+        // write the lock file (another member of the group) still serializes.
+        let f = match opened {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                File::open(&lock_path)
+            }
+            other => other,
+        }
+        .map_err(|e| err("runtime", format!("{}: {e}", lock_path.display()), exit::SETUP))?;
         let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| {
             err(
                 "runtime",
@@ -209,7 +211,8 @@ impl Locked {
     /// Writes one approval atomically.
     pub fn save(&self, a: &Approval) -> Result<(), Failure> {
         let text = serde_json::to_vec_pretty(a).expect("approval serializes");
-        aiops_certs::write_file_mode(&self.path(&a.id), &text, 0o600).map_err(|e| {
+        // Group-readable: in production the approver account (same group) reads and grants them.
+        aiops_certs::write_file_mode(&self.path(&a.id), &text, 0o640).map_err(|e| {
             err(
                 "runtime",
                 format!("{}: {e}", self.path(&a.id).display()),
