@@ -729,3 +729,120 @@ fn agent_deb_on_a_real_systemd_target() {
     );
     eprintln!("agent_deb_on_a_real_systemd_target: {:?}", t0.elapsed());
 }
+
+/// The controller package on a real systemd host: accounts, sudoers for `hermes`, the
+/// setup verbs, `update-aiops` leaving config, keys, users and sudoers byte-identical,
+/// and a purge that leaves the host as it was.
+#[test]
+fn controller_deb_setup_verbs_and_update_aiops() {
+    let t0 = Instant::now();
+    let (_, controller_deb) = debs().clone();
+    let c = Container::boot("ctl", |_| {});
+    let before = file_list(&c);
+    c.copy_in(&controller_deb, "/root/aiops-controller.deb");
+    c.sh("dpkg -i /root/aiops-controller.deb");
+    c.sh("visudo -cf /etc/sudoers.d/aiops-controller && test -x /opt/aiops/bin/aiops");
+    assert_eq!(
+        c.sh("readlink /opt/aiops/bin/run_action; readlink /opt/aiops/run_action"),
+        "aiops\nbin/aiops"
+    );
+    assert_eq!(
+        c.sh("stat -c '%U:%G %a %n' /opt/aiops/config.yml /opt/aiops/pki /opt/aiops/runtime /opt/aiops/approver /opt/aiops/audit.jsonl"),
+        "root:aiopsexec 640 /opt/aiops/config.yml\naiopsexec:aiopsexec 700 /opt/aiops/pki\naiopsexec:aiops-approvers 2770 /opt/aiops/runtime\naiops-approver:aiops-approvers 700 /opt/aiops/approver\naiopsexec:aiops-approvers 660 /opt/aiops/audit.jsonl"
+    );
+    c.sh("test -n \"$(ls /opt/aiops/knowledge)\"");
+
+    // The verbs.
+    let setup = "/opt/aiops/bin/setup-aiops.sh";
+    c.sh(&format!("{setup} prepare-hermes-host"));
+    c.sh("id hermes && test -d /home/hermes/.hermes && test -e /var/lib/systemd/linger/hermes");
+    let (ip, port) = loopback_endpoint(3);
+    let out = c.sh(&format!("{setup} hermes srv1 {ip}:{port}"));
+    assert!(out.contains("/opt/aiops/pki/bundles/srv1.bundle"), "{out}");
+    assert_eq!(c.sh("stat -c '%U %a' /opt/aiops/pki/bundles/srv1.bundle /opt/aiops/pki/signing.key /opt/aiops/approver/approver.key"), "aiopsexec 600\naiopsexec 600\naiops-approver 600");
+    assert!(
+        c.sh("grep -A1 'srv1:' /opt/aiops/config.yml")
+            .contains(&format!("{ip}:{port}"))
+    );
+    let bootstrap = c.sh(&format!("{setup} print-bootstrap"));
+    assert!(!bootstrap.is_empty());
+
+    // hermes runs exactly the controller as aiopsexec, and nothing else.
+    let run = c.exec(&["runuser", "-u", "hermes", "--", "sh", "-c", "echo '{\"target\":\"nope\",\"command\":\"hostname\",\"requester\":\"hermes\"}' | sudo -n -u aiopsexec /opt/aiops/bin/aiops run"]);
+    let answer: Value =
+        serde_json::from_slice(&run.stdout).unwrap_or_else(|_| panic!("{}", text(&run)));
+    assert_eq!(answer["error"]["code"], "unknown_target", "{answer}");
+    for denied in [
+        "sudo -n -u aiopsexec /opt/aiops/bin/aiops approvals approve",
+        "sudo -n -u aiopsexec /opt/aiops/bin/aiops --config /tmp/x.yml run",
+        "sudo -n -u aiopsexec /bin/sh -c id",
+        "sudo -n /opt/aiops/bin/aiops run",
+    ] {
+        let out = c.exec(&["runuser", "-u", "hermes", "--", "sh", "-c", denied]);
+        assert!(
+            !out.status.success(),
+            "hermes must not run {denied:?}: {}",
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("sudo:"),
+            "{denied}: {}",
+            text(&out)
+        );
+    }
+
+    // update-aiops: binaries and knowledge replaced; config, keys, users, sudoers untouched.
+    let fingerprint = "sha256sum /opt/aiops/config.yml /opt/aiops/pki/* /opt/aiops/pki/bundles/* /opt/aiops/approver/* /etc/sudoers.d/* /etc/passwd /etc/group /etc/shadow /etc/gshadow; stat -c '%U:%G %a %n' /opt/aiops/config.yml /opt/aiops/pki /opt/aiops/pki/* /opt/aiops/approver /opt/aiops/approver/* /etc/sudoers.d/*";
+    let fp_before = c.sh(fingerprint);
+    let bin_inode = c.sh("stat -c %i /opt/aiops/bin/aiops");
+    // A new release in a directory: the binary and a knowledge tree with a new file.
+    c.sh("mkdir -p /root/rel/knowledge && cp /opt/aiops/bin/aiops /root/rel/aiops && cp -r /opt/aiops/knowledge/. /root/rel/knowledge/ && echo new > /root/rel/knowledge/NEW-RUNBOOK.md");
+    c.sh(&format!("{setup} update-aiops /root/rel"));
+    assert_eq!(c.sh("cat /opt/aiops/knowledge/NEW-RUNBOOK.md"), "new");
+    assert_ne!(
+        c.sh("stat -c %i /opt/aiops/bin/aiops"),
+        bin_inode,
+        "the binary was not replaced"
+    );
+    assert_eq!(
+        c.sh(fingerprint),
+        fp_before,
+        "update-aiops changed config, keys, users or sudoers"
+    );
+    // And from the .deb: knowledge back to the packaged set.
+    c.sh(&format!("{setup} update-aiops /root/aiops-controller.deb"));
+    c.sh("test ! -e /opt/aiops/knowledge/NEW-RUNBOOK.md && /opt/aiops/bin/aiops --version");
+    assert_eq!(
+        c.sh(fingerprint),
+        fp_before,
+        "update-aiops (deb) changed config, keys, users or sudoers"
+    );
+
+    // Purge: the package's accounts, files and sudoers go; `hermes` (made by the verb) stays.
+    c.sh("dpkg --purge aiops-controller && rm -f /root/aiops-controller.deb && rm -rf /root/rel");
+    for u in ["aiopsexec", "aiops-approver"] {
+        assert!(
+            !c.exec(&["getent", "passwd", u]).status.success(),
+            "{u} left behind"
+        );
+    }
+    c.sh("test ! -e /opt/aiops && test ! -e /etc/sudoers.d/aiops-controller");
+    c.sh("loginctl disable-linger hermes 2>/dev/null || rm -f /var/lib/systemd/linger/hermes; userdel -r hermes");
+    let mut after = file_list(&c);
+    // dpkg removes a directory the purged package listed once it is empty, after postrm:
+    // an empty /opt that no package owns goes with the last package using it.
+    if !before.iter().any(|p| p.starts_with("/opt/")) && !after.iter().any(|p| p == "/opt") {
+        after.push("/opt".into());
+        after.sort();
+    }
+    let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
+    let removed: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "purge left changes: added {added:?}, removed {removed:?}"
+    );
+    eprintln!(
+        "controller_deb_setup_verbs_and_update_aiops: {:?}",
+        t0.elapsed()
+    );
+}
