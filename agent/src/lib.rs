@@ -279,13 +279,22 @@ impl Agent {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let state = self.state;
-        let days_left = (state.cert_not_after - aiops_certs::now_ms() / 1000) / 86400;
-        if days_left < 30 {
-            tracing::warn!(
-                days_left,
-                "the agent certificate expires soon; renew it with `aiops certs issue-agent` and re-enroll"
-            );
-        }
+        // Certificates have a finite lifetime: warn at start and then daily
+        // while fewer than 30 days are left.
+        let not_after = state.cert_not_after;
+        let expiry_watch = tokio::spawn(async move {
+            let mut daily = tokio::time::interval(Duration::from_secs(86_400));
+            loop {
+                daily.tick().await;
+                let days_left = (not_after - aiops_certs::now_ms() / 1000) / 86_400;
+                if days_left < 30 {
+                    tracing::warn!(
+                        days_left,
+                        "the agent certificate expires soon; issue a new bundle with `aiops certs renew NAME --address ADDR` and enroll it"
+                    );
+                }
+            }
+        });
         tracing::info!(
             name = %state.config.name,
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -370,6 +379,7 @@ impl Agent {
             .await
             .map_err(|e| StartError::Setup(format!("serve: {e}")));
         accept_loop.abort();
+        expiry_watch.abort();
         result
     }
 }
@@ -493,7 +503,7 @@ impl pb::agent_server::Agent for AgentService {
         }
         if let Some(grant) = &verified.grant {
             // An approval is used once, whatever request carries it.
-            let key = format!("approval:{}", grant.approval_id);
+            let key = format!("approval:{}:{}", grant.approval_id, state.config.name);
             if let Err(e) = state.replay.check_and_insert(&key, grant.expires_at_ms) {
                 let (code, status) = match &e {
                     ReplayError::Replayed(_) => (

@@ -49,8 +49,14 @@ pub enum State {
 pub struct Approval {
     /// Approval id (uuid v4).
     pub id: String,
-    /// Target name.
+    /// Target as requested (a name, a selector, or a comma list).
     pub target: String,
+    /// The exact resolved target set the approval covers (one name for a single target).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Answer as a fan-out (a selector or list was used).
+    #[serde(default)]
+    pub fanout: bool,
     /// Exact command text.
     pub command: String,
     /// SHA-256 of the command bytes.
@@ -80,15 +86,24 @@ impl Approval {
     /// The bytes the controller signs when it stores the approval.
     fn binding(&self) -> Vec<u8> {
         format!(
-            "aiops-approval-v1\n{}\n{}\n{}\n{}\n{}\n{}",
+            "aiops-approval-v2\n{}\n{}\n{}\n{}\n{}\n{}",
             self.id,
-            self.target,
+            self.target_set().join(","),
             self.command_sha256,
             self.requester,
             self.created_ms,
             self.expires_ms
         )
         .into_bytes()
+    }
+
+    /// The exact target set (older single-target records have only `target`).
+    pub fn target_set(&self) -> Vec<String> {
+        if self.targets.is_empty() {
+            vec![self.target.clone()]
+        } else {
+            self.targets.clone()
+        }
     }
 
     /// True when the command, its hash and the controller's signature all agree.
@@ -149,12 +164,16 @@ impl Store {
         // flock works on a read-only descriptor too: an account that may not
         // write the lock file (another member of the group) still serializes.
         let f = match opened {
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                File::open(&lock_path)
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&lock_path),
             other => other,
         }
-        .map_err(|e| err("runtime", format!("{}: {e}", lock_path.display()), exit::SETUP))?;
+        .map_err(|e| {
+            err(
+                "runtime",
+                format!("{}: {e}", lock_path.display()),
+                exit::SETUP,
+            )
+        })?;
         let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| {
             err(
                 "runtime",
@@ -227,6 +246,7 @@ fn approval_record(event: &str, a: &Approval) -> serde_json::Map<String, Value> 
         "event": event,
         "approval_id": a.id,
         "target": a.target,
+        "targets": a.target_set(),
         "command": a.command,
         "command_sha256": a.command_sha256,
         "requester": a.requester,
@@ -260,6 +280,8 @@ pub fn request(
     loaded: &Loaded,
     log: &AuditLog,
     req: &RunInput,
+    names: &[String],
+    fanout: bool,
     decision: &Decision,
 ) -> Result<Answer, Failure> {
     let store = Store::new(&loaded.config.runtime_dir);
@@ -270,7 +292,9 @@ pub fn request(
     let controller_key = read_key(&loaded.pki().signing_key())?;
     let mut approval = Approval {
         id: uuid::Uuid::new_v4().to_string(),
-        target: req.target.clone(),
+        target: req.target_spec(),
+        targets: names.to_vec(),
+        fanout,
         command: req.command.clone(),
         command_sha256: aiops_certs::sha256_hex(req.command.as_bytes()),
         risk: decision.risk.as_str().to_string(),
@@ -305,6 +329,7 @@ pub fn request(
         status: "approval_requested",
         risk: Some(decision.risk.as_str()),
         approval_id: Some(approval.id),
+        targets: fanout.then(|| approval.targets.clone()),
         target: Some(approval.target),
         command: Some(approval.command),
         reason: Some(approval.reason),
@@ -405,11 +430,7 @@ fn approver_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
 }
 
 /// Signs a grant for `a` with the approver key; fails when this account cannot read it.
-fn sign_grant(
-    loaded: &Loaded,
-    a: &Approval,
-    approver: &str,
-) -> Result<pb::SignedApproval, Failure> {
+fn sign_grant(loaded: &Loaded, a: &Approval, approver: &str) -> Result<Vec<u8>, Failure> {
     let path = loaded
         .config
         .approvals
@@ -437,20 +458,27 @@ fn sign_grant(
         ));
         f
     })?;
-    let grant = pb::ApprovalGrant {
-        approval_id: a.id.clone(),
-        target: a.target.clone(),
-        command_sha256: a.command_sha256.clone(),
-        expires_at_ms: a.expires_ms,
-        approver: approver.to_string(),
-        requester: a.requester.clone(),
+    // One signed grant per target of the exact set, length-delimited in one file.
+    let mut out = Vec::new();
+    for target in a.target_set() {
+        let grant = pb::ApprovalGrant {
+            approval_id: a.id.clone(),
+            target,
+            command_sha256: a.command_sha256.clone(),
+            expires_at_ms: a.expires_ms,
+            approver: approver.to_string(),
+            requester: a.requester.clone(),
+        }
+        .encode_to_vec();
+        pb::SignedApproval {
+            signature: key.sign(&grant),
+            key_id: key.verifying_key().key_id(),
+            grant,
+        }
+        .encode_length_delimited(&mut out)
+        .expect("a Vec grows");
     }
-    .encode_to_vec();
-    Ok(pb::SignedApproval {
-        signature: key.sign(&grant),
-        key_id: key.verifying_key().key_id(),
-        grant,
-    })
+    Ok(out)
 }
 
 /// Resolves a pending approval. Approving signs a grant with the approver key
@@ -571,7 +599,7 @@ pub async fn resolve(
         rec.insert("resolver".into(), who.clone().into());
         audit(&log, Value::Object(rec))?;
         if let Some(g) = &grant {
-            aiops_certs::write_file_mode(&locked.grant_path(&a.id), &g.encode_to_vec(), 0o640)
+            aiops_certs::write_file_mode(&locked.grant_path(&a.id), g, 0o640)
                 .map_err(|e| err("runtime", e.to_string(), exit::SETUP))?;
         }
         locked.save(a)?;
@@ -690,24 +718,37 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         }
         let bytes = std::fs::read(locked.grant_path(id))
             .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
-        let signed = pb::SignedApproval::decode(bytes.as_slice())
-            .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
-        let grant = pb::ApprovalGrant::decode(signed.grant.as_slice())
-            .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
-        let valid = signed.key_id == approver.key_id()
-            && approver.verify(&signed.grant, &signed.signature).is_ok()
-            && grant.approval_id == a.id
-            && grant.target == a.target
-            && grant.command_sha256 == a.command_sha256
-            && a.intact(&controller);
-        if !valid {
+        let mut grants = std::collections::BTreeMap::new();
+        let mut buf = bytes.as_slice();
+        let mut expires = i64::MAX;
+        while !buf.is_empty() {
+            let signed = pb::SignedApproval::decode_length_delimited(&mut buf).map_err(|e| {
+                audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED))
+            })?;
+            let grant = pb::ApprovalGrant::decode(signed.grant.as_slice()).map_err(|e| {
+                audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED))
+            })?;
+            let valid = signed.key_id == approver.key_id()
+                && approver.verify(&signed.grant, &signed.signature).is_ok()
+                && grant.approval_id == a.id
+                && grant.command_sha256 == a.command_sha256;
+            if !valid {
+                grants.clear();
+                break;
+            }
+            expires = expires.min(grant.expires_at_ms);
+            grants.insert(grant.target, signed);
+        }
+        // Exactly the approved set: not one target more, not one less.
+        let set: Vec<String> = grants.keys().cloned().collect();
+        if set != a.target_set() || !a.intact(&controller) {
             return Err(audited(err(
                 "approval_invalid",
                 "the grant is not signed by the approver key for exactly this approval; nothing was run",
                 exit::FAILED,
             )));
         }
-        if aiops_certs::now_ms() > grant.expires_at_ms {
+        if aiops_certs::now_ms() > expires {
             a.state = State::Expired;
             audit_approval(&log, "expired", a)?;
             locked.save(a)?;
@@ -720,23 +761,35 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         // Used before anything runs: a crash can lose a run, never repeat one.
         a.state = State::Used;
         locked.save(a)?;
-        (a.clone(), signed)
+        (a.clone(), grants)
     };
     let req = RunInput {
         target: approval.target.clone(),
+        targets: approval.fanout.then(|| approval.target_set()),
         command: approval.command.clone(),
         requester: approval.requester.clone(),
         reason: approval.reason.clone(),
+        max_concurrency: None,
+        max_errors: None,
+        canary: None,
     };
-    let Some(target) = loaded.config.targets.get(&req.target) else {
+    let names = approval.target_set();
+    if let Some(gone) = names
+        .iter()
+        .find(|n| !loaded.config.targets.contains_key(*n))
+    {
         return Err(audited(err(
             "unknown_target",
-            format!("target {:?} is no longer configured", req.target),
+            format!("target {gone:?} is no longer configured"),
             exit::FAILED,
         )));
-    };
+    }
     // Policy may have changed since the request: never run what is now forbidden.
-    let decision = loaded.policy.classify_for(Some(&req.target), &req.command);
+    let decision = names
+        .iter()
+        .map(|n| loaded.policy.classify_for(Some(n), &req.command))
+        .max_by_key(|d| d.risk)
+        .expect("an approval has at least one target");
     if matches!(decision.risk, Risk::Forbidden | Risk::Rejected) {
         return Err(audited(err(
             "policy_changed",
@@ -747,16 +800,32 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
             exit::FAILED,
         )));
     }
-    crate::run::execute(
+    let results = crate::run::execute_targets(
         loaded,
         &log,
         &req,
-        target,
+        &names,
         &decision,
         pb::Decision::Approved,
         Some((&approval.id, &grant)),
     )
-    .await
+    .await;
+    let (answer, code) = crate::run::finish(
+        &req,
+        &names,
+        approval.fanout,
+        &decision,
+        Some(&approval.id),
+        results,
+    );
+    if code == exit::HANDLED {
+        Ok(answer)
+    } else {
+        Err(Failure {
+            answer: Box::new(answer),
+            exit: code,
+        })
+    }
 }
 
 /// Lists approvals (pending first) after expiring stale ones.

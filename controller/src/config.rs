@@ -42,6 +42,9 @@ pub struct Defaults {
     /// How long a pending approval stays valid.
     #[serde(default = "d_approval_ttl")]
     pub approval_ttl_secs: u32,
+    /// Fan-out: targets running at once.
+    #[serde(default = "d_concurrency")]
+    pub max_concurrency: usize,
 }
 
 fn d_timeout() -> u32 {
@@ -59,6 +62,9 @@ fn d_connect() -> u64 {
 fn d_approval_ttl() -> u32 {
     15 * 60
 }
+fn d_concurrency() -> usize {
+    256
+}
 
 impl Default for Defaults {
     fn default() -> Self {
@@ -68,6 +74,7 @@ impl Default for Defaults {
             request_ttl_secs: d_ttl(),
             connect_timeout_ms: d_connect(),
             approval_ttl_secs: d_approval_ttl(),
+            max_concurrency: d_concurrency(),
         }
     }
 }
@@ -220,6 +227,50 @@ impl Loaded {
             config,
             policy,
         })
+    }
+
+    /// Resolves target selectors (names, `group:NAME`, `label:KEY=VALUE`) to
+    /// a sorted, de-duplicated list of configured target names.
+    pub fn resolve_targets(&self, selectors: &[String]) -> Result<Vec<String>, String> {
+        let mut out = std::collections::BTreeSet::new();
+        for sel in selectors {
+            if let Some(group) = sel.strip_prefix("group:") {
+                let members = self
+                    .config
+                    .groups
+                    .get(group)
+                    .ok_or_else(|| format!("no group named {group:?}"))?;
+                out.extend(members.iter().cloned());
+            } else if let Some(label) = sel.strip_prefix("label:") {
+                let (k, v) = label
+                    .split_once('=')
+                    .ok_or_else(|| format!("{sel:?}: expected label:KEY=VALUE"))?;
+                let matched: Vec<&String> = self
+                    .config
+                    .targets
+                    .iter()
+                    .filter(|(_, t)| t.labels.get(k).is_some_and(|x| x == v))
+                    .map(|(n, _)| n)
+                    .collect();
+                if matched.is_empty() {
+                    return Err(format!("no target has label {k}={v}"));
+                }
+                out.extend(matched.into_iter().cloned());
+            } else if self.config.targets.contains_key(sel) {
+                out.insert(sel.clone());
+            } else {
+                return Err(format!(
+                    "no target named {sel:?}; known: {}",
+                    self.config
+                        .targets
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Lifetime of a pending approval, in seconds.

@@ -5,7 +5,6 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde_json::{Map, Value};
 
 /// What replaces a secret.
 pub const MARK: &str = "[REDACTED]";
@@ -50,18 +49,6 @@ pub fn redact(text: &str) -> String {
         }
     }
     out
-}
-
-/// Stores redacted stdout/stderr plus the SHA-256 and size of the full texts.
-pub fn output_fields(rec: &mut Map<String, Value>, stdout: &str, stderr: &str) {
-    for (name, text) in [("stdout", stdout), ("stderr", stderr)] {
-        rec.insert(name.into(), Value::from(redact(text)));
-        rec.insert(
-            format!("{name}_sha256"),
-            aiops_certs::sha256_hex(text.as_bytes()).into(),
-        );
-        rec.insert(format!("{name}_bytes"), Value::from(text.len()));
-    }
 }
 
 #[cfg(test)]

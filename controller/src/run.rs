@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::client::{self, ClientError, Collected};
-use crate::config::{Loaded, TargetConfig};
+use crate::config::Loaded;
 
 /// Largest stdin accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
@@ -34,8 +34,12 @@ pub mod exit {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunInput {
-    /// Target name.
+    /// Target name, or `group:NAME`, or `label:KEY=VALUE`.
+    #[serde(default)]
     pub target: String,
+    /// Several targets (each a name or a `group:` / `label:` selector).
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
     /// Exact command text.
     pub command: String,
     /// Who asks (e.g. `hermes`, `manual`).
@@ -43,6 +47,42 @@ pub struct RunInput {
     /// Why.
     #[serde(default)]
     pub reason: String,
+    /// Fan-out: targets running at once [default: `defaults.max_concurrency`].
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Fan-out: stop starting new targets once more than this many failed.
+    #[serde(default)]
+    pub max_errors: Option<usize>,
+    /// Fan-out: run on the first target alone, and continue only if it succeeded.
+    #[serde(default)]
+    pub canary: Option<bool>,
+}
+
+impl RunInput {
+    /// How the request named its targets, for answers and audit records.
+    pub fn target_spec(&self) -> String {
+        match &self.targets {
+            Some(list) => list.join(","),
+            None => self.target.clone(),
+        }
+    }
+}
+
+/// Per-target outcome counts of a fan-out.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Targets in the resolved set.
+    pub total: usize,
+    /// Ran on the agent (any exit code).
+    pub executed: usize,
+    /// Ran and exited 0.
+    pub succeeded: usize,
+    /// Ran and exited non-zero, or timed out.
+    pub failed: usize,
+    /// Did not run: unreachable, refused, incomplete.
+    pub errors: usize,
+    /// Not attempted (max_errors reached or the canary failed).
+    pub skipped: usize,
 }
 
 /// Error body of a failed request.
@@ -113,6 +153,18 @@ pub struct Answer {
     /// Set when `status` is `error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    /// Fan-out: the resolved target set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
+    /// Fan-out: one answer per target, in target order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<Answer>>,
+    /// Fan-out: counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// SHA-256 and size of the full, unredacted stdout and stderr (audit only).
+    #[serde(skip)]
+    pub output_digest: Option<[(String, usize); 2]>,
 }
 
 impl Answer {
@@ -121,14 +173,26 @@ impl Answer {
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let status: &'static str = match v.get("status").and_then(Value::as_str) {
             Some("executed") => "executed",
+            Some("partial") => "partial",
+            Some("failed") => "failed",
+            Some("denied") => "denied",
             _ => "error",
         };
         Answer {
             status,
             risk: v.get("risk").and_then(Value::as_str).map(|r| match r {
                 "auto_allowed" => "auto_allowed",
+                "forbidden" => "forbidden",
+                "rejected" => "rejected",
                 _ => "approval_required",
             }),
+            targets: v
+                .get("targets")
+                .and_then(|t| serde_json::from_value(t.clone()).ok()),
+            results: v
+                .get("results")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().cloned().map(Answer::relayed).collect()),
             target: s("target"),
             command: s("command"),
             exit_code: v
@@ -273,6 +337,37 @@ pub fn parse_input(input: &[u8]) -> Result<RunInput, Failure> {
     if req.requester.trim().is_empty() {
         return Err(fail("invalid_field", "requester is empty", exit::FAILED));
     }
+    match (&req.targets, req.target.is_empty()) {
+        (None, true) => {
+            return Err(fail(
+                "invalid_field",
+                "target (or targets) is required",
+                exit::FAILED,
+            ));
+        }
+        (Some(_), false) => {
+            return Err(fail(
+                "invalid_field",
+                "give either target or targets, not both",
+                exit::FAILED,
+            ));
+        }
+        (Some(list), true) if list.is_empty() || list.len() > 10_000 => {
+            return Err(fail(
+                "invalid_field",
+                "targets must name 1 to 10000 targets",
+                exit::FAILED,
+            ));
+        }
+        _ => {}
+    }
+    if req.max_concurrency == Some(0) {
+        return Err(fail(
+            "invalid_field",
+            "max_concurrency must be at least 1",
+            exit::FAILED,
+        ));
+    }
     Ok(req)
 }
 
@@ -342,47 +437,55 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
         }
     };
     let base = object(json!({
-        "target": req.target,
+        "target": req.target_spec(),
         "command": req.command,
         "requester": req.requester,
         "reason": req.reason,
     }));
-    let Some(target) = loaded.config.targets.get(&req.target) else {
-        let f = fail(
-            "unknown_target",
-            format!(
-                "no target named {:?}; known: {}",
-                req.target,
-                loaded
-                    .config
-                    .targets
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            exit::FAILED,
-        );
-        let f = audited_failure(&log, base, f);
-        return (*f.answer, f.exit);
+    let selectors = req
+        .targets
+        .clone()
+        .unwrap_or_else(|| vec![req.target.clone()]);
+    let names = match loaded.resolve_targets(&selectors) {
+        Ok(n) if !n.is_empty() => n,
+        Ok(_) => {
+            let f = audited_failure(
+                &log,
+                base,
+                fail(
+                    "unknown_target",
+                    "the selection matches no target",
+                    exit::FAILED,
+                ),
+            );
+            return (*f.answer, f.exit);
+        }
+        Err(e) => {
+            let f = audited_failure(&log, base, fail("unknown_target", e, exit::FAILED));
+            return (*f.answer, f.exit);
+        }
     };
-    let decision = loaded.policy.classify_for(Some(&req.target), &req.command);
+    // A plain single name keeps the single-target answer; any selector or list fans out.
+    let fanout = req.targets.is_some() || req.target.contains(':');
+    // One decision for the exact command and the exact set: the strictest over the targets.
+    let decision = names
+        .iter()
+        .map(|n| loaded.policy.classify_for(Some(n), &req.command))
+        .max_by_key(|d| d.risk)
+        .expect("at least one target");
     match decision.risk {
         Risk::AutoAllowed => {
-            match execute(
+            let results = execute_targets(
                 loaded,
                 &log,
                 &req,
-                target,
+                &names,
                 &decision,
                 pb::Decision::AutoAllowed,
                 None,
             )
-            .await
-            {
-                Ok(a) => (a, exit::HANDLED),
-                Err(f) => (*f.answer, f.exit),
-            }
+            .await;
+            finish(&req, &names, fanout, &decision, None, results)
         }
         Risk::Forbidden | Risk::Rejected => {
             let status = if decision.risk == Risk::Forbidden {
@@ -395,6 +498,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             rec.insert("status".into(), status.into());
             rec.insert("risk".into(), decision.risk.as_str().into());
             rec.insert("reasons".into(), json!(decision.reasons));
+            rec.insert("targets".into(), json!(names));
             if let Err(f) = audit(&log, Value::Object(rec)) {
                 return (*f.answer, f.exit);
             }
@@ -407,78 +511,416 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
                 Answer {
                     status,
                     risk: Some(decision.risk.as_str()),
-                    target: Some(req.target),
-                    command: Some(req.command),
+                    target: Some(req.target_spec()),
+                    command: Some(req.command.clone()),
                     reasons: Some(decision.reasons),
                     message: Some(message.into()),
+                    targets: fanout.then(|| names.clone()),
                     ..Answer::default()
                 },
                 exit::HANDLED,
             )
         }
-        Risk::ApprovalRequired => match crate::approvals::request(loaded, &log, &req, &decision) {
-            Ok(a) => (a, exit::HANDLED),
-            Err(f) => (*f.answer, f.exit),
-        },
+        Risk::ApprovalRequired => {
+            match crate::approvals::request(loaded, &log, &req, &names, fanout, &decision) {
+                Ok(a) => (a, exit::HANDLED),
+                Err(f) => (*f.answer, f.exit),
+            }
+        }
     }
 }
 
-/// Signs, sends and audits one decided command; used for auto-allowed and approved ones.
-pub async fn execute(
+/// Turns per-target results into the printed answer: the single answer for a
+/// single named target, else a fan-out answer with `results` and `summary`.
+pub fn finish(
+    req: &RunInput,
+    names: &[String],
+    fanout: bool,
+    decision: &Decision,
+    approval_id: Option<&str>,
+    mut results: Vec<Answer>,
+) -> (Answer, u8) {
+    // Nothing ran because of our own set-up (config, keys, audit): exit 2, not 1.
+    let setup_failure = |a: &Answer| {
+        a.error.as_ref().is_some_and(|e| {
+            matches!(
+                e.code.as_str(),
+                "audit_failed" | "config" | "key_unreadable"
+            )
+        })
+    };
+    if !fanout && results.len() == 1 {
+        let a = results.pop().expect("one result");
+        let code = match (a.status, setup_failure(&a)) {
+            ("executed", _) => exit::HANDLED,
+            (_, true) => exit::SETUP,
+            _ => exit::FAILED,
+        };
+        return (a, code);
+    }
+    let mut summary = Summary {
+        total: names.len(),
+        ..Summary::default()
+    };
+    for r in &results {
+        match r.status {
+            "executed" if r.exit_code == Some(0) && r.timed_out != Some(true) => {
+                summary.executed += 1;
+                summary.succeeded += 1;
+            }
+            "executed" => {
+                summary.executed += 1;
+                summary.failed += 1;
+            }
+            "skipped" => summary.skipped += 1,
+            _ => summary.errors += 1,
+        }
+    }
+    let status = match (summary.executed, summary.executed == summary.total) {
+        (_, true) => "executed",
+        (0, false) => "failed",
+        _ => "partial",
+    };
+    let code = match (summary.executed, results.iter().any(setup_failure)) {
+        (0, true) => exit::SETUP,
+        (0, false) => exit::FAILED,
+        _ => exit::HANDLED,
+    };
+    (
+        Answer {
+            status,
+            risk: Some(decision.risk.as_str()),
+            target: Some(req.target_spec()),
+            command: Some(req.command.clone()),
+            approval_id: approval_id.map(str::to_string),
+            targets: Some(names.to_vec()),
+            results: Some(results),
+            summary: Some(summary),
+            ..Answer::default()
+        },
+        code,
+    )
+}
+
+/// Fan-out limits.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    concurrency: usize,
+    max_errors: Option<usize>,
+    canary: bool,
+}
+
+/// A target's request, signed and ready to send.
+struct Prepared {
+    name: String,
+    request_id: String,
+    signed: pb::SignedCommand,
+    base: Map<String, Value>,
+}
+
+/// Signs, sends and audits one decided command on each target; used for
+/// auto-allowed and approved commands. Returns one answer per target, in
+/// order: `executed`, `error` (with `error`), or `skipped`. Every target gets
+/// its own audit records: `requested` before anything is sent (one fsync for
+/// the set), then its outcome (one fsync for the set) before the answer.
+pub async fn execute_targets(
     loaded: &Loaded,
     log: &AuditLog,
     req: &RunInput,
-    target: &TargetConfig,
+    names: &[String],
     decision: &Decision,
     wire_decision: pb::Decision,
-    approval: Option<(&str, &pb::SignedApproval)>,
-) -> Result<Answer, Failure> {
+    approval: Option<(
+        &str,
+        &std::collections::BTreeMap<String, pb::SignedApproval>,
+    )>,
+) -> Vec<Answer> {
     let approval_id = approval.map(|(id, _)| id);
-    let mut base = object(json!({
-        "target": req.target,
-        "command": req.command,
-        "requester": req.requester,
-        "reason": req.reason,
-        "risk": decision.risk.as_str(),
-    }));
-    if let Some(id) = approval_id {
-        base.insert("approval_id".into(), id.into());
-    }
-    let sender = Sender::load(loaded).map_err(|f| audited_failure(log, base.clone(), f))?;
-    let defaults = &loaded.config.defaults;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    base.insert("request_id".into(), request_id.clone().into());
-    let now = aiops_certs::now_ms();
-    let request = pb::CommandRequest {
-        request_id: request_id.clone(),
-        target: req.target.clone(),
-        command: req.command.clone(),
-        plan: Some(aiops_proto::plan::to_proto(&decision.plan)),
-        decision: wire_decision as i32,
-        requester: req.requester.clone(),
-        reason: req.reason.clone(),
-        issued_at_ms: now,
-        expires_at_ms: now + i64::from(defaults.request_ttl_secs) * 1000,
-        timeout_ms: defaults.timeout_secs.saturating_mul(1000),
-        output_cap_bytes: defaults.output_cap_bytes,
-        policy_digest: loaded.policy.digest().to_string(),
-        approval_id: approval_id.unwrap_or_default().to_string(),
+    let common = {
+        let mut m = object(json!({
+            "command": req.command,
+            "requester": req.requester,
+            "reason": req.reason,
+            "risk": decision.risk.as_str(),
+        }));
+        if let Some(id) = approval_id {
+            m.insert("approval_id".into(), id.into());
+        }
+        if names.len() > 1 || req.targets.is_some() {
+            m.insert("fanout".into(), req.target_spec().into());
+        }
+        m
     };
-    let mut signed = client::sign(&request, &sender.key);
-    if let Some((_, grant)) = approval {
-        signed.approval = prost::Message::encode_to_vec(grant);
+    let error_all = |f: Failure| -> Vec<Answer> {
+        let records: Vec<Map<String, Value>> = names
+            .iter()
+            .map(|n| error_record(&common, n, None, &f.answer))
+            .collect();
+        let answer = match log.append_many(records) {
+            Ok(_) => *f.answer,
+            Err(e) => Answer::error(
+                "audit_failed",
+                format!("{e}; nothing was run (fail closed)"),
+            ),
+        };
+        names
+            .iter()
+            .map(|n| Answer {
+                target: Some(n.clone()),
+                ..answer.clone()
+            })
+            .collect()
+    };
+    let sender = match Sender::load(loaded) {
+        Ok(s) => s,
+        Err(f) => return error_all(f),
+    };
+    let defaults = &loaded.config.defaults;
+    let now = aiops_certs::now_ms();
+    let mut prepared = Vec::with_capacity(names.len());
+    for name in names {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let request = pb::CommandRequest {
+            request_id: request_id.clone(),
+            target: name.clone(),
+            command: req.command.clone(),
+            plan: Some(aiops_proto::plan::to_proto(&decision.plan)),
+            decision: wire_decision as i32,
+            requester: req.requester.clone(),
+            reason: req.reason.clone(),
+            issued_at_ms: now,
+            expires_at_ms: now + i64::from(defaults.request_ttl_secs) * 1000,
+            timeout_ms: defaults.timeout_secs.saturating_mul(1000),
+            output_cap_bytes: defaults.output_cap_bytes,
+            policy_digest: loaded.policy.digest().to_string(),
+            approval_id: approval_id.unwrap_or_default().to_string(),
+        };
+        let mut signed = client::sign(&request, &sender.key);
+        if let Some((_, grants)) = approval {
+            match grants.get(name) {
+                Some(g) => signed.approval = prost::Message::encode_to_vec(g),
+                None => {
+                    return error_all(fail(
+                        "approval_invalid",
+                        format!("no grant for target {name}"),
+                        exit::FAILED,
+                    ));
+                }
+            }
+        }
+        let mut base = common.clone();
+        base.insert("target".into(), name.clone().into());
+        base.insert("request_id".into(), request_id.clone().into());
+        prepared.push(Prepared {
+            name: name.clone(),
+            request_id,
+            signed,
+            base,
+        });
     }
-    let mut sent = base.clone();
-    sent.insert("event".into(), "requested".into());
-    sent.insert("policy_digest".into(), loaded.policy.digest().into());
-    audit(log, Value::Object(sent))?;
+    let sent: Vec<Map<String, Value>> = prepared
+        .iter()
+        .map(|p| {
+            let mut r = p.base.clone();
+            r.insert("event".into(), "requested".into());
+            r.insert("policy_digest".into(), loaded.policy.digest().into());
+            r
+        })
+        .collect();
+    if let Err(e) = log.append_many(sent) {
+        let a = Answer::error(
+            "audit_failed",
+            format!("{e}; nothing was run (fail closed)"),
+        );
+        return names
+            .iter()
+            .map(|n| Answer {
+                target: Some(n.clone()),
+                ..a.clone()
+            })
+            .collect();
+    }
 
-    let server_name = target.server_name.as_deref().unwrap_or(&req.target);
+    let limits = Limits {
+        concurrency: req
+            .max_concurrency
+            .unwrap_or(defaults.max_concurrency)
+            .max(1),
+        max_errors: req.max_errors,
+        canary: req.canary.unwrap_or(false) && prepared.len() > 1,
+    };
+    let outcomes = send_all(loaded, &sender, prepared, decision, approval_id, limits).await;
+    let mut records = Vec::with_capacity(outcomes.len());
+    let mut answers = Vec::with_capacity(outcomes.len());
+    for (base, answer) in outcomes {
+        records.push(outcome_record(base, &answer));
+        answers.push(answer);
+    }
+    if let Err(e) = log.append_many(records) {
+        // The commands ran (the agents audited them) but the controller cannot
+        // record the outcome: say so rather than print an unaudited answer.
+        let a = Answer::error(
+            "audit_failed",
+            format!("{e}; the command was sent but its outcome is not audited here"),
+        );
+        return answers
+            .iter()
+            .map(|r| Answer {
+                target: r.target.clone(),
+                request_id: r.request_id.clone(),
+                ..a.clone()
+            })
+            .collect();
+    }
+    answers
+}
+
+fn error_record(
+    common: &Map<String, Value>,
+    target: &str,
+    request_id: Option<&str>,
+    a: &Answer,
+) -> Map<String, Value> {
+    let mut r = common.clone();
+    r.insert("target".into(), target.into());
+    if let Some(id) = request_id {
+        r.insert("request_id".into(), id.into());
+    }
+    r.insert("event".into(), "error".into());
+    r.insert("status".into(), "error".into());
+    if let Some(e) = &a.error {
+        r.insert("code".into(), e.code.clone().into());
+        r.insert("message".into(), e.message.clone().into());
+    }
+    r
+}
+
+fn outcome_record(mut rec: Map<String, Value>, a: &Answer) -> Map<String, Value> {
+    match a.status {
+        "executed" => {
+            rec.insert("event".into(), "executed".into());
+            rec.insert("status".into(), "executed".into());
+            rec.insert("exit_code".into(), a.exit_code.into());
+            rec.insert("timed_out".into(), a.timed_out.into());
+            rec.insert("truncated".into(), a.truncated.into());
+            rec.insert("duration_ms".into(), a.duration_ms.into());
+            rec.insert("stdout".into(), a.stdout.clone().into());
+            rec.insert("stderr".into(), a.stderr.clone().into());
+            if let Some([(so, sn), (se, en)]) = &a.output_digest {
+                rec.insert("stdout_sha256".into(), so.clone().into());
+                rec.insert("stdout_bytes".into(), (*sn).into());
+                rec.insert("stderr_sha256".into(), se.clone().into());
+                rec.insert("stderr_bytes".into(), (*en).into());
+            }
+            rec
+        }
+        "skipped" => {
+            rec.insert("event".into(), "skipped".into());
+            rec.insert("status".into(), "skipped".into());
+            rec.insert("message".into(), a.message.clone().into());
+            rec
+        }
+        _ => {
+            rec.insert("event".into(), "error".into());
+            rec.insert("status".into(), "error".into());
+            if let Some(e) = &a.error {
+                rec.insert("code".into(), e.code.clone().into());
+                rec.insert("message".into(), e.message.clone().into());
+            }
+            rec
+        }
+    }
+}
+
+/// Sends every prepared request with bounded concurrency, `max_errors` and
+/// the optional canary; returns (audit base, answer) per target, in order.
+async fn send_all(
+    loaded: &Loaded,
+    sender: &Sender,
+    prepared: Vec<Prepared>,
+    decision: &Decision,
+    approval_id: Option<&str>,
+    limits: Limits,
+) -> Vec<(Map<String, Value>, Answer)> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let total = prepared.len();
+    let errors = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let progress = total > 1 && std::io::stderr().is_terminal();
+    let slots = tokio::sync::Semaphore::new(limits.concurrency);
+    let one = |p: Prepared| {
+        let (errors, done, stop, slots) = (&errors, &done, &stop, &slots);
+        async move {
+            let Ok(_slot) = slots.acquire().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            if stop.load(Ordering::SeqCst) {
+                let a = Answer {
+                    status: "skipped",
+                    target: Some(p.name.clone()),
+                    command: None,
+                    request_id: Some(p.request_id.clone()),
+                    message: Some("not attempted: max_errors reached or the canary failed".into()),
+                    ..Answer::default()
+                };
+                return (p.base, a);
+            }
+            let a = send_one(loaded, sender, &p, decision, approval_id).await;
+            let failed =
+                a.status != "executed" || a.exit_code != Some(0) || a.timed_out == Some(true);
+            if failed {
+                let n = errors.fetch_add(1, Ordering::SeqCst) + 1;
+                if limits.max_errors.is_some_and(|max| n > max) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            let d = done.fetch_add(1, Ordering::SeqCst) + 1;
+            if progress {
+                eprint!(
+                    "\raiops: {d}/{total} done, {} failed   ",
+                    errors.load(Ordering::SeqCst)
+                );
+            }
+            (p.base, a)
+        }
+    };
+    let mut queue = prepared.into_iter();
+    let mut out = Vec::with_capacity(total);
+    if limits.canary
+        && let Some(first) = queue.next()
+    {
+        let (base, a) = one(first).await;
+        if a.status != "executed" || a.exit_code != Some(0) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        out.push((base, a));
+    }
+    out.extend(futures_util::future::join_all(queue.map(one)).await);
+    if progress {
+        eprintln!();
+    }
+    out
+}
+
+async fn send_one(
+    loaded: &Loaded,
+    sender: &Sender,
+    p: &Prepared,
+    decision: &Decision,
+    approval_id: Option<&str>,
+) -> Answer {
+    let defaults = &loaded.config.defaults;
+    let Some(target) = loaded.config.targets.get(&p.name) else {
+        return Answer::error("unknown_target", format!("no target named {:?}", p.name));
+    };
+    let server_name = target.server_name.as_deref().unwrap_or(&p.name);
     let connect_timeout = Duration::from_millis(defaults.connect_timeout_ms);
     let deadline = Duration::from_secs(u64::from(defaults.timeout_secs) + 15);
     let result =
-        match client::connect(&target.address, server_name, sender.tls, connect_timeout).await {
-            Ok(channel) => client::execute(channel, signed, deadline).await,
+        match client::connect(&target.address, server_name, sender.tls(), connect_timeout).await {
+            Ok(channel) => client::execute(channel, p.signed.clone(), deadline).await,
             Err(e) => Err(e),
         };
     let collected: Collected = match result {
@@ -489,45 +931,40 @@ pub async fn execute(
                 ClientError::Refused { .. } => "agent_refused",
                 ClientError::Incomplete(_) => "incomplete",
             };
-            let mut f = fail(code, e.to_string(), exit::FAILED);
-            f.answer.target = Some(req.target.clone());
-            f.answer.command = Some(req.command.clone());
-            f.answer.request_id = Some(request_id);
-            return Err(audited_failure(log, base, f));
+            let mut a = Answer::error(code, e.to_string());
+            a.target = Some(p.name.clone());
+            a.request_id = Some(p.request_id.clone());
+            return a;
         }
     };
-    let exit_status = &collected.exit;
-    let truncated = exit_status.stdout_dropped > 0 || exit_status.stderr_dropped > 0;
-    let answer = Answer {
+    let st = &collected.exit;
+    let truncated = st.stdout_dropped > 0 || st.stderr_dropped > 0;
+    let (stdout, stderr) = (collected.stdout_text(), collected.stderr_text());
+    let digest = |t: &str| (aiops_certs::sha256_hex(t.as_bytes()), t.len());
+    // Secrets never reach the assistant: redact what it is shown, like the audit.
+    Answer {
         status: "executed",
         risk: Some(decision.risk.as_str()),
-        target: Some(req.target.clone()),
-        command: Some(req.command.clone()),
-        exit_code: Some(exit_status.exit_code),
-        stdout: Some(collected.stdout_text()),
-        stderr: Some(collected.stderr_text()),
+        target: Some(p.name.clone()),
+        command: Some(
+            p.base
+                .get("command")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        exit_code: Some(st.exit_code),
+        stdout: Some(crate::redact::redact(&stdout)),
+        stderr: Some(crate::redact::redact(&stderr)),
+        output_digest: Some([digest(&stdout), digest(&stderr)]),
         truncated: Some(truncated),
-        stdout_dropped_bytes: truncated.then_some(exit_status.stdout_dropped),
-        stderr_dropped_bytes: truncated.then_some(exit_status.stderr_dropped),
-        timed_out: Some(exit_status.timed_out),
-        signal: (exit_status.signal != 0).then_some(exit_status.signal),
-        duration_ms: Some(exit_status.duration_ms),
-        request_id: Some(request_id),
+        stdout_dropped_bytes: truncated.then_some(st.stdout_dropped),
+        stderr_dropped_bytes: truncated.then_some(st.stderr_dropped),
+        timed_out: Some(st.timed_out),
+        signal: (st.signal != 0).then_some(st.signal),
+        duration_ms: Some(st.duration_ms),
+        request_id: Some(p.request_id.clone()),
         approval_id: approval_id.map(str::to_string),
         ..Answer::default()
-    };
-    let mut rec = base;
-    rec.insert("event".into(), "executed".into());
-    rec.insert("status".into(), "executed".into());
-    rec.insert("exit_code".into(), exit_status.exit_code.into());
-    rec.insert("timed_out".into(), exit_status.timed_out.into());
-    rec.insert("truncated".into(), truncated.into());
-    rec.insert("duration_ms".into(), exit_status.duration_ms.into());
-    crate::redact::output_fields(
-        &mut rec,
-        answer.stdout.as_deref().unwrap_or_default(),
-        answer.stderr.as_deref().unwrap_or_default(),
-    );
-    audit(log, Value::Object(rec))?;
-    Ok(answer)
+    }
 }
