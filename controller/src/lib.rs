@@ -16,6 +16,7 @@ pub mod mcp;
 pub mod redact;
 pub mod run;
 pub mod setup;
+pub mod telegram;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -97,6 +98,11 @@ enum Cmd {
     Hermes {
         #[command(subcommand)]
         command: hermes::HermesCmd,
+    },
+    /// Approver-side daemons (run as the approver account): the Telegram approver chat bot.
+    Approver {
+        #[command(subcommand)]
+        command: telegram::ApproverCmd,
     },
 }
 
@@ -402,6 +408,7 @@ pub fn main() -> ExitCode {
         }
         Cmd::Mcp(args) => mcp::cmd(&config, args),
         Cmd::Hermes { command } => hermes::cmd(&config, command),
+        Cmd::Approver { command } => telegram::cmd(&config, command),
     }
 }
 
