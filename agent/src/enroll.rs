@@ -13,42 +13,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Version of the bundle format this agent reads.
-pub const BUNDLE_FORMAT: u32 = 1;
-
-/// The enrollment bundle (YAML), as `aiops certs bundle NAME` writes it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Bundle {
-    /// Format version ([`BUNDLE_FORMAT`]).
-    pub aiops_enrollment: u32,
-    /// The target's name (a DNS name in its certificate).
-    pub name: String,
-    /// Where the agent listens.
-    pub listen: SocketAddr,
-    /// Where the controller connects (informational).
-    pub address: String,
-    /// The controller certificate's identity (DNS name).
-    pub controller_identity: String,
-    /// The controller's request-signing public key, `ed25519:<hex>`.
-    pub controller_signing_key: String,
-    /// Approver public keys to pin (`ed25519:<hex>`); approved requests need a grant
-    /// signed by one of them.
-    #[serde(default)]
-    pub approver_keys: Vec<String>,
-    /// The CA certificate (PEM).
-    pub ca_pem: String,
-    /// The agent's server certificate (PEM).
-    pub agent_cert_pem: String,
-    /// The agent's private key (PEM).
-    pub agent_key_pem: String,
-    /// When the bundle was made (RFC 3339).
-    pub issued_at: String,
-    /// When the agent certificate expires (RFC 3339).
-    pub cert_not_after: String,
-}
+pub use aiops_certs::bundle::{BUNDLE_FORMAT, Bundle};
 
 /// What an enrollment did.
 #[derive(Debug, Serialize)]
@@ -71,72 +38,71 @@ fn err<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> 
     move |e| format!("{what}: {e}")
 }
 
-impl Bundle {
-    /// Parses and checks a bundle: format, name, key, and that the certificate chains to
-    /// the bundled CA, names this target, is valid now and matches the key.
-    pub fn parse(text: &str) -> Result<Bundle, String> {
-        let b: Bundle = serde_yaml::from_str(text).map_err(err("bundle"))?;
-        if b.aiops_enrollment != BUNDLE_FORMAT {
-            return Err(format!(
-                "bundle format {} (this agent reads {BUNDLE_FORMAT})",
-                b.aiops_enrollment
-            ));
-        }
-        if b.name.is_empty() || !b.name.bytes().all(crate::config::valid_name_byte) {
-            return Err(format!(
-                "bundle name {:?} is not a valid target name",
-                b.name
-            ));
-        }
-        if b.controller_identity.is_empty()
-            || !b
-                .controller_identity
-                .bytes()
-                .all(crate::config::valid_name_byte)
-        {
-            return Err("bundle controller_identity is not a valid name".into());
-        }
-        aiops_certs::signing::VerifyingKey::parse(&b.controller_signing_key)
-            .map_err(err("controller_signing_key"))?;
-        for k in &b.approver_keys {
-            aiops_certs::signing::VerifyingKey::parse(k).map_err(err("approver_keys"))?;
-        }
-        b.check_certificate()?;
-        Ok(b)
+/// Parses and checks a bundle: format, name, key, and that the certificate chains to
+/// the bundled CA, names this target, is valid now and matches the key.
+pub fn parse_bundle(text: &str) -> Result<Bundle, String> {
+    let b: Bundle = serde_yaml::from_str(text).map_err(err("bundle"))?;
+    if b.aiops_enrollment != BUNDLE_FORMAT {
+        return Err(format!(
+            "bundle format {} (this agent reads {BUNDLE_FORMAT})",
+            b.aiops_enrollment
+        ));
     }
+    if b.name.is_empty() || !b.name.bytes().all(crate::config::valid_name_byte) {
+        return Err(format!(
+            "bundle name {:?} is not a valid target name",
+            b.name
+        ));
+    }
+    if b.controller_identity.is_empty()
+        || !b
+            .controller_identity
+            .bytes()
+            .all(crate::config::valid_name_byte)
+    {
+        return Err("bundle controller_identity is not a valid name".into());
+    }
+    aiops_certs::signing::VerifyingKey::parse(&b.controller_signing_key)
+        .map_err(err("controller_signing_key"))?;
+    for k in &b.approver_keys {
+        aiops_certs::signing::VerifyingKey::parse(k).map_err(err("approver_keys"))?;
+    }
+    check_certificate(&b)?;
+    Ok(b)
+}
 
-    fn check_certificate(&self) -> Result<(), String> {
-        use rustls::client::danger::ServerCertVerifier;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-        let der = |pem: &str, what: &str| {
-            aiops_certs::signing::pem_decode(pem, "CERTIFICATE")
-                .map(CertificateDer::from)
-                .ok_or_else(|| format!("{what}: no CERTIFICATE block"))
-        };
-        let ca = der(&self.ca_pem, "ca_pem")?;
-        let cert = der(&self.agent_cert_pem, "agent_cert_pem")?;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).map_err(err("ca_pem"))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(err("ca_pem"))?;
-        let name = ServerName::try_from(self.name.clone()).map_err(err("name"))?;
-        verifier
-            .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
-            .map_err(err("agent certificate"))?;
-        use rustls::pki_types::pem::PemObject;
-        let key = PrivateKeyDer::from_pem_slice(self.agent_key_pem.as_bytes())
-            .map_err(err("agent_key_pem"))?;
-        let signing =
-            rustls::crypto::ring::sign::any_supported_type(&key).map_err(err("agent_key_pem"))?;
-        let certified = rustls::sign::CertifiedKey::new(vec![cert], signing);
-        certified
-            .keys_match()
-            .map_err(err("agent key does not match the certificate"))?;
-        Ok(())
-    }
+/// The certificate chains to the bundled CA, names the target, is valid now and matches the key.
+fn check_certificate(bundle: &Bundle) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    let der = |pem: &str, what: &str| {
+        aiops_certs::signing::pem_decode(pem, "CERTIFICATE")
+            .map(CertificateDer::from)
+            .ok_or_else(|| format!("{what}: no CERTIFICATE block"))
+    };
+    let ca = der(&bundle.ca_pem, "ca_pem")?;
+    let cert = der(&bundle.agent_cert_pem, "agent_cert_pem")?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).map_err(err("ca_pem"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(err("ca_pem"))?;
+    let name = ServerName::try_from(bundle.name.clone()).map_err(err("name"))?;
+    verifier
+        .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+        .map_err(err("agent certificate"))?;
+    use rustls::pki_types::pem::PemObject;
+    let key = PrivateKeyDer::from_pem_slice(bundle.agent_key_pem.as_bytes())
+        .map_err(err("agent_key_pem"))?;
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(err("agent_key_pem"))?;
+    let certified = rustls::sign::CertifiedKey::new(vec![cert], signing);
+    certified
+        .keys_match()
+        .map_err(err("agent key does not match the certificate"))?;
+    Ok(())
 }
 
 /// Where the configuration puts the TLS files and the controller key.
@@ -263,7 +229,7 @@ pub fn enroll(config: &Path, bundle_path: &Path) -> Result<Enrolled, String> {
         );
     }
     let text = std::fs::read_to_string(bundle_path).map_err(err(bundle_path.display()))?;
-    let bundle = Bundle::parse(&text).map_err(|e| format!("{}: {e}", bundle_path.display()))?;
+    let bundle = parse_bundle(&text).map_err(|e| format!("{}: {e}", bundle_path.display()))?;
     let config_text = std::fs::read_to_string(config).map_err(err(config.display()))?;
     let config_meta = std::fs::metadata(config).map_err(err(config.display()))?;
     let gid = Some(config_meta.gid());

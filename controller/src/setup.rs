@@ -6,43 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use aiops_certs::bundle::{BUNDLE_FORMAT, Bundle};
 use aiops_certs::pki::{self, Ca, LeafSpec, PkiDir, Usage};
-use serde::Serialize;
 use serde_json::{Value, json};
-
-/// Bundle format version (the agent's `aiops-agent enroll` checks it).
-pub const BUNDLE_FORMAT: u32 = 1;
-
-/// The enrollment bundle: everything a target needs to trust the controller and be
-/// trusted by it. It holds the agent's private key: written 0600, to be deleted once
-/// installed. The agent's `enroll::Bundle` reads the same fields.
-#[derive(Debug, Clone, Serialize)]
-pub struct Bundle {
-    /// Format version.
-    pub aiops_enrollment: u32,
-    /// Target name.
-    pub name: String,
-    /// Where the agent listens.
-    pub listen: SocketAddr,
-    /// Where the controller connects.
-    pub address: String,
-    /// The controller certificate's identity.
-    pub controller_identity: String,
-    /// The controller's request-signing public key (`ed25519:<hex>`).
-    pub controller_signing_key: String,
-    /// Approver public keys the agent pins (grants for approved requests).
-    pub approver_keys: Vec<String>,
-    /// CA certificate.
-    pub ca_pem: String,
-    /// Agent certificate.
-    pub agent_cert_pem: String,
-    /// Agent private key.
-    pub agent_key_pem: String,
-    /// When made.
-    pub issued_at: String,
-    /// When the agent certificate expires.
-    pub cert_not_after: String,
-}
 
 /// What to put in a bundle.
 #[derive(Debug, Clone)]
