@@ -588,3 +588,35 @@ fn an_unwritable_audit_log_fails_closed_and_nothing_runs() {
         );
     }
 }
+
+#[test]
+fn secrets_in_output_never_reach_the_answer_or_the_audit_log() {
+    let lab = Lab::start(1, "lab");
+    let file = lab.tmp.path().join("app.env");
+    let content = "DB_PASSWORD=hunter2hunter2\nAuthorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\nok=1\n";
+    std::fs::write(&file, content).unwrap();
+    let (answer, code) = lab.run(&request("srv1", &format!("cat {}", file.display())));
+    assert_eq!(code, 0, "{answer}");
+    assert_eq!(answer["status"], "executed", "{answer}");
+    let stdout = answer["stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("[REDACTED]") && stdout.contains("ok=1"),
+        "{stdout}"
+    );
+    let log = std::fs::read_to_string(lab.dir.join("audit.jsonl")).unwrap();
+    for secret in ["hunter2", "eyJhbGci", "b3BlbnNz"] {
+        assert!(!stdout.contains(secret), "{secret} in the answer");
+        assert!(!log.contains(secret), "{secret} in the audit log");
+    }
+    // The audit keeps the digest and size of the full output instead.
+    let executed = lab
+        .audit()
+        .into_iter()
+        .find(|r| r["event"] == "executed")
+        .unwrap();
+    assert_eq!(
+        executed["stdout_sha256"],
+        aiops_certs::sha256_hex(content.as_bytes())
+    );
+    assert_eq!(executed["stdout_bytes"], content.len());
+}
