@@ -748,7 +748,7 @@ fn controller_deb_setup_verbs_and_update_aiops() {
     );
     assert_eq!(
         c.sh("stat -c '%U:%G %a %n' /opt/aiops/config.yml /opt/aiops/pki /opt/aiops/runtime /opt/aiops/approver /opt/aiops/audit.jsonl"),
-        "root:aiopsexec 640 /opt/aiops/config.yml\naiopsexec:aiopsexec 700 /opt/aiops/pki\naiopsexec:aiops-approvers 2770 /opt/aiops/runtime\naiops-approver:aiops-approvers 700 /opt/aiops/approver\naiopsexec:aiops-approvers 660 /opt/aiops/audit.jsonl"
+        "root:aiopsexec 644 /opt/aiops/config.yml\naiopsexec:aiopsexec 711 /opt/aiops/pki\naiopsexec:aiops-approvers 2770 /opt/aiops/runtime\naiops-approver:aiops-approvers 700 /opt/aiops/approver\naiopsexec:aiops-approvers 660 /opt/aiops/audit.jsonl"
     );
     c.sh("test -n \"$(ls /opt/aiops/knowledge)\"");
 
