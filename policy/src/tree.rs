@@ -113,6 +113,11 @@ thread_local! {
 
 /// Parses and walks `text`.
 pub(crate) fn parse(text: &str) -> Syntax {
+    parse_within(text, PARSE_BUDGET)
+}
+
+/// Parses and walks `text`, giving up after `budget`.
+fn parse_within(text: &str, budget: std::time::Duration) -> Syntax {
     let mut syn = Syntax::default();
     let tree = PARSER.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -122,7 +127,7 @@ pub(crate) fn parse(text: &str) -> Syntax {
                 .expect("tree-sitter-bash matches the tree-sitter ABI");
             p
         });
-        let deadline = Instant::now() + PARSE_BUDGET;
+        let deadline = Instant::now() + budget;
         let mut progress = |_: &tree_sitter::ParseState| {
             if Instant::now() > deadline {
                 ControlFlow::Break(())
@@ -130,15 +135,30 @@ pub(crate) fn parse(text: &str) -> Syntax {
                 ControlFlow::Continue(())
             }
         };
-        let bytes = text.as_bytes();
+        // tree-sitter-bash's external scanner calls `isdigit`/`isalpha` on the
+        // lookahead code point, which is undefined (and crashed, SIGSEGV) for
+        // code points above 255, e.g. `{` followed by an emoji. Bash treats
+        // every non-ASCII byte as an ordinary word character, so parse an
+        // ASCII copy with each such byte replaced by `x`: node byte offsets
+        // stay valid for the original text, which is what words are read from.
+        let ascii: Vec<u8> = text
+            .bytes()
+            .map(|b| if b.is_ascii() { b } else { b'x' })
+            .collect();
+        let bytes = ascii.as_slice();
         let len = bytes.len();
         let tree = parser.parse_with_options(
             &mut |i, _| if i < len { &bytes[i..] } else { &[][..] },
             None,
             Some(ParseOptions::new().progress_callback(&mut progress)),
         );
-        // A cancelled parse leaves state behind; reset for the next caller.
-        parser.reset();
+        if tree.is_some() {
+            parser.reset();
+        } else {
+            // A parse stopped by the budget leaves the parser mid-parse; start
+            // the next one from a fresh parser rather than rely on `reset`.
+            *slot = None;
+        }
         tree
     });
     let Some(tree) = tree else {
@@ -214,8 +234,10 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
                     assignments: Vec::new(),
                     pipeline: pipe,
                 };
-                for i in 0..node.child_count() as u32 {
-                    let Some(c) = node.child(i) else { continue };
+                // A cursor steps to the next child in O(1); `child(i)` is O(i),
+                // quadratic on error nodes with thousands of children.
+                let mut cursor = node.walk();
+                for c in node.children(&mut cursor) {
                     match c.kind() {
                         "command_name" => cmd.words.push(word_of(c, src)),
                         "variable_assignment" => {
@@ -234,8 +256,10 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
                 let mut fd = None;
                 let mut op = String::new();
                 let mut target = Word::Dyn(String::new());
-                for i in 0..node.child_count() as u32 {
-                    let Some(c) = node.child(i) else { continue };
+                // A cursor steps to the next child in O(1); `child(i)` is O(i),
+                // quadratic on error nodes with thousands of children.
+                let mut cursor = node.walk();
+                for c in node.children(&mut cursor) {
                     if c.kind() == "file_descriptor" {
                         fd = Some(text_of(c, src).to_string());
                     } else if !c.is_named() && op.is_empty() {
@@ -286,8 +310,8 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
         };
         let mut idx = 0usize;
         let mut kids = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            let Some(c) = node.child(i) else { continue };
+        let mut cursor = node.walk();
+        for c in node.children(&mut cursor) {
             let p = match this_pipe {
                 Some(p) if c.is_named() => {
                     idx += 1;
@@ -321,4 +345,51 @@ pub(crate) fn from_plan(pipes: &[crate::Pipeline]) -> Syntax {
         }
     }
     syn
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// Regression: `{` followed by a code point above 255 crashed the bash
+    /// scanner (SIGSEGV in `isdigit`), taking the whole process down.
+    #[test]
+    fn non_ascii_after_a_brace_does_not_crash_the_scanner() {
+        for c in ['\u{e9}', '\u{263a}', '\u{1f600}', '\u{10ffff}', '\u{4e2d}'] {
+            for shape in [
+                "echo {C",
+                "echo {1C",
+                "ls {C..2}",
+                "x={C",
+                "{C; }",
+                "echo ${C}",
+            ] {
+                let cmd = shape.replace('C', &c.to_string());
+                let _ = parse(&cmd);
+                let _ = crate::Policy::builtin().classify(&cmd);
+            }
+        }
+        // Non-ASCII arguments still decode from the original text.
+        let d = crate::Policy::builtin().classify("grep caf\u{e9} /etc/hosts");
+        assert_eq!(d.plan.pipelines[0].stages[0].argv[1], "caf\u{e9}");
+    }
+
+    /// Budget-stopped parses followed by normal ones stay correct.
+    #[test]
+    fn a_parse_stopped_by_the_budget_does_not_poison_the_next_ones() {
+        let inputs = [
+            format!("{}ls{}", "$(".repeat(1000), ")".repeat(1000)),
+            "(".repeat(4000),
+            "\"'".repeat(2000),
+            "ls && ".repeat(600) + "ls",
+        ];
+        // Stop parses at many different points, and parse normally after each.
+        for micros in (0..3000).step_by(50) {
+            for input in &inputs {
+                let _ = parse_within(input, std::time::Duration::from_micros(micros));
+                let ok = parse("ps aux | grep nginx");
+                assert!(ok.error.is_none(), "{:?}", ok.error);
+            }
+        }
+    }
 }

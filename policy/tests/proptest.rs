@@ -164,7 +164,8 @@ fn pathological_inputs_are_bounded() {
     ] {
         let t = Instant::now();
         let d = p.classify(cmd);
-        assert!(t.elapsed() < Duration::from_secs(2), "slow");
+        // A hang guard, not a benchmark: these take milliseconds.
+        assert!(t.elapsed() < Duration::from_secs(10), "hung");
         assert_ne!(d.risk, Risk::AutoAllowed, "{}", &cmd[..40]);
     }
 }
