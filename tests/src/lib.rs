@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use serde_json::Value;
 
+pub mod nspawn;
+
 /// Directory holding the freshly built binaries.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
