@@ -246,35 +246,41 @@ fn check_record(record: &Map<String, Value>, prev: &str) -> Result<(u64, String)
     Ok((seq, hash.to_string()))
 }
 
-/// Reads the last line of the log; (0, GENESIS) for an empty file.
+/// Reads the last line of the log; (0, GENESIS) for an empty file. Linear in
+/// the last line's length: it scans backwards for the previous newline, then
+/// reads the line once.
 fn last_record(file: &mut File) -> std::io::Result<(u64, String)> {
     let len = file.seek(SeekFrom::End(0))?;
     if len == 0 {
         return Ok((0, GENESIS.to_string()));
     }
-    // Read backwards until the newline before the last line is in the buffer.
-    let mut buf: Vec<u8> = Vec::new();
-    let mut pos = len;
-    loop {
-        let step = 8192.min(pos);
-        pos -= step;
-        let mut chunk = vec![0u8; usize::try_from(step).unwrap_or(8192)];
-        file.seek(SeekFrom::Start(pos))?;
-        file.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
-        if buf.last() != Some(&b'\n') {
-            return Err(std::io::Error::other(
-                "last line is incomplete; run `aiops audit verify`",
-            ));
-        }
-        if pos == 0 || buf[..buf.len() - 1].contains(&b'\n') {
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        return Err(std::io::Error::other(
+            "last line is incomplete; run `aiops audit verify`",
+        ));
+    }
+    let mut chunk = vec![0u8; 8192];
+    let mut end = len - 1;
+    let mut start = 0;
+    while end > 0 {
+        let step = 8192.min(end);
+        let from = end - step;
+        let buf = &mut chunk[..usize::try_from(step).unwrap_or(8192)];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            start = from + i as u64 + 1;
             break;
         }
+        end = from;
     }
-    let body = &buf[..buf.len() - 1];
-    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let record: Map<String, Value> = serde_json::from_slice(&body[start..]).map_err(|e| {
+    let mut line = vec![0u8; usize::try_from(len - 1 - start).map_err(std::io::Error::other)?];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut line)?;
+    let record: Map<String, Value> = serde_json::from_slice(&line).map_err(|e| {
         std::io::Error::other(format!(
             "last line is not a JSON record ({e}); run `aiops audit verify`"
         ))
@@ -371,6 +377,21 @@ mod tests {
             }
         });
         assert_eq!(log.verify().unwrap().records, 200);
+    }
+
+    #[test]
+    fn appends_after_a_huge_record_stay_fast_and_chained() {
+        let (_d, log) = log_with(1);
+        let mut big = rec(1);
+        big.insert("stdout".into(), Value::from("x".repeat(20 << 20)));
+        log.append(big).unwrap();
+        // Before the fix each append re-copied the last line per 8 KiB step (quadratic).
+        let t = std::time::Instant::now();
+        for i in 0..3 {
+            log.append(rec(i)).unwrap();
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "hung");
+        assert_eq!(log.verify().unwrap().records, 5);
     }
 
     #[test]
