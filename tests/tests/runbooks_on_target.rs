@@ -498,7 +498,14 @@ fn runbook_port_in_use_on_a_real_target() {
                 assert_eq!(exit(&a), 0, "{a}");
                 assert!(o.contains("active (running)"), "{a}");
             }
-            _ => assert_eq!(exit(&a), 0, "step `{command}`: {a}"),
+            _ => assert_eq!(
+                exit(&a),
+                0,
+                "step `{command}`: {a}\n{}",
+                String::from_utf8_lossy(
+                    &t.c.exec(&["journalctl", "-n", "40", "--no-pager"]).stdout
+                )
+            ),
         }
     }
     assert_eq!(t.c.sh("systemctl is-active aiops-web"), "active");
