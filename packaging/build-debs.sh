@@ -95,6 +95,10 @@ if [ -d knowledge ]; then
     install -D -m 0644 "knowledge/$f" "$c/opt/aiops/knowledge/$f"
   done
 fi
+# The approver chat bot's unit ships disabled: it needs a bot token and its config first
+# (README: Approver chat).
+install -D -m 0644 packaging/aiops-approver-telegram.service \
+  "$c/lib/systemd/system/aiops-approver-telegram.service"
 install -m 0644 packaging/controller/config.yml "$c/usr/share/aiops-controller/config.yml"
 install -m 0440 packaging/controller/sudoers "$c/usr/share/aiops-controller/sudoers"
 install -m 0644 packaging/README.md "$c/usr/share/doc/aiops-controller/README.md"

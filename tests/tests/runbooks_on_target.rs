@@ -27,6 +27,15 @@ struct Target {
     nginx: String,
 }
 
+/// One container of this file at a time: parallel targets share the host network, and
+/// free-port picks are not reservations (a parallel nginx lost its port once under load).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn target(tag: &str, salt: u32, prepare: impl FnOnce(&std::path::Path)) -> Target {
     let (ip, port) = loopback_endpoint(salt);
     let (nginx_ip, nginx_port) = loopback_endpoint(salt + 1);
@@ -245,6 +254,7 @@ fn run_nginx_runbook(t: &Target, via: &mut Via) {
 
 #[test]
 fn runbook_nginx_bad_config_on_a_real_target() {
+    let _serial = serial();
     let t0 = Instant::now();
     let t = target("rb-nginx", 21, |_| {});
     run_nginx_runbook(&t, &mut Via::Run);
@@ -256,6 +266,7 @@ fn runbook_nginx_bad_config_on_a_real_target() {
 
 #[test]
 fn runbook_demo_203_exec_on_a_real_target() {
+    let _serial = serial();
     let t0 = Instant::now();
     let t = target("rb-203", 31, |root| {
         std::fs::create_dir_all(root.join("usr/local/bin")).unwrap();
@@ -329,6 +340,7 @@ fn runbook_demo_203_exec_on_a_real_target() {
 
 #[test]
 fn runbook_disk_full_logs_on_a_real_target() {
+    let _serial = serial();
     let t0 = Instant::now();
     let t = target("rb-disk", 41, |root| {
         let dir = root.join("var/log/aiops-demo");
@@ -407,6 +419,7 @@ sleep;
 
 #[test]
 fn runbook_port_in_use_on_a_real_target() {
+    let _serial = serial();
     let t0 = Instant::now();
     let (ip, port) = loopback_endpoint(51);
     let listen = format!("{ip}:{port}");
@@ -600,6 +613,7 @@ impl Drop for Mcp {
 
 #[test]
 fn runbook_nginx_bad_config_through_mcp_on_a_real_target() {
+    let _serial = serial();
     let t0 = Instant::now();
     let t = target("rb-mcp", 61, |_| {});
     let mut m = Mcp::start(&t.ctl);
