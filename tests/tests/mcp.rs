@@ -2,102 +2,26 @@
 //! `initialize`, `notifications/initialized`, `tools/list`, `tools/call`,
 //! against a lab agent, with the audit log checked.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use aiops_e2e::Lab;
+use aiops_e2e::mcp::McpClient;
+use serde_json::json;
 
-use aiops_e2e::{Lab, aiops_bin};
-use serde_json::{Value, json};
-
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    next: u64,
-}
-
-impl Client {
-    fn start(lab: &Lab) -> Client {
-        let mut child = Command::new(aiops_bin())
-            .arg("mcp")
-            .env("AIOPS_CONFIG", lab.config())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut c = Client {
-            child,
-            stdin,
-            stdout,
-            next: 1,
-        };
-        let init = c.call("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}));
-        assert_eq!(init["result"]["serverInfo"]["name"], "aiops", "{init}");
-        assert!(
-            init["result"]["instructions"]
-                .as_str()
-                .unwrap()
-                .contains("Never use SSH")
-        );
-        c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        c
-    }
-
-    fn send(&mut self, v: &Value) {
-        writeln!(self.stdin, "{v}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next;
-        self.next += 1;
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "aiops mcp closed stdout"
-            );
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {line}"));
-            if v["id"] == id {
-                return v;
-            }
-        }
-    }
-
-    /// Calls a tool; returns (the answer JSON, isError).
-    fn tool(&mut self, name: &str, args: Value) -> (Value, bool) {
-        let r = self.call("tools/call", json!({"name": name, "arguments": args}));
-        let result = &r["result"];
-        let content = result["content"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{r}"));
-        assert_eq!(content.len(), 2, "{r}");
-        assert!(
-            content[0]["text"]
-                .as_str()
-                .unwrap()
-                .contains("UNTRUSTED DATA")
-        );
-        let answer = serde_json::from_str(content[1]["text"].as_str().unwrap()).unwrap();
-        (answer, result["isError"] == true)
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The shared client, plus the check that the server hands Hermes our rules.
+fn start(lab: &Lab) -> McpClient {
+    let (c, init) = McpClient::start(&lab.config());
+    assert!(
+        init["result"]["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("Never use SSH")
+    );
+    c
 }
 
 #[test]
 fn mcp_tools_run_through_the_controller_and_are_audited() {
     let lab = Lab::start(1, "lab");
-    let mut c = Client::start(&lab);
+    let mut c = start(&lab);
     let list = c.call("tools/list", json!({}));
     let mut names: Vec<&str> = list["result"]["tools"]
         .as_array()
@@ -228,7 +152,7 @@ fn mcp_tools_run_through_the_controller_and_are_audited() {
 #[test]
 fn mcp_in_production_mode_cannot_approve() {
     let lab = Lab::start(1, "production");
-    let mut c = Client::start(&lab);
+    let mut c = start(&lab);
     let (p, _) = c.tool(
         "run_action",
         json!({"target": "srv1", "command": "sudo systemctl restart nginx", "reason": "r"}),

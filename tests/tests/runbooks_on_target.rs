@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use aiops_controller::bootstrap::{self, DOCS};
+use aiops_e2e::mcp::McpClient;
 use aiops_e2e::nspawn::{
     Container, Controller, install_agent, loopback_endpoint, nginx_on, wait_until,
 };
@@ -527,73 +528,17 @@ fn runbook_port_in_use_on_a_real_target() {
     eprintln!("runbook_port_in_use_on_a_real_target: {:?}", t0.elapsed());
 }
 
-/// `aiops mcp` over stdio, JSON-RPC.
-struct Mcp {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
-    next: u64,
-}
+/// `aiops mcp` over stdio (the shared client) with the runbook's target and reason.
+struct Mcp(McpClient);
 
 impl Mcp {
     fn start(ctl: &Controller) -> Mcp {
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(aiops_e2e::aiops_bin())
-            .arg("mcp")
-            .env("AIOPS_CONFIG", ctl.config())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("aiops mcp starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut m = Mcp {
-            child,
-            stdin,
-            stdout,
-            next: 1,
-        };
-        let init = m.call(
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}),
-        );
-        assert_eq!(init["result"]["serverInfo"]["name"], "aiops", "{init}");
-        m.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        m
+        Mcp(McpClient::start(&ctl.config()).0)
     }
 
-    fn send(&mut self, v: &Value) {
-        writeln!(self.stdin, "{v}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        use std::io::BufRead;
-        let id = self.next;
-        self.next += 1;
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "aiops mcp closed stdout"
-            );
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {line}"));
-            if v["id"] == id {
-                return v;
-            }
-        }
-    }
-
-    /// Calls a tool; returns the answer JSON (the second content item).
+    /// Calls a tool; returns the answer JSON.
     fn tool(&mut self, name: &str, args: Value) -> Value {
-        let r = self.call("tools/call", json!({"name": name, "arguments": args}));
-        let content = r["result"]["content"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{r}"));
-        serde_json::from_str(content[1]["text"].as_str().unwrap()).unwrap()
+        self.0.tool(name, args).0
     }
 
     fn run_action(&mut self, command: &str) -> Value {
@@ -601,13 +546,6 @@ impl Mcp {
             "run_action",
             json!({"target": "srv1", "command": command, "reason": "runbook step"}),
         )
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
