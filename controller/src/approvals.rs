@@ -681,15 +681,7 @@ fn release_via_sudo(loaded: &Loaded, user: &str, id: &str) -> Result<Answer, Fai
         )
     })?;
     let code = u8::try_from(out.status.code().unwrap_or(1)).unwrap_or(1);
-    let answer = Answer::relayed(answer);
-    if code == exit::HANDLED {
-        Ok(answer)
-    } else {
-        Err(Failure {
-            answer: Box::new(answer),
-            exit: code,
-        })
-    }
+    Failure::from_exit(Answer::relayed(answer), code)
 }
 
 /// Runs a granted approval: checks the approver's signature on the stored
@@ -818,14 +810,7 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         Some(&approval.id),
         results,
     );
-    if code == exit::HANDLED {
-        Ok(answer)
-    } else {
-        Err(Failure {
-            answer: Box::new(answer),
-            exit: code,
-        })
-    }
+    Failure::from_exit(answer, code)
 }
 
 /// Lists approvals (pending first) after expiring stale ones.

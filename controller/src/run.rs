@@ -250,6 +250,20 @@ pub struct Failure {
     pub exit: u8,
 }
 
+impl Failure {
+    /// `Ok(answer)` when the exit code says the request was handled, else the failure.
+    pub fn from_exit(answer: Answer, code: u8) -> Result<Answer, Failure> {
+        if code == exit::HANDLED {
+            Ok(answer)
+        } else {
+            Err(Failure {
+                answer: Box::new(answer),
+                exit: code,
+            })
+        }
+    }
+}
+
 fn fail(code: &str, message: impl Into<String>, exit: u8) -> Failure {
     Failure {
         answer: Box::new(Answer::error(code, message)),
