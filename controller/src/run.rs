@@ -741,7 +741,10 @@ pub async fn execute_targets(
             r
         })
         .collect();
-    if let Err(e) = log.append_many(sent) {
+    // Written (a failed write stops everything here) but not waited on: the
+    // outcome's append below fsyncs the file, this record with it, and each
+    // agent has already made its own record durable before running anything.
+    if let Err(e) = log.append_many_written(sent) {
         let a = Answer::error(
             "audit_failed",
             format!("{e}; nothing was run (fail closed)"),
