@@ -16,7 +16,7 @@ need_root
 apt_packages=(bash coreutils procps sudo)
 apt_packages+=(debootstrap systemd-container binutils)   # packaging / real target host
 apt_packages+=(python3 python3-venv python3-pip)   # assistant side (Hermes, MCP)
-apt_packages+=()   # benchmarks
+apt_packages+=(ansible-core)   # fleet: our inventory parser against ansible-inventory
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

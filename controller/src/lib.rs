@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod config;
 pub mod hermes;
+pub mod inventory;
 pub mod lab;
 pub mod mcp;
 pub mod redact;
@@ -269,6 +270,29 @@ enum TargetsCmd {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+    /// Import the hosts and groups of an Ansible inventory (INI or YAML) as targets.
+    ///
+    /// Each host becomes a target of the same name; its address is `aiops_address`,
+    /// else `ansible_host` (or the name) with `aiops_port` (or --port); `aiops_server_name`
+    /// sets the certificate name; `aiops_labels` (a mapping) and every --label-var become
+    /// labels; each Ansible group becomes a group of exactly its hosts (children included).
+    /// All or nothing; targets and groups not in the inventory are left alone.
+    Import {
+        /// The inventory file.
+        inventory: PathBuf,
+        /// Agent port for hosts without aiops_port / aiops_address.
+        #[arg(long, default_value_t = 7443)]
+        port: u16,
+        /// Copy this host variable into the target's labels (repeatable).
+        #[arg(long = "label-var", value_name = "VAR")]
+        label_vars: Vec<String>,
+        /// ini or yaml [default: YAML when the file is a YAML mapping, else INI].
+        #[arg(long)]
+        format: Option<String>,
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Add (or update) a target in the configuration.
     Add {
@@ -826,12 +850,33 @@ fn cmd_targets(config: &std::path::Path, command: TargetsCmd) -> ExitCode {
             Err(e) => answer_exit(&Answer::error("config", e), exit::SETUP),
         };
     }
+    if let TargetsCmd::Import {
+        inventory,
+        port,
+        label_vars,
+        format,
+        dry_run,
+    } = &command
+    {
+        let opts = inventory::ImportOptions {
+            default_port: *port,
+            label_vars: label_vars.clone(),
+        };
+        return match setup::import_inventory(config, inventory, format.as_deref(), &opts, *dry_run)
+        {
+            Ok(v) => {
+                print_json(&v);
+                ExitCode::SUCCESS
+            }
+            Err(e) => answer_exit(&Answer::error("inventory", e), exit::SETUP),
+        };
+    }
     let loaded = match load(config) {
         Ok(l) => l,
         Err(code) => return code,
     };
     match command {
-        TargetsCmd::Add { .. } => unreachable!("handled above"),
+        TargetsCmd::Add { .. } | TargetsCmd::Import { .. } => unreachable!("handled above"),
         TargetsCmd::List { json: as_json } => {
             let list: Vec<_> = loaded
                 .config

@@ -3,7 +3,7 @@
 //! (`aiops targets add`), and the gRPC health check used by `aiops targets check`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aiops_certs::bundle::{BUNDLE_FORMAT, Bundle};
@@ -33,6 +33,11 @@ pub struct BundleSpec {
 
 fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
     move |err| format!("{what}: {err}")
+}
+
+/// Checks `host:port` (IPv6 as `[addr]:port`).
+pub(crate) fn check_address(address: &str) -> Result<(), String> {
+    host_port(address).map(|_| ())
 }
 
 /// Splits `host:port` (IPv6 as `[addr]:port`).
@@ -166,8 +171,8 @@ pub fn renew_controller(pki_dir: &PkiDir, identity: &str, days: i64) -> Result<V
     }))
 }
 
-/// Adds (or updates) a target in the configuration file, keeping its owner and mode.
-/// The result must load, or nothing is written.
+/// Adds (or updates) a target in the configuration file. An existing
+/// target keeps its labels; its address and server name are replaced.
 pub fn add_target(
     config: &Path,
     name: &str,
@@ -178,6 +183,149 @@ pub fn add_target(
         return Err(format!("{name:?} is not a valid target name"));
     }
     host_port(address)?;
+    let existed = edit_config(config, |map| {
+        let targets = mapping_entry(map, "targets")?;
+        let key = serde_yaml::Value::from(name);
+        let existed = targets.contains_key(&key);
+        let entry = targets
+            .entry(key)
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+        if !entry.is_mapping() {
+            *entry = serde_yaml::Value::Mapping(Default::default());
+        }
+        let entry = entry.as_mapping_mut().expect("made a mapping above");
+        entry.insert("address".into(), address.into());
+        match server_name {
+            Some(s) => entry.insert("server_name".into(), s.into()),
+            None => entry.remove("server_name"),
+        };
+        Ok(existed)
+    })?;
+    Ok(
+        json!({"status": "ok", "target": name, "address": address, "updated": existed, "config": config}),
+    )
+}
+
+/// Imports an Ansible inventory (see [`crate::inventory`]): adds or updates
+/// its hosts as targets (labels merged, address and server name replaced)
+/// and sets each of its groups to exactly its members. Targets and groups the
+/// inventory does not mention are left alone. With `dry_run` nothing is
+/// written. All or nothing: any problem leaves the configuration untouched.
+pub fn import_inventory(
+    config: &Path,
+    inventory: &Path,
+    format: Option<&str>,
+    opts: &crate::inventory::ImportOptions,
+    dry_run: bool,
+) -> Result<Value, String> {
+    let meta = std::fs::metadata(inventory).map_err(e(inventory.display()))?;
+    if meta.len() > 16 * 1024 * 1024 {
+        return Err(format!("{}: larger than 16 MiB", inventory.display()));
+    }
+    let text = std::fs::read_to_string(inventory).map_err(e(inventory.display()))?;
+    let inv = crate::inventory::parse(&text, format)
+        .map_err(|m| format!("{}: {m}", inventory.display()))?;
+    let imported = crate::inventory::to_targets(&inv, opts)
+        .map_err(|m| format!("{}: {m}", inventory.display()))?;
+    let loaded = crate::config::Loaded::load(config).map_err(|x| x.to_string())?;
+    let (mut added, mut updated, mut unchanged) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, t) in &imported.targets {
+        match loaded.config.targets.get(name) {
+            None => added.push(name.clone()),
+            Some(old) => {
+                let mut labels = old.labels.clone();
+                labels.extend(t.labels.clone());
+                if old.address == t.address
+                    && old.server_name == t.server_name
+                    && labels == old.labels
+                {
+                    unchanged.push(name.clone());
+                } else {
+                    updated.push(name.clone());
+                }
+            }
+        }
+    }
+    let report = json!({
+        "status": "ok",
+        "inventory": inventory,
+        "format": inv.format,
+        "hosts": inv.hosts.len(),
+        "added": added,
+        "updated": updated,
+        "unchanged": unchanged,
+        "groups": imported.groups,
+        "dry_run": dry_run,
+        "config": config,
+    });
+    if dry_run {
+        return Ok(report);
+    }
+    edit_config(config, |map| {
+        let targets = mapping_entry(map, "targets")?;
+        for (name, t) in &imported.targets {
+            let entry = targets
+                .entry(name.as_str().into())
+                .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+            if !entry.is_mapping() {
+                *entry = serde_yaml::Value::Mapping(Default::default());
+            }
+            let entry = entry.as_mapping_mut().expect("made a mapping above");
+            entry.insert("address".into(), t.address.as_str().into());
+            match &t.server_name {
+                Some(s) => entry.insert("server_name".into(), s.as_str().into()),
+                None => entry.remove("server_name"),
+            };
+            if !t.labels.is_empty() {
+                let labels = mapping_entry(entry, "labels")?;
+                for (k, v) in &t.labels {
+                    labels.insert(k.as_str().into(), v.as_str().into());
+                }
+            }
+        }
+        let groups = mapping_entry(map, "groups")?;
+        for (g, members) in &imported.groups {
+            let list: Vec<serde_yaml::Value> = members.iter().map(|m| m.as_str().into()).collect();
+            groups.insert(g.as_str().into(), serde_yaml::Value::Sequence(list));
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// `map[key]` as a mapping, created when missing or null.
+fn mapping_entry<'a>(
+    map: &'a mut serde_yaml::Mapping,
+    key: &str,
+) -> Result<&'a mut serde_yaml::Mapping, String> {
+    let v = map
+        .entry(key.into())
+        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    if v.is_null() {
+        *v = serde_yaml::Value::Mapping(Default::default());
+    }
+    v.as_mapping_mut()
+        .ok_or_else(|| format!("{key} is not a mapping"))
+}
+
+/// Reads the configuration, applies `change` to its top-level mapping, checks
+/// the result loads, and replaces the file atomically (same mode and owner),
+/// under an exclusive lock so concurrent edits do not lose each other's work.
+fn edit_config<R>(
+    config: &Path,
+    change: impl FnOnce(&mut serde_yaml::Mapping) -> Result<R, String>,
+) -> Result<R, String> {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let lock_path = dir.join(".config.yml.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(e(lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, err)| format!("{}: {err}", lock_path.display()))?;
     let text = std::fs::read_to_string(config).map_err(e(config.display()))?;
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(e(config.display()))?;
     if doc.is_null() {
@@ -186,47 +334,28 @@ pub fn add_target(
     let map = doc
         .as_mapping_mut()
         .ok_or_else(|| format!("{}: not a mapping", config.display()))?;
-    let targets = map
-        .entry("targets".into())
-        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
-    if targets.is_null() {
-        *targets = serde_yaml::Value::Mapping(Default::default());
-    }
-    let targets = targets
-        .as_mapping_mut()
-        .ok_or_else(|| format!("{}: targets is not a mapping", config.display()))?;
-    let mut entry = serde_yaml::Mapping::new();
-    entry.insert("address".into(), address.into());
-    if let Some(s) = server_name {
-        entry.insert("server_name".into(), s.into());
-    }
-    let existed = targets
-        .insert(name.into(), serde_yaml::Value::Mapping(entry))
-        .is_some();
+    let result = change(map).map_err(|m| format!("{}: {m}", config.display()))?;
     let out = format!(
-        "# aiops controller configuration; targets are added with `aiops targets add`\n{}",
+        "# aiops controller configuration; edited by `aiops targets add|import`\n{}",
         serde_yaml::to_string(&doc).map_err(e("yaml"))?
     );
     let meta = std::fs::metadata(config).map_err(e(config.display()))?;
-    let dir = config.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".config.yml.new{}", std::process::id()));
     aiops_certs::write_file_mode(&tmp, out.as_bytes(), meta.mode() & 0o777)
         .map_err(e(tmp.display()))?;
     let check = crate::config::Loaded::load(&tmp);
-    let result = check.map_err(|x| x.to_string()).and_then(|_| {
+    let written = check.map_err(|x| x.to_string()).and_then(|_| {
         if nix::unistd::geteuid().is_root() {
             std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()))
                 .map_err(e(tmp.display()))?;
         }
         std::fs::rename(&tmp, config).map_err(e(config.display()))
     });
-    if result.is_err() {
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result?;
-    Ok(
-        json!({"status": "ok", "target": name, "address": address, "updated": existed, "config": config}),
-    )
+    written?;
+    Ok(result)
 }
 
 /// `grpc.health.v1` messages, by hand (the controller has no generated code for them).
