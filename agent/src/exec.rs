@@ -39,6 +39,9 @@ pub const CLEAN_ENV: [(&str, &str); 8] = [
 /// Where privileged stages go through.
 pub const SUDO: &str = "/usr/bin/sudo";
 
+/// Largest output message sent for the kept tail.
+const TAIL_CHUNK: usize = 64 * 1024;
+
 /// Time between SIGTERM and SIGKILL when a deadline passes.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -166,9 +169,11 @@ pub async fn execute(plan: &Plan, command: &str, limits: Limits, tx: Tx) -> Outc
     let grace = tokio::time::Instant::now() + KILL_GRACE;
     let out = finish_pump(out_task, grace).await;
     let err = finish_pump(err_task, grace).await;
+    // The kept tail goes in chunks like the head: one message per tail would
+    // exceed the client's message size limit once the cap is large.
     for (stream, pumped) in [(Stream::Stdout, &out), (Stream::Stderr, &err)] {
-        if !pumped.tail.is_empty() {
-            let _ = tx.send(Ok(chunk(stream, pumped.tail.clone(), true))).await;
+        for part in pumped.tail.chunks(TAIL_CHUNK) {
+            let _ = tx.send(Ok(chunk(stream, part.to_vec(), true))).await;
         }
     }
     outcome.exit_code = status;
@@ -593,6 +598,30 @@ mod tests {
         assert!(out.ends_with(b"99999\n100000\n"));
         assert_eq!(o.stdout_total, 588_895);
         assert_eq!(o.stdout_dropped, 588_895 - 100);
+    }
+
+    #[tokio::test]
+    async fn a_large_tail_is_sent_in_bounded_chunks() {
+        let p = plan(&[(&["seq", "1", "200000"], Connector::Seq)]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let limits = Limits {
+            timeout: Duration::from_secs(10),
+            output_cap: 400_000,
+        };
+        let h = tokio::spawn(async move { execute(&p, "", limits, tx).await });
+        let mut tail = Vec::new();
+        while let Some(Ok(ev)) = rx.recv().await {
+            if let Some(exec_event::Event::Output(c)) = ev.event {
+                assert!(c.data.len() <= TAIL_CHUNK);
+                if c.tail {
+                    tail.extend(c.data);
+                }
+            }
+        }
+        let o = h.await.unwrap();
+        assert_eq!(tail.len(), 200_000);
+        assert!(tail.ends_with(b"199999\n200000\n"));
+        assert_eq!(o.stdout_dropped, o.stdout_total - 400_000);
     }
 
     #[tokio::test]

@@ -764,6 +764,7 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         max_concurrency: None,
         max_errors: None,
         canary: None,
+        save_output: false,
     };
     let names = approval.target_set();
     if let Some(gone) = names

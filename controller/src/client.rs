@@ -33,6 +33,9 @@ pub enum ClientError {
     /// The stream ended without a final status, or did not finish in time.
     #[error("{0}")]
     Incomplete(String),
+    /// The output could not be stored (`save_output`: writing its file failed).
+    #[error("{0}")]
+    Output(String),
 }
 
 impl ClientError {
@@ -141,6 +144,25 @@ impl Collected {
     }
 }
 
+/// Where streamed output goes, chunk by chunk, in the order the agent sent it.
+pub trait OutputSink {
+    /// One chunk of stdout (`stdout`) or stderr; `tail` for the kept tail sent at the end.
+    fn output(&mut self, stdout: bool, tail: bool, data: &[u8]) -> std::io::Result<()>;
+}
+
+impl OutputSink for Collected {
+    fn output(&mut self, stdout: bool, tail: bool, data: &[u8]) -> std::io::Result<()> {
+        let buf = match (stdout, tail) {
+            (true, false) => &mut self.stdout_head,
+            (true, true) => &mut self.stdout_tail,
+            (false, false) => &mut self.stderr_head,
+            (false, true) => &mut self.stderr_tail,
+        };
+        buf.extend_from_slice(data);
+        Ok(())
+    }
+}
+
 fn join(head: &[u8], tail: &[u8], dropped: u64) -> String {
     let mut s = String::from_utf8_lossy(head).into_owned();
     if dropped > 0 {
@@ -156,30 +178,36 @@ pub async fn execute(
     signed: pb::SignedCommand,
     deadline: Duration,
 ) -> Result<Collected, ClientError> {
+    let mut out = Collected::default();
+    out.exit = execute_into(channel, signed, deadline, &mut out).await?;
+    Ok(out)
+}
+
+/// Sends `signed` and hands each output chunk to `sink` as it arrives;
+/// returns the final status. Gives up after `deadline`, or when `sink` fails.
+pub async fn execute_into<S: OutputSink + Send + ?Sized>(
+    channel: Channel,
+    signed: pb::SignedCommand,
+    deadline: Duration,
+    sink: &mut S,
+) -> Result<pb::ExitStatus, ClientError> {
     let run = async move {
         let mut client = AgentClient::new(channel);
         let mut stream = client.execute(signed).await.map_err(refused)?.into_inner();
-        let mut out = Collected::default();
         let mut exit = None;
         while let Some(ev) = stream.message().await.map_err(refused)? {
             match ev.event {
                 Some(pb::exec_event::Event::Output(c)) => {
-                    let buf = match (c.stream == pb::Stream::Stdout as i32, c.tail) {
-                        (true, false) => &mut out.stdout_head,
-                        (true, true) => &mut out.stdout_tail,
-                        (false, false) => &mut out.stderr_head,
-                        (false, true) => &mut out.stderr_tail,
-                    };
-                    buf.extend_from_slice(&c.data);
+                    sink.output(c.stream == pb::Stream::Stdout as i32, c.tail, &c.data)
+                        .map_err(|e| ClientError::Output(e.to_string()))?;
                 }
                 Some(pb::exec_event::Event::Exit(st)) => exit = Some(st),
                 None => {}
             }
         }
-        out.exit = exit.ok_or_else(|| {
+        exit.ok_or_else(|| {
             ClientError::Incomplete("the agent closed the stream without a final status".into())
-        })?;
-        Ok(out)
+        })
     };
     tokio::time::timeout(deadline, run).await.map_err(|_| {
         ClientError::Incomplete(format!("no final status within {} s", deadline.as_secs()))

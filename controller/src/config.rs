@@ -45,6 +45,11 @@ pub struct Defaults {
     /// Fan-out: targets running at once.
     #[serde(default = "d_concurrency")]
     pub max_concurrency: usize,
+    /// Output cap per stream asked of the agent for a `save_output` request,
+    /// whose output streams to files on this host (1 GiB; each agent's
+    /// `max_output_cap_bytes` must allow it).
+    #[serde(default = "d_saved_cap")]
+    pub saved_output_cap_bytes: u64,
 }
 
 fn d_timeout() -> u32 {
@@ -65,6 +70,9 @@ fn d_approval_ttl() -> u32 {
 fn d_concurrency() -> usize {
     256
 }
+fn d_saved_cap() -> u64 {
+    1024 * 1024 * 1024
+}
 
 impl Default for Defaults {
     fn default() -> Self {
@@ -75,6 +83,7 @@ impl Default for Defaults {
             connect_timeout_ms: d_connect(),
             approval_ttl_secs: d_approval_ttl(),
             max_concurrency: d_concurrency(),
+            saved_output_cap_bytes: d_saved_cap(),
         }
     }
 }

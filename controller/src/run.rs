@@ -1,5 +1,6 @@
 //! `aiops run`: one JSON request on stdin, one JSON answer on stdout.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +57,11 @@ pub struct RunInput {
     /// Fan-out: run on the first target alone, and continue only if it succeeded.
     #[serde(default)]
     pub canary: Option<bool>,
+    /// Stream each target's stdout and stderr to files under
+    /// `<runtime_dir>/outputs/` (cap `defaults.saved_output_cap_bytes`); the
+    /// answer carries an excerpt, the files' paths and their SHA-256.
+    #[serde(default)]
+    pub save_output: bool,
 }
 
 impl RunInput {
@@ -162,9 +168,19 @@ pub struct Answer {
     /// Fan-out: counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// `save_output`: absolute path of the file holding the whole stdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_file: Option<String>,
+    /// `save_output`: absolute path of the file holding the whole stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_file: Option<String>,
     /// SHA-256 and size of the full, unredacted stdout and stderr (audit only).
     #[serde(skip)]
-    pub output_digest: Option<[(String, usize); 2]>,
+    pub output_digest: Option<[(String, u64); 2]>,
+    /// `save_output`: the same digests, shown in the answer as `output_digest`
+    /// (`[[stdout_sha256, bytes], [stderr_sha256, bytes]]`, i.e. of the files).
+    #[serde(rename = "output_digest", skip_serializing_if = "Option::is_none")]
+    pub saved_digest: Option<[(String, u64); 2]>,
 }
 
 impl Answer {
@@ -559,7 +575,7 @@ pub fn finish(
         a.error.as_ref().is_some_and(|e| {
             matches!(
                 e.code.as_str(),
-                "audit_failed" | "config" | "key_unreadable"
+                "audit_failed" | "config" | "key_unreadable" | "output_file"
             )
         })
     };
@@ -630,6 +646,19 @@ struct Prepared {
     request_id: String,
     signed: pb::SignedCommand,
     base: Map<String, Value>,
+    /// `save_output`: the target's output files, created before anything is sent.
+    saved: Option<SavedOutput>,
+}
+
+impl Prepared {
+    /// `save_output`: deletes the (empty) files of a request that did not run.
+    fn drop_files(&mut self) {
+        if let Some(s) = self.saved.take() {
+            s.remove();
+            self.base.remove("stdout_file");
+            self.base.remove("stderr_file");
+        }
+    }
 }
 
 /// Signs, sends and audits one decided command on each target; used for
@@ -691,7 +720,20 @@ pub async fn execute_targets(
     };
     let defaults = &loaded.config.defaults;
     let now = aiops_certs::now_ms();
-    let mut prepared = Vec::with_capacity(names.len());
+    let output_cap_bytes = if req.save_output {
+        defaults.saved_output_cap_bytes
+    } else {
+        defaults.output_cap_bytes
+    };
+    let outputs = if req.save_output {
+        match outputs_dir(&loaded.config.runtime_dir) {
+            Ok(d) => Some(d),
+            Err(f) => return error_all(f),
+        }
+    } else {
+        None
+    };
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(names.len());
     for name in names {
         let request_id = uuid::Uuid::new_v4().to_string();
         let request = pb::CommandRequest {
@@ -705,7 +747,7 @@ pub async fn execute_targets(
             issued_at_ms: now,
             expires_at_ms: now + i64::from(defaults.request_ttl_secs) * 1000,
             timeout_ms: defaults.timeout_secs.saturating_mul(1000),
-            output_cap_bytes: defaults.output_cap_bytes,
+            output_cap_bytes,
             policy_digest: loaded.policy.digest().to_string(),
             approval_id: approval_id.unwrap_or_default().to_string(),
         };
@@ -725,11 +767,29 @@ pub async fn execute_targets(
         let mut base = common.clone();
         base.insert("target".into(), name.clone().into());
         base.insert("request_id".into(), request_id.clone().into());
+        // The files exist before anything is sent: if one cannot be created, nothing runs.
+        let saved = match &outputs {
+            Some(dir) => {
+                match SavedOutput::create(dir, &request_id, name, defaults.output_cap_bytes) {
+                    Ok(s) => {
+                        base.insert("stdout_file".into(), s.stdout.path_text().into());
+                        base.insert("stderr_file".into(), s.stderr.path_text().into());
+                        Some(s)
+                    }
+                    Err(f) => {
+                        prepared.iter_mut().for_each(Prepared::drop_files);
+                        return error_all(f);
+                    }
+                }
+            }
+            None => None,
+        };
         prepared.push(Prepared {
             name: name.clone(),
             request_id,
             signed,
             base,
+            saved,
         });
     }
     let sent: Vec<Map<String, Value>> = prepared
@@ -745,6 +805,7 @@ pub async fn execute_targets(
     // outcome's append below fsyncs the file, this record with it, and each
     // agent has already made its own record durable before running anything.
     if let Err(e) = log.append_many_written(sent) {
+        prepared.iter_mut().for_each(Prepared::drop_files);
         let a = Answer::error(
             "audit_failed",
             format!("{e}; nothing was run (fail closed)"),
@@ -821,8 +882,14 @@ fn outcome_record(mut rec: Map<String, Value>, a: &Answer) -> Map<String, Value>
             rec.insert("timed_out".into(), a.timed_out.into());
             rec.insert("truncated".into(), a.truncated.into());
             rec.insert("duration_ms".into(), a.duration_ms.into());
-            rec.insert("stdout".into(), a.stdout.clone().into());
-            rec.insert("stderr".into(), a.stderr.clone().into());
+            if a.stdout_file.is_some() {
+                // save_output: the content is in the files, never in the audit log.
+                rec.insert("stdout_dropped_bytes".into(), a.stdout_dropped_bytes.into());
+                rec.insert("stderr_dropped_bytes".into(), a.stderr_dropped_bytes.into());
+            } else {
+                rec.insert("stdout".into(), a.stdout.clone().into());
+                rec.insert("stderr".into(), a.stderr.clone().into());
+            }
             if let Some([(so, sn), (se, en)]) = &a.output_digest {
                 rec.insert("stdout_sha256".into(), so.clone().into());
                 rec.insert("stdout_bytes".into(), (*sn).into());
@@ -874,6 +941,8 @@ async fn send_all(
                 unreachable!("the semaphore is never closed")
             };
             if stop.load(Ordering::SeqCst) {
+                let mut p = p;
+                p.drop_files();
                 let a = Answer {
                     status: "skipped",
                     target: Some(p.name.clone()),
@@ -884,7 +953,8 @@ async fn send_all(
                 };
                 return (p.base, a);
             }
-            let a = send_one(loaded, sender, &p, decision, approval_id).await;
+            let mut p = p;
+            let a = send_one(loaded, sender, &mut p, decision, approval_id).await;
             let failed =
                 a.status != "executed" || a.exit_code != Some(0) || a.timed_out == Some(true);
             if failed {
@@ -924,40 +994,87 @@ async fn send_all(
 async fn send_one(
     loaded: &Loaded,
     sender: &Sender,
-    p: &Prepared,
+    p: &mut Prepared,
     decision: &Decision,
     approval_id: Option<&str>,
 ) -> Answer {
     let defaults = &loaded.config.defaults;
     let Some(target) = loaded.config.targets.get(&p.name) else {
+        p.drop_files();
         return Answer::error("unknown_target", format!("no target named {:?}", p.name));
     };
     let server_name = target.server_name.as_deref().unwrap_or(&p.name);
     let connect_timeout = Duration::from_millis(defaults.connect_timeout_ms);
     let deadline = Duration::from_secs(u64::from(defaults.timeout_secs) + 15);
+    let mut collected = Collected::default();
     let result =
         match client::connect(&target.address, server_name, sender.tls(), connect_timeout).await {
-            Ok(channel) => client::execute(channel, p.signed.clone(), deadline).await,
+            Ok(channel) => {
+                let sink: &mut (dyn client::OutputSink + Send) = match p.saved.as_mut() {
+                    Some(s) => s,
+                    None => &mut collected,
+                };
+                client::execute_into(channel, p.signed.clone(), deadline, sink).await
+            }
             Err(e) => Err(e),
         };
-    let collected: Collected = match result {
-        Ok(c) => c,
+    let st = match result {
+        Ok(st) => st,
         Err(e) => {
             let code = match &e {
                 ClientError::Unreachable { .. } => "unreachable",
                 ClientError::Refused { .. } => "agent_refused",
                 ClientError::Incomplete(_) => "incomplete",
+                ClientError::Output(_) => "output_file",
             };
-            let mut a = Answer::error(code, e.to_string());
+            let mut message = e.to_string();
+            if let Some(s) = &p.saved {
+                match &e {
+                    // The command may have run: keep what arrived.
+                    ClientError::Incomplete(_) | ClientError::Output(_) => {
+                        message.push_str(&format!(
+                            "; the output received so far is in {} and {}",
+                            s.stdout.path_text(),
+                            s.stderr.path_text()
+                        ));
+                    }
+                    ClientError::Refused { .. } if e.reason() == Some("limits") => {
+                        message.push_str(&format!(
+                            " (save_output asks for defaults.saved_output_cap_bytes = {}; \
+                             the agent allows up to its max_output_cap_bytes)",
+                            defaults.saved_output_cap_bytes
+                        ));
+                        p.drop_files();
+                    }
+                    _ => p.drop_files(),
+                }
+            }
+            let mut a = Answer::error(code, message);
             a.target = Some(p.name.clone());
             a.request_id = Some(p.request_id.clone());
             return a;
         }
     };
+    collected.exit = st;
     let st = &collected.exit;
     let truncated = st.stdout_dropped > 0 || st.stderr_dropped > 0;
-    let (stdout, stderr) = (collected.stdout_text(), collected.stderr_text());
-    let digest = |t: &str| (aiops_certs::sha256_hex(t.as_bytes()), t.len());
+    let digest = |t: &str| (aiops_certs::sha256_hex(t.as_bytes()), t.len() as u64);
+    let (stdout, stderr, output_digest, files) = match &p.saved {
+        Some(s) => {
+            let d = [s.stdout.digest(), s.stderr.digest()];
+            (
+                s.stdout.excerpt(st.stdout_dropped),
+                s.stderr.excerpt(st.stderr_dropped),
+                d,
+                Some((s.stdout.path_text(), s.stderr.path_text())),
+            )
+        }
+        None => {
+            let (o, e) = (collected.stdout_text(), collected.stderr_text());
+            let d = [digest(&o), digest(&e)];
+            (o, e, d, None)
+        }
+    };
     // Secrets never reach the assistant: redact what it is shown, like the audit.
     Answer {
         status: "executed",
@@ -973,7 +1090,10 @@ async fn send_one(
         exit_code: Some(st.exit_code),
         stdout: Some(crate::redact::redact(&stdout)),
         stderr: Some(crate::redact::redact(&stderr)),
-        output_digest: Some([digest(&stdout), digest(&stderr)]),
+        saved_digest: files.is_some().then(|| output_digest.clone()),
+        output_digest: Some(output_digest),
+        stdout_file: files.as_ref().map(|f| f.0.clone()),
+        stderr_file: files.map(|f| f.1),
         truncated: Some(truncated),
         stdout_dropped_bytes: truncated.then_some(st.stdout_dropped),
         stderr_dropped_bytes: truncated.then_some(st.stderr_dropped),
@@ -983,5 +1103,224 @@ async fn send_one(
         request_id: Some(p.request_id.clone()),
         approval_id: approval_id.map(str::to_string),
         ..Answer::default()
+    }
+}
+
+/// `save_output`: `<runtime_dir>/outputs`, created 0700 when missing; refused
+/// when it is a symlink, not a directory, not ours, or writable by others.
+fn outputs_dir(runtime_dir: &Path) -> Result<PathBuf, Failure> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = std::path::absolute(runtime_dir.join("outputs"))
+        .map_err(|e| output_fail(format!("{}: {e}", runtime_dir.display())))?;
+    let what = |e: &dyn std::fmt::Display| output_fail(format!("{}: {e}", dir.display()));
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+    {
+        return Err(what(&e));
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| what(&e))?;
+    if !meta.file_type().is_dir() {
+        return Err(what(&"not a directory (a symlink or a file is refused)"));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(what(&format!(
+            "owned by uid {}, not by this account",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(what(&format!(
+            "mode {:o} lets others write; expected 0700",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(dir)
+}
+
+fn output_fail(message: String) -> Failure {
+    fail(
+        "output_file",
+        format!("save_output: {message}; nothing was sent"),
+        exit::SETUP,
+    )
+}
+
+/// `save_output`: a target's two output files.
+struct SavedOutput {
+    stdout: SavedStream,
+    stderr: SavedStream,
+}
+
+impl SavedOutput {
+    /// Creates `<dir>/<request_id>.<target>.stdout` and `.stderr` (new files only, mode 0600).
+    fn create(
+        dir: &Path,
+        request_id: &str,
+        target: &str,
+        excerpt_cap: u64,
+    ) -> Result<Self, Failure> {
+        let stdout =
+            SavedStream::create(dir, &format!("{request_id}.{target}.stdout"), excerpt_cap)?;
+        match SavedStream::create(dir, &format!("{request_id}.{target}.stderr"), excerpt_cap) {
+            Ok(stderr) => Ok(SavedOutput { stdout, stderr }),
+            Err(f) => {
+                stdout.remove();
+                Err(f)
+            }
+        }
+    }
+
+    /// Deletes both files (nothing ran, or nothing arrived).
+    fn remove(self) {
+        self.stdout.remove();
+        self.stderr.remove();
+    }
+}
+
+impl client::OutputSink for SavedOutput {
+    fn output(&mut self, stdout: bool, _tail: bool, data: &[u8]) -> std::io::Result<()> {
+        if stdout {
+            self.stdout.write(data)
+        } else {
+            self.stderr.write(data)
+        }
+    }
+}
+
+/// One stream written to its file as it arrives: SHA-256 computed on the way,
+/// and only a bounded excerpt (head and tail) kept in memory.
+struct SavedStream {
+    path: PathBuf,
+    file: std::fs::File,
+    sha: ring::digest::Context,
+    bytes: u64,
+    head: Vec<u8>,
+    head_cap: usize,
+    tail: std::collections::VecDeque<u8>,
+    tail_cap: usize,
+}
+
+impl SavedStream {
+    fn create(dir: &Path, name: &str, excerpt_cap: u64) -> Result<Self, Failure> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| output_fail(format!("{}: {e}", path.display())))?;
+        let cap = usize::try_from(excerpt_cap).unwrap_or(usize::MAX);
+        Ok(SavedStream {
+            path,
+            file,
+            sha: ring::digest::Context::new(&ring::digest::SHA256),
+            bytes: 0,
+            head: Vec::new(),
+            head_cap: cap / 2,
+            tail: std::collections::VecDeque::new(),
+            tail_cap: cap - cap / 2,
+        })
+    }
+
+    fn path_text(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.file.write_all(data)?;
+        self.sha.update(data);
+        self.bytes += data.len() as u64;
+        let take = (self.head_cap - self.head.len()).min(data.len());
+        self.head.extend_from_slice(&data[..take]);
+        let rest = &data[take..];
+        if rest.len() >= self.tail_cap {
+            self.tail.clear();
+            self.tail.extend(&rest[rest.len() - self.tail_cap..]);
+        } else {
+            let overflow = (self.tail.len() + rest.len()).saturating_sub(self.tail_cap);
+            self.tail.drain(..overflow);
+            self.tail.extend(rest);
+        }
+        Ok(())
+    }
+
+    /// SHA-256 (hex) and size of everything written.
+    fn digest(&self) -> (String, u64) {
+        (hex::encode(self.sha.clone().finish()), self.bytes)
+    }
+
+    /// The head, a marker for what is not shown, the tail (unredacted).
+    fn excerpt(&self, dropped_by_agent: u64) -> String {
+        let (tail_a, tail_b) = self.tail.as_slices();
+        let shown = (self.head.len() + self.tail.len()) as u64;
+        let mut s = String::from_utf8_lossy(&self.head).into_owned();
+        let hidden = self.bytes - shown;
+        if hidden > 0 || dropped_by_agent > 0 {
+            let path = self.path.display();
+            s.push_str(&if dropped_by_agent > 0 {
+                format!(
+                    "\n[aiops: {} bytes not shown; {path} holds the output except the \
+                     {dropped_by_agent} bytes dropped over the agent's output cap]\n",
+                    hidden + dropped_by_agent
+                )
+            } else {
+                format!("\n[aiops: {hidden} bytes not shown; the whole output is in {path}]\n")
+            });
+        }
+        let tail: Vec<u8> = [tail_a, tail_b].concat();
+        s.push_str(&String::from_utf8_lossy(&tail));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::OutputSink;
+
+    #[test]
+    fn saved_output_writes_everything_and_keeps_a_bounded_excerpt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = outputs_dir(tmp.path()).unwrap();
+        let mut s = SavedOutput::create(&dir, "id", "srv1", 10).unwrap();
+        // A second request with the same id never reuses (or follows) an existing file.
+        assert!(SavedOutput::create(&dir, "id", "srv1", 10).is_err());
+        let data: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        for piece in data.chunks(7) {
+            s.output(true, false, piece).unwrap();
+        }
+        s.output(false, false, b"oops\n").unwrap();
+        assert_eq!(std::fs::read(&s.stdout.path).unwrap(), data);
+        assert_eq!(s.stdout.digest(), (aiops_certs::sha256_hex(&data), 1000));
+        let text = s.stdout.excerpt(0);
+        let tail = String::from_utf8_lossy(&data[995..]);
+        assert!(text.starts_with("abcde\n[aiops: 990 bytes not shown; the whole output is in "));
+        assert!(text.ends_with(&format!(".stdout]\n{tail}")), "{text}");
+        assert_eq!(s.stderr.excerpt(0), "oops\n");
+        assert!(s.stdout.excerpt(5).contains("except the 5 bytes dropped"));
+        let paths = [s.stdout.path.clone(), s.stderr.path.clone()];
+        s.remove();
+        assert!(paths.iter().all(|p| !p.exists()));
+    }
+
+    #[test]
+    fn outputs_dir_refuses_a_symlink_or_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("outputs"), b"x").unwrap();
+        let f = outputs_dir(tmp.path()).unwrap_err();
+        assert_eq!(f.exit, exit::SETUP);
+        assert_eq!(f.answer.error.as_ref().unwrap().code, "output_file");
+        std::fs::remove_file(tmp.path().join("outputs")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), tmp.path().join("outputs")).unwrap();
+        assert!(outputs_dir(tmp.path()).is_err());
     }
 }
