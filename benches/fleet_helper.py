@@ -154,7 +154,15 @@ def cmd_stream(args):
     with open(os.environ["TIMEFILE"]) as f:
         ctl_kib = int(f.read().strip().splitlines()[-1])
     record(f"{key}.status", ans.get("status"))
-    record(f"{key}.stdout_bytes_reported", ans.get("stdout_dropped_bytes", 0) + len(ans.get("stdout", "").encode("utf-8")))
+    if ans.get("stdout_file"):
+        # save_output: the full stream is in a file; check it against the answer.
+        size = os.stat(ans["stdout_file"]).st_size
+        record(f"{key}.stdout_bytes_reported", ans["output_digest"][0][1])
+        record(f"{key}.saved_file_bytes", size)
+        record(f"{key}.saved_file_matches", size == ans["output_digest"][0][1] == nbytes)
+        os.unlink(ans["stdout_file"])
+    else:
+        record(f"{key}.stdout_bytes_reported", ans.get("stdout_dropped_bytes", 0) + len(ans.get("stdout", "").encode("utf-8")))
     record(f"{key}.wall_s", f"{dt:.2f}")
     record(f"{key}.mb_per_s", f"{nbytes / dt / 1e6:.1f}")
     record(f"{key}.agent_rss_before_kib", before)

@@ -20,7 +20,8 @@ def yes(ok):
 
 
 print(f"date {r.get('date')}  nproc {r.get('nproc')}  mem {r.get('mem_total')}  kernel {r.get('kernel')}  rev {r.get('rev')}")
-print(f"load (1/5/15 min) at start {r.get('load_at_start')}, at end {r.get('load_at_end')}\n")
+print(f"load (1/5/15 min) at start {r.get('load_at_start')}, at end {r.get('load_at_end')}")
+print(f"ssh side: user {r.get('ssh_user')}\n")
 
 print("1. Round trip of `hostname` (fresh process per call)")
 print("| tool | median ms | p95 ms | median vs aiops |")
@@ -77,11 +78,15 @@ print(f"target agent idle < 15 MiB: {yes(idle < 15)}; < 64 MiB under 100 concurr
 print("4. Streaming")
 print("| run | bytes | wall s | MB/s | agent RSS before MiB | agent peak MiB | controller peak MiB |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for key, name in [("drain", "agent drains all, default 64 KiB cap"), ("e2e", "end to end, 2 GiB cap")]:
+for key, name in [("drain", "agent drains all, default 64 KiB cap"), ("e2e", "end to end to a file (save_output)")]:
     pk = max(f(f"{key}.agent_rss_peak_sampled_kib"), f(f"{key}.agent_vmhwm_kib")) / 1024
     print(f"| {name} | {r.get(f'{key}.stdout_bytes_reported')} | {r.get(f'{key}.wall_s')} | {r.get(f'{key}.mb_per_s')} | "
           f"{f(f'{key}.agent_rss_before_kib') / 1024:.1f} | {pk:.1f} | {f(f'{key}.controller_maxrss_kib') / 1024:.1f} |")
 d_pk = max(f("drain.agent_rss_peak_sampled_kib"), f("drain.agent_vmhwm_kib")) / 1024
 print(f"e2e controller audit log after the run: {r.get('e2e_controller_audit_bytes')} bytes")
-print(f"target 1 GB with agent < 64 MiB: {yes(d_pk < 64)}; >= 200 MB/s: {yes(f('drain.mb_per_s') >= 200)} "
-      f"(agent-side drain; end to end {r.get('e2e.mb_per_s')} MB/s)")
+e_pk = max(f("e2e.agent_rss_peak_sampled_kib"), f("e2e.agent_vmhwm_kib")) / 1024
+print(f"e2e saved file: {r.get('e2e.saved_file_bytes')} bytes, matches the answer's digest size and the bytes sent: "
+      f"{r.get('e2e.saved_file_matches')}")
+print(f"target 1 GB with agent < 64 MiB: agent-side drain {yes(d_pk < 64)}, end to end {yes(e_pk < 64)}; "
+      f">= 200 MB/s: agent-side drain {yes(f('drain.mb_per_s') >= 200)}, end to end {yes(f('e2e.mb_per_s') >= 200)} "
+      f"({r.get('e2e.mb_per_s')} MB/s)")
