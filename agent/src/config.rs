@@ -74,6 +74,42 @@ pub struct AgentConfig {
     /// Requests running at once; more wait.
     #[serde(default = "default_concurrency")]
     pub max_concurrent: usize,
+    /// Open connections at once (handshaking or serving); more are closed
+    /// at once, unread.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections still in their TLS handshake at once; more are closed at
+    /// once. Bounds what unauthenticated peers can hold.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+    /// A TLS handshake must finish within this time.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u32,
+    /// Refused connections recorded one by one per window; beyond this the
+    /// audit gets one summary record with the counts of the window, so a
+    /// flood of bad handshakes cannot fill the disk or monopolise the log.
+    #[serde(default = "default_refusal_records")]
+    pub refusal_records_per_window: u32,
+    /// Length of that window.
+    #[serde(default = "default_refusal_window")]
+    pub refusal_window_secs: u32,
+}
+
+fn default_refusal_window() -> u32 {
+    60
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_handshakes() -> usize {
+    128
+}
+fn default_handshake_timeout() -> u32 {
+    10
+}
+fn default_refusal_records() -> u32 {
+    60
 }
 
 fn default_max_timeout() -> u32 {
@@ -152,6 +188,17 @@ impl AgentConfig {
                 "name {:?} is not a valid target name",
                 config.name
             )));
+        }
+        if config.max_connections == 0 || config.max_handshakes == 0 {
+            return Err(err(
+                "max_connections and max_handshakes must be at least 1".into()
+            ));
+        }
+        if !(1..=300).contains(&config.handshake_timeout_secs) {
+            return Err(err("handshake_timeout_secs must be 1..=300".into()));
+        }
+        if !(1..=3600).contains(&config.refusal_window_secs) {
+            return Err(err("refusal_window_secs must be 1..=3600".into()));
         }
         Ok(config)
     }

@@ -210,6 +210,16 @@ struct State {
     audit: AuditLog,
     slots: Semaphore,
     cert_not_after: i64,
+    refusals: std::sync::Mutex<RefusalWindow>,
+}
+
+/// Refused connections of the current window: how many were recorded one
+/// by one, and how many were only counted (by reason).
+#[derive(Debug, Default)]
+struct RefusalWindow {
+    window: i64,
+    recorded: u32,
+    counted: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Agent {
@@ -257,6 +267,7 @@ impl Agent {
                 replay,
                 audit,
                 cert_not_after,
+                refusals: std::sync::Mutex::new(RefusalWindow::default()),
             }),
         })
     }
@@ -301,9 +312,28 @@ impl Agent {
             policy = %state.policy.digest(),
             "aiops-agent serving"
         );
+        let flush_state = state.clone();
+        let refusal_flush = tokio::spawn(async move {
+            let every = u64::from(flush_state.config.refusal_window_secs / 4).clamp(1, 15);
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            loop {
+                tick.tick().await;
+                let mut w = flush_state
+                    .refusals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                flush_state.roll_refusals(&mut w);
+            }
+        });
         let (conn_tx, conn_rx) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(self.tls));
         let accept_state = state.clone();
+        // Every connection holds a permit until it closes, and one more while
+        // its handshake runs: a peer without our certificate can hold at most
+        // `max_handshakes` connections, each for `handshake_timeout_secs`.
+        let connections = Arc::new(Semaphore::new(state.config.max_connections));
+        let handshakes = Arc::new(Semaphore::new(state.config.max_handshakes));
+        let handshake_timeout = Duration::from_secs(u64::from(state.config.handshake_timeout_secs));
         let accept_loop = tokio::spawn(async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {
@@ -314,13 +344,25 @@ impl Agent {
                         continue;
                     }
                 };
+                let Ok(connection) = connections.clone().try_acquire_owned() else {
+                    drop(tcp);
+                    accept_state.refused(peer, "too_many_connections", "max_connections reached");
+                    continue;
+                };
+                let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                    drop(tcp);
+                    accept_state.refused(peer, "too_many_handshakes", "max_handshakes reached");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let conn_tx = conn_tx.clone();
                 let state = accept_state.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    {
+                    let accepted =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+                    drop(handshake);
+                    match accepted {
                         Ok(Ok(tls)) => {
                             let identity = &state.config.controller.identity;
                             let ok = tls
@@ -330,9 +372,13 @@ impl Agent {
                                 .and_then(|c| c.first())
                                 .is_some_and(|c| aiops_certs::tls::has_identity(c, identity));
                             if ok {
-                                let _ = conn_tx.send(Ok::<_, std::io::Error>(tls)).await;
+                                let conn = Guarded {
+                                    inner: tls,
+                                    _permit: connection,
+                                };
+                                let _ = conn_tx.send(Ok::<_, std::io::Error>(conn)).await;
                             } else {
-                                state.audit_refusal(
+                                state.refused(
                                     peer,
                                     "wrong_identity",
                                     &format!("client certificate is not for {identity:?}"),
@@ -344,11 +390,11 @@ impl Agent {
                         Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                             tracing::debug!(%peer, "connection closed before the TLS handshake");
                         }
-                        Ok(Err(e)) => state.audit_refusal(peer, "tls_refused", &e.to_string()),
-                        Err(_) => state.audit_refusal(
+                        Ok(Err(e)) => state.refused(peer, "tls_refused", &e.to_string()),
+                        Err(_) => state.refused(
                             peer,
                             "tls_timeout",
-                            "handshake took longer than 10 s",
+                            &format!("handshake took longer than {handshake_timeout:?}"),
                         ),
                     }
                 });
@@ -380,6 +426,7 @@ impl Agent {
             .map_err(|e| StartError::Setup(format!("serve: {e}")));
         accept_loop.abort();
         expiry_watch.abort();
+        refusal_flush.abort();
         result
     }
 }
@@ -396,11 +443,119 @@ impl State {
             .map_err(|e| e.to_string())
     }
 
-    fn audit_refusal(&self, peer: SocketAddr, reason: &str, message: &str) {
+    /// A refused connection: recorded one by one up to
+    /// `refusal_records_per_window`, then only counted; the counts of a
+    /// window go into one `refused_summary` record once the window is over
+    /// (at the next refusal, or by the periodic flush).
+    fn refused(&self, peer: SocketAddr, reason: &'static str, message: &str) {
         tracing::warn!(%peer, reason, message, "connection refused");
-        if let Err(e) = self.audit(json!({"event": "refused", "reason": reason, "message": message, "peer": peer.to_string()})) {
+        let record = {
+            let mut w = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            self.roll_refusals(&mut w);
+            let record = w.recorded < self.config.refusal_records_per_window;
+            if record {
+                w.recorded += 1;
+            } else {
+                *w.counted.entry(reason).or_default() += 1;
+            }
+            record
+        };
+        if record
+            && let Err(e) = self.audit(json!({"event": "refused", "reason": reason, "message": message, "peer": peer.to_string()}))
+        {
             tracing::error!("audit write failed: {e}");
         }
+    }
+
+    /// Starts a new window when the clock says so, writing the summary of
+    /// the window that ended if anything was only counted.
+    fn roll_refusals(&self, w: &mut RefusalWindow) {
+        let len_ms = i64::from(self.config.refusal_window_secs) * 1000;
+        let window = aiops_certs::now_ms() / len_ms;
+        if w.window == window {
+            return;
+        }
+        let counted = std::mem::take(&mut w.counted);
+        let ended = w.window;
+        *w = RefusalWindow {
+            window,
+            ..RefusalWindow::default()
+        };
+        if counted.is_empty() {
+            return;
+        }
+        let total: u64 = counted.values().sum();
+        let r = json!({
+            "event": "refused_summary",
+            "window_start": aiops_certs::rfc3339_ms(ended * len_ms),
+            "window_secs": self.config.refusal_window_secs,
+            "not_recorded_one_by_one": total,
+            "by_reason": counted,
+        });
+        if let Err(e) = self.audit(r) {
+            tracing::error!("audit write failed: {e}");
+        }
+    }
+}
+
+/// A served connection and its `max_connections` permit, released when the
+/// connection closes.
+struct Guarded {
+    inner: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Guarded {
+    type ConnectInfo = <tokio_rustls::server::TlsStream<tokio::net::TcpStream> as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Guarded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
