@@ -15,7 +15,7 @@ STREAM_BYTES=${STREAM_BYTES:-1000000000}
 SSH_PORT=${SSH_PORT:-30022}
 LAB_PORT=${LAB_PORT:-30100}
 FLEET_PORT=${FLEET_PORT:-30200}
-SIZES=(1 10 100 500)
+read -r -a SIZES <<<"${BENCH_SIZES:-1 10 100 500}"   # BENCH_SIZES="1 10" for a quick check
 
 [ "$(id -u)" = 0 ] || { echo "run as root (private sshd as root, apt)"; exit 1; }
 
