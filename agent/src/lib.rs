@@ -250,12 +250,15 @@ impl Agent {
         let cert_not_after =
             aiops_certs::pki::cert_not_after(&cert_pem).map_err(|e| setup("tls.cert", &e))?;
         let skew_ms = i64::from(config.clock_skew_secs) * 1000;
-        let replay = ReplayCache::open(&config.state_dir, skew_ms)
-            .map_err(|e| setup(&config.state_dir.display().to_string(), &e))?;
         if let Some(dir) = config.audit_log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| setup("audit_log", &e))?;
         }
         let audit = AuditLog::new(&config.audit_log);
+        // A request can be replayed until its expiry plus the skew; it was
+        // accepted at most the skew before it was issued.
+        let horizon_ms = i64::from(config.max_request_lifetime_secs) * 1000 + 3 * skew_ms;
+        let replay = ReplayCache::open(&config.state_dir, skew_ms, &audit, horizon_ms)
+            .map_err(|e| setup(&config.state_dir.display().to_string(), &e))?;
         Ok(Agent {
             tls,
             state: Arc::new(State {
@@ -642,7 +645,7 @@ impl pb::agent_server::Agent for AgentService {
         let req = verified.request;
         if let Err(e) = state
             .replay
-            .check_and_insert(&req.request_id, req.expires_at_ms)
+            .check_and_insert(&req.request_id, req.expires_at_ms, false)
         {
             let (code, status) = match &e {
                 ReplayError::Replayed(_) => (
@@ -659,7 +662,10 @@ impl pb::agent_server::Agent for AgentService {
         if let Some(grant) = &verified.grant {
             // An approval is used once, whatever request carries it.
             let key = format!("approval:{}:{}", grant.approval_id, state.config.name);
-            if let Err(e) = state.replay.check_and_insert(&key, grant.expires_at_ms) {
+            if let Err(e) = state
+                .replay
+                .check_and_insert(&key, grant.expires_at_ms, true)
+            {
                 let (code, status) = match &e {
                     ReplayError::Replayed(_) => (
                         "approval_used",
@@ -681,6 +687,8 @@ impl pb::agent_server::Agent for AgentService {
             accepted.insert("approver".into(), grant.approver.clone().into());
         }
         accepted.insert("event".into(), "accepted".into());
+        // With the request id, what the replay cache needs after a power loss.
+        accepted.insert("expires_at_ms".into(), req.expires_at_ms.into());
         accepted.insert("risk".into(), verified.decision.risk.as_str().into());
         accepted.insert("peer".into(), peer.clone().into());
         if let Err(e) = state.audit(Value::Object(accepted)) {

@@ -1,5 +1,12 @@
 //! The replay cache: every request id the agent accepted, kept until the
 //! request's expiry has passed, persisted so it survives a restart.
+//!
+//! Request ids are appended to `replay.log` without waiting for the disk:
+//! the agent's `accepted` audit record, fsync'd before anything runs,
+//! carries the same id and expiry, and [`ReplayCache::open`] reads the
+//! audit log's recent `accepted` records back in. So after a power loss an
+//! id is still known, at the cost of one fsync per request instead of two.
+//! Approval keys (rare, and valid as long as their grant) are fsync'd here.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -33,8 +40,15 @@ pub enum ReplayError {
 }
 
 impl ReplayCache {
-    /// Loads `dir/replay.log`, drops entries that can no longer be replayed, and compacts it.
-    pub fn open(dir: &Path, skew_ms: i64) -> std::io::Result<ReplayCache> {
+    /// Loads `dir/replay.log` and the request ids of `audit`'s `accepted`
+    /// records of the last `horizon_ms`, drops entries that can no longer be
+    /// replayed, and writes the result back (fsync'd).
+    pub fn open(
+        dir: &Path,
+        skew_ms: i64,
+        audit: &aiops_certs::audit::AuditLog,
+        horizon_ms: i64,
+    ) -> std::io::Result<ReplayCache> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("replay.log");
         let now = aiops_certs::now_ms();
@@ -50,6 +64,29 @@ impl ReplayCache {
                 }
             }
         }
+        // Newest first; stop at the first record older than the horizon.
+        let oldest = now - horizon_ms;
+        audit
+            .scan_back(|r| {
+                let ts = r
+                    .get("ts")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(aiops_certs::parse_rfc3339_ms);
+                if ts.is_some_and(|t| t < oldest) {
+                    return false;
+                }
+                if r.get("event").and_then(serde_json::Value::as_str) == Some("accepted")
+                    && let (Some(id), Some(exp)) = (
+                        r.get("request_id").and_then(serde_json::Value::as_str),
+                        r.get("expires_at_ms").and_then(serde_json::Value::as_i64),
+                    )
+                    && exp + skew_ms >= now
+                {
+                    seen.entry(id.to_string()).or_insert(exp);
+                }
+                true
+            })
+            .map_err(std::io::Error::other)?;
         let compacted: String = seen
             .iter()
             .map(|(id, exp)| format!("{id} {exp}\n"))
@@ -62,9 +99,16 @@ impl ReplayCache {
         })
     }
 
-    /// Records `id` (valid until `expires_ms`) or says it was seen. The id is on
-    /// disk before this returns `Ok`.
-    pub fn check_and_insert(&self, id: &str, expires_ms: i64) -> Result<(), ReplayError> {
+    /// Records `id` (valid until `expires_ms`) or says it was seen. With
+    /// `durable` the id is on disk before this returns `Ok`; without, it is
+    /// written to the kernel only, and the caller makes it durable otherwise
+    /// (the `accepted` audit record, see the module documentation).
+    pub fn check_and_insert(
+        &self,
+        id: &str,
+        expires_ms: i64,
+        durable: bool,
+    ) -> Result<(), ReplayError> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.contains_key(id) {
             return Err(ReplayError::Replayed(id.to_string()));
@@ -81,7 +125,9 @@ impl ReplayCache {
             .map_err(io)?;
         f.write_all(format!("{id} {expires_ms}\n").as_bytes())
             .map_err(io)?;
-        f.sync_data().map_err(io)?;
+        if durable {
+            f.sync_data().map_err(io)?;
+        }
         let now = aiops_certs::now_ms();
         if seen.len() > 4096 {
             let skew = self.skew_ms;

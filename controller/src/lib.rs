@@ -394,13 +394,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIOPS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    // Warnings to stderr; AIOPS_LOG=debug|trace|<directives> for more. The
+    // plain level filter is what a short `aiops run` pays at start-up.
+    match tracing_subscriber::EnvFilter::try_from_env("AIOPS_LOG") {
+        Ok(filter) => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
+        Err(_) => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::WARN)
+            .init(),
+    }
     aiops_certs::install_crypto_provider();
     let config = config_path(cli.config);
     match cli.command {

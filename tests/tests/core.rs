@@ -379,6 +379,14 @@ fn signature_expiry_target_and_replay_refusals_run_nothing() {
     expect_refused(signed.clone(), "replayed");
     lab.down();
     lab.up();
+    expect_refused(signed.clone(), "replayed");
+    // A power loss can lose the replay cache's last lines (they are not
+    // fsync'd: the `accepted` audit record is, with the same id and expiry).
+    // Without the replay cache at all, the restarted agent still knows the
+    // id from its audit log.
+    lab.down();
+    std::fs::remove_file(lab.agent_dir("srv1").join("state/replay.log")).unwrap();
+    lab.up();
     expect_refused(signed, "replayed");
 
     let verify = aiops_e2e::run_cmd(
