@@ -41,13 +41,18 @@ fn hermes_bin() -> PathBuf {
     let venv = target.join(format!("hermes-venv-{HERMES_VERSION}"));
     let hermes = venv.join("bin/hermes");
     let stamp = venv.join(".aiops-complete");
-    if stamp.exists() {
+    // A venv is not relocatable (its scripts name its python by absolute
+    // path): the stamp records where it was built, and a copied or moved
+    // target directory builds it again.
+    let want = format!("{HERMES_VERSION} {}", venv.display());
+    let complete = || std::fs::read_to_string(&stamp).is_ok_and(|s| s == want);
+    if complete() {
         return hermes;
     }
     std::fs::create_dir_all(&target).unwrap();
     let lock = std::fs::File::create(target.join("hermes-venv.lock")).unwrap();
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    if stamp.exists() {
+    if complete() {
         return hermes;
     }
     let _ = std::fs::remove_dir_all(&venv);
@@ -75,7 +80,7 @@ fn hermes_bin() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(hermes.exists(), "the venv has no bin/hermes");
-    std::fs::write(&stamp, HERMES_VERSION).unwrap();
+    std::fs::write(&stamp, &want).unwrap();
     hermes
 }
 
