@@ -148,6 +148,9 @@ H rt ssh_fresh "$RT_N" 3 -- "${SSH[@]}" $BENCH_USER@127.0.0.1 hostname
 ssh -o ControlMaster=yes -o ControlPath="$CM_SOCK" -o ControlPersist=yes "${SSH_BASE[@]}" -fN $BENCH_USER@127.0.0.1
 "${SSH_CM[@]}" -O check $BENCH_USER@127.0.0.1 2>&1 | grep -q 'Master running' || { echo "ControlMaster did not start"; exit 1; }
 H rt ssh_cm "$RT_N" 3 -- "${SSH_CM[@]}" $BENCH_USER@127.0.0.1 hostname
+# The two closest: interleaved call by call, so drift in the machine's load hits both alike.
+STDIN_TEXT=$req H rt_pair pair_aiops pair_ssh_cm "$((RT_N * 2))" -- \
+    env AIOPS_CONFIG="$TMP/lab1/config.yml" "$AIOPS" run -- "${SSH_CM[@]}" $BENCH_USER@127.0.0.1 hostname
 ssh -S "$CM_SOCK" -O exit x >/dev/null 2>&1 || true
 PY=/usr/bin/python3
 [ -x $PY ] || PY=$(command -v python3)

@@ -58,6 +58,35 @@ def cmd_rt(args):
     record(f"{key}.n", n)
 
 
+def cmd_rt_pair(args):
+    """rt_pair KEY_A KEY_B N -- argv_a... -- argv_b... ; stdin for A from $STDIN_TEXT.
+
+    Alternates A and B call by call (ABAB..., then BABA... halfway), so a
+    machine that gets busier or quieter during the run affects both alike.
+    """
+    ka, kb, n = args[0], args[1], int(args[2])
+    rest = args[4:]
+    cut = rest.index("--")
+    argv_a, argv_b = rest[:cut], rest[cut + 1:]
+    stdin = os.environ.get("STDIN_TEXT", "").encode()
+    for _ in range(3):
+        run_once(argv_a, stdin)
+        run_once(argv_b, b"")
+    xa, xb = [], []
+    for i in range(n):
+        pair = [(xa, argv_a, stdin), (xb, argv_b, b"")]
+        if i >= n // 2:
+            pair.reverse()
+        for xs, argv, data in pair:
+            xs.append(run_once(argv, data)[0] * 1000)
+    for key, xs in ((ka, xa), (kb, xb)):
+        record(f"{key}.median_ms", f"{statistics.median(xs):.2f}")
+        record(f"{key}.p95_ms", f"{pct(xs, 0.95):.2f}")
+        record(f"{key}.n", n)
+    wins = sum(1 for a, b in zip(xa, xb) if a <= b)
+    record(f"{ka}.faster_in_pairs", f"{wins}/{n}")
+
+
 def cmd_fanout(args):
     """fanout KEY REPS -- argv... ; stdin $STDIN_TEXT; checks summary.succeeded."""
     key, reps = args[0], int(args[1])

@@ -32,7 +32,13 @@ for key, name in [("aiops", "aiops run (mTLS + sign + audit fsync)"), ("ssh_cm",
     m, p = f(f"{key}.median_ms"), f(f"{key}.p95_ms")
     print(f"| {name} | {m:.1f} | {p:.1f} | {m / a:.1f}x |")
 print(f"\nruns per tool: {r.get('aiops.n')}")
-print(f"target aiops <= ssh ControlMaster (median): {yes(a <= f('ssh_cm.median_ms'))}")
+pa, pc = f("pair_aiops.median_ms"), f("pair_ssh_cm.median_ms")
+if pa and pc:
+    print(f"interleaved call by call ({r.get('pair_aiops.n')} pairs): aiops median {pa:.2f} ms "
+          f"(p95 {f('pair_aiops.p95_ms'):.2f}), ssh ControlMaster median {pc:.2f} ms "
+          f"(p95 {f('pair_ssh_cm.p95_ms'):.2f}); aiops faster in {r.get('pair_aiops.faster_in_pairs')} pairs")
+print(f"target aiops <= ssh ControlMaster (median): {yes(a <= f('ssh_cm.median_ms'))}"
+      + (f"; interleaved: {yes(pa <= pc)}" if pa and pc else ""))
 print(f"target aiops >= 20x faster than fresh ssh (median): {yes(f('ssh_fresh.median_ms') / a >= 20)} "
       f"({f('ssh_fresh.median_ms') / a:.1f}x)\n")
 
