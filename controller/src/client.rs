@@ -191,6 +191,12 @@ pub async fn execute_into<S: OutputSink + Send + ?Sized>(
     deadline: Duration,
     sink: &mut S,
 ) -> Result<pb::ExitStatus, ClientError> {
+    // What the agent may send per stream is what we asked for: more is a
+    // misbehaving agent, stopped before it can fill this host's memory.
+    let cap = pb::CommandRequest::decode(signed.request.as_slice())
+        .map(|r| r.output_cap_bytes)
+        .unwrap_or(0);
+    let mut within = WithinCap::new(cap);
     let run = async move {
         let mut client = AgentClient::new(channel);
         let mut stream = client.execute(signed).await.map_err(refused)?.into_inner();
@@ -198,7 +204,9 @@ pub async fn execute_into<S: OutputSink + Send + ?Sized>(
         while let Some(ev) = stream.message().await.map_err(refused)? {
             match ev.event {
                 Some(pb::exec_event::Event::Output(c)) => {
-                    sink.output(c.stream == pb::Stream::Stdout as i32, c.tail, &c.data)
+                    let stdout = c.stream == pb::Stream::Stdout as i32;
+                    within.take(stdout, c.data.len())?;
+                    sink.output(stdout, c.tail, &c.data)
                         .map_err(|e| ClientError::Output(e.to_string()))?;
                 }
                 Some(pb::exec_event::Event::Exit(st)) => exit = Some(st),
@@ -212,6 +220,32 @@ pub async fn execute_into<S: OutputSink + Send + ?Sized>(
     tokio::time::timeout(deadline, run).await.map_err(|_| {
         ClientError::Incomplete(format!("no final status within {} s", deadline.as_secs()))
     })?
+}
+
+/// Bytes received per stream, against the cap the request asked for.
+#[derive(Debug)]
+struct WithinCap {
+    cap: u64,
+    seen: [u64; 2],
+}
+
+impl WithinCap {
+    fn new(cap: u64) -> WithinCap {
+        WithinCap { cap, seen: [0, 0] }
+    }
+
+    fn take(&mut self, stdout: bool, n: usize) -> Result<(), ClientError> {
+        let seen = &mut self.seen[usize::from(stdout)];
+        *seen = seen.saturating_add(n as u64);
+        if *seen > self.cap {
+            return Err(ClientError::Incomplete(format!(
+                "the agent sent more than the {} bytes of {} asked for; stopped reading",
+                self.cap,
+                if stdout { "stdout" } else { "stderr" }
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn refused(s: tonic::Status) -> ClientError {
@@ -236,4 +270,22 @@ pub async fn describe(channel: Channel) -> Result<pb::DescribeResponse, ClientEr
         .await
         .map(tonic::Response::into_inner)
         .map_err(refused)
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::WithinCap;
+
+    #[test]
+    fn output_beyond_the_requested_cap_is_refused_per_stream() {
+        let mut w = WithinCap::new(100);
+        assert!(w.take(true, 60).is_ok());
+        assert!(w.take(true, 40).is_ok()); // exactly the cap
+        assert!(w.take(false, 100).is_ok()); // stderr counts on its own
+        let err = w.take(true, 1).unwrap_err().to_string();
+        assert!(err.contains("more than the 100 bytes of stdout"), "{err}");
+        assert!(w.take(false, 1).is_err());
+        assert!(WithinCap::new(0).take(true, 1).is_err());
+        assert!(WithinCap::new(0).take(true, 0).is_ok());
+    }
 }
