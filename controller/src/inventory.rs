@@ -81,14 +81,25 @@ impl Builder {
         Ok(())
     }
 
-    fn add_host(&mut self, host: &str, group: &str, port: Option<u16>) -> Result<(), String> {
-        if !self.host_vars.contains_key(host) && self.host_vars.len() >= MAX_HOSTS {
-            return Err(format!("more than {MAX_HOSTS} hosts"));
-        }
-        self.group(group).hosts.insert(host.to_string());
-        let vars = self.host_vars.entry(host.to_string()).or_default();
-        if let Some(p) = port {
-            vars.insert("ansible_port".into(), Value::from(p));
+    /// Adds `hosts` to `group` with their port and variables (later
+    /// assignments win, as in Ansible).
+    fn add_hosts(
+        &mut self,
+        hosts: Vec<String>,
+        group: &str,
+        port: Option<u16>,
+        vars: &Map<String, Value>,
+    ) -> Result<(), String> {
+        for host in hosts {
+            if !self.host_vars.contains_key(&host) && self.host_vars.len() >= MAX_HOSTS {
+                return Err(format!("more than {MAX_HOSTS} hosts"));
+            }
+            self.group(group).hosts.insert(host.clone());
+            let own = self.host_vars.entry(host).or_default();
+            if let Some(p) = port {
+                own.insert("ansible_port".into(), Value::from(p));
+            }
+            own.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         Ok(())
     }
@@ -257,13 +268,7 @@ pub fn parse_ini(text: &str) -> Result<Inventory, String> {
                     })?;
                     vars.insert(k.to_string(), literal(v));
                 }
-                for h in names {
-                    b.add_host(&h, &group, port).map_err(&at)?;
-                    let hv = b.host_vars.entry(h).or_default();
-                    for (k, v) in &vars {
-                        hv.insert(k.clone(), v.clone());
-                    }
-                }
+                b.add_hosts(names, &group, port, &vars).map_err(&at)?;
             }
             "vars" => {
                 let (k, v) = line
@@ -747,13 +752,7 @@ fn yaml_group(
                             ));
                         }
                     };
-                    for h in names {
-                        b.add_host(&h, group, port)?;
-                        let own = b.host_vars.entry(h).or_default();
-                        for (k, v) in &vars {
-                            own.insert(k.clone(), v.clone());
-                        }
-                    }
+                    b.add_hosts(names, group, port, &vars)?;
                 }
             }
             _ => {} // Ansible warns and skips unexpected keys.
@@ -867,7 +866,7 @@ pub fn to_targets(inv: &Inventory, opts: &ImportOptions) -> Result<Imported, Str
                 format!("{h}:{port}")
             }
         };
-        if let Err(e) = crate::setup::check_address(&address) {
+        if let Err(e) = crate::setup::host_port(&address) {
             errs.push(format!("host {name:?}: {e}"));
             continue;
         }

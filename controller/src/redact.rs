@@ -103,8 +103,9 @@ fn compiled(i: usize) -> &'static Regex {
 /// `text` with every secret shape replaced.
 pub fn redact(text: &str) -> String {
     let mut out = text.to_string();
+    // Lower-cased once, and again only after a replacement changed the text.
+    let mut lower = out.to_ascii_lowercase();
     for (i, shape) in SHAPES.iter().enumerate() {
-        let lower = out.to_ascii_lowercase();
         if !(shape.may_match)(&lower, &out) {
             continue;
         }
@@ -116,6 +117,7 @@ pub fn redact(text: &str) -> String {
             // Cannot fail (see COMPILED); lossy rather than a panic if it did.
             out = String::from_utf8(bytes)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            lower = out.to_ascii_lowercase();
         }
     }
     out

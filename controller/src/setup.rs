@@ -35,13 +35,8 @@ fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> St
     move |err| format!("{what}: {err}")
 }
 
-/// Checks `host:port` (IPv6 as `[addr]:port`).
-pub(crate) fn check_address(address: &str) -> Result<(), String> {
-    host_port(address).map(|_| ())
-}
-
 /// Splits `host:port` (IPv6 as `[addr]:port`).
-fn host_port(address: &str) -> Result<(String, u16), String> {
+pub(crate) fn host_port(address: &str) -> Result<(String, u16), String> {
     if let Ok(sa) = address.parse::<SocketAddr>() {
         return Ok((sa.ip().to_string(), sa.port()));
     }

@@ -248,6 +248,32 @@ fn bad_inventories_are_refused_and_the_config_is_untouched() {
     assert_eq!(std::fs::read(lab.config()).unwrap(), before);
 }
 
+/// `aiops targets import PATH --label-var role [EXTRA]`, parsed.
+fn import(lab: &Lab, path: &Path, extra: &[&str]) -> (Value, bool) {
+    let mut args = vec![
+        "targets",
+        "import",
+        path.to_str().unwrap(),
+        "--label-var",
+        "role",
+    ];
+    args.extend_from_slice(extra);
+    let out = lab.aiops(&args);
+    (aiops_e2e::parse_answer(&out), out.status.success())
+}
+
+/// One target as `aiops targets list --json` shows it.
+fn listed(lab: &Lab, name: &str) -> Value {
+    let out = lab.aiops(&["targets", "list", "--json"]);
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not listed: {all}"))
+}
+
 #[test]
 fn imported_groups_and_labels_drive_a_fanout_over_mtls() {
     let lab = Lab::start(3, "lab");
@@ -276,15 +302,7 @@ fn imported_groups_and_labels_drive_a_fanout_over_mtls() {
     std::fs::write(&path, inv).unwrap();
     let before = std::fs::read(lab.config()).unwrap();
 
-    let dry = lab.aiops(&[
-        "targets",
-        "import",
-        path.to_str().unwrap(),
-        "--label-var",
-        "role",
-        "--dry-run",
-    ]);
-    let dry = aiops_e2e::parse_answer(&dry);
+    let (dry, _) = import(&lab, &path, &["--dry-run"]);
     assert_eq!(
         dry["added"],
         json!(["imposter", "srv1", "srv2", "srv3"]),
@@ -297,39 +315,18 @@ fn imported_groups_and_labels_drive_a_fanout_over_mtls() {
         "dry run wrote"
     );
 
-    let out = lab.aiops(&[
-        "targets",
-        "import",
-        path.to_str().unwrap(),
-        "--label-var",
-        "role",
-    ]);
-    let report = aiops_e2e::parse_answer(&out);
-    assert!(out.status.success(), "{report}");
+    let (report, ok) = import(&lab, &path, &[]);
+    assert!(ok, "{report}");
     assert_eq!(report["format"], "ini");
     assert_eq!(report["groups"]["prod"], json!(["srv1", "srv2", "srv3"]));
 
-    let listed = lab.aiops(&["targets", "list", "--json"]);
-    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let srv1 = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "srv1")
-        .expect("srv1 listed");
+    let srv1 = listed(&lab, "srv1");
     assert_eq!(srv1["address"], format!("127.0.0.1:{}", port(1)));
     assert_eq!(srv1["labels"]["role"], "frontend");
     assert_eq!(srv1["groups"], json!(["prod", "web"]));
 
     // Re-importing the same file changes nothing.
-    let again = lab.aiops(&[
-        "targets",
-        "import",
-        path.to_str().unwrap(),
-        "--label-var",
-        "role",
-    ]);
-    let again = aiops_e2e::parse_answer(&again);
+    let (again, _) = import(&lab, &path, &[]);
     assert_eq!(
         again["unchanged"],
         json!(["imposter", "srv1", "srv2", "srv3"]),
@@ -393,13 +390,6 @@ fn imported_groups_and_labels_drive_a_fanout_over_mtls() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let listed = lab.aiops(&["targets", "list", "--json"]);
-    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let srv1 = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "srv1")
-        .unwrap();
+    let srv1 = listed(&lab, "srv1");
     assert_eq!(srv1["labels"]["role"], "frontend", "{srv1}");
 }
