@@ -89,15 +89,7 @@ fn agent_deb_on_a_real_systemd_target() {
     let (agent_deb, _) = debs().clone();
     // nginx inside shares the host's network: give it a loopback port of its own.
     let c = Container::boot("agent", |root| {
-        let site = root.join("etc/nginx/sites-available/default");
-        let conf = std::fs::read_to_string(&site).expect("nginx site");
-        let conf = conf
-            .replace(
-                "listen 80 default_server;",
-                &format!("listen {nginx_ip}:{nginx_port} default_server;"),
-            )
-            .replace("listen [::]:80 default_server;", "");
-        std::fs::write(&site, conf).expect("nginx site");
+        aiops_e2e::nspawn::nginx_on(root, &nginx_ip, nginx_port)
     });
     eprintln!(
         "packages built and {} booted after {:?}",
