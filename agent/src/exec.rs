@@ -39,6 +39,11 @@ pub const CLEAN_ENV: [(&str, &str); 8] = [
 /// Where privileged stages go through.
 pub const SUDO: &str = "/usr/bin/sudo";
 
+/// Every stage starts through `setpriv --pdeathsig KILL` (util-linux), which
+/// sets PR_SET_PDEATHSIG and execs the program: a stage never outlives an
+/// agent killed with SIGKILL (packaged agents also have systemd's cgroup).
+pub const SETPRIV: &str = "/usr/bin/setpriv";
+
 /// Largest output message sent for the kept tail.
 const TAIL_CHUNK: usize = 64 * 1024;
 
@@ -298,13 +303,12 @@ fn build_stage(
 ) -> Result<Command, String> {
     let argv0 = stage.argv.first().ok_or("empty stage")?;
     let program = resolve(argv0)?;
-    let mut cmd = if stage.privileged {
-        let mut c = Command::new(SUDO);
-        c.arg("-n").arg("--").arg(&program);
-        c
-    } else {
-        Command::new(&program)
-    };
+    let mut cmd = Command::new(SETPRIV);
+    cmd.args(["--pdeathsig", "KILL", "--"]);
+    if stage.privileged {
+        cmd.arg(SUDO).arg("-n").arg("--");
+    }
+    cmd.arg(&program);
     cmd.args(&stage.argv[1..])
         .env_clear()
         .envs(CLEAN_ENV)

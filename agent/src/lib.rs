@@ -7,6 +7,7 @@
 pub mod config;
 pub mod enroll;
 pub mod exec;
+pub mod interrupted;
 pub mod replay;
 pub mod verify;
 
@@ -115,10 +116,7 @@ pub fn main() -> ExitCode {
             };
             match AuditLog::new(&file).verify() {
                 Ok(v) => {
-                    println!(
-                        "{}",
-                        json!({"status": "ok", "file": file, "records": v.records, "head": v.head})
-                    );
+                    println!("{}", v.to_json(&file));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -254,11 +252,26 @@ impl Agent {
             std::fs::create_dir_all(dir).map_err(|e| setup("audit_log", &e))?;
         }
         let audit = AuditLog::new(&config.audit_log);
+        // A torn tail (crash, full disk) is cut off and recorded, not refused;
+        // on a disk still full, requests fail closed until there is space and
+        // the first append that fits repairs it.
+        if let Err(e) = audit.repair() {
+            tracing::error!("audit log: {e}; requests fail closed until it can be written");
+        }
         // A request can be replayed until its expiry plus the skew; it was
         // accepted at most the skew before it was issued.
         let horizon_ms = i64::from(config.max_request_lifetime_secs) * 1000 + 3 * skew_ms;
         let replay = ReplayCache::open(&config.state_dir, skew_ms, &audit, horizon_ms)
             .map_err(|e| setup(&config.state_dir.display().to_string(), &e))?;
+        match interrupted::mark(&audit, &config.state_dir, &config.name) {
+            Ok(ids) if !ids.is_empty() => tracing::warn!(
+                ?ids,
+                "requests accepted before the last stop had no outcome: recorded as interrupted"
+            ),
+            Ok(_) => {}
+            // Tried again at the next start.
+            Err(e) => tracing::error!("recording interrupted requests: {e}"),
+        }
         Ok(Agent {
             tls,
             state: Arc::new(State {

@@ -91,7 +91,11 @@ impl ReplayCache {
             .iter()
             .map(|(id, exp)| format!("{id} {exp}\n"))
             .collect();
-        aiops_certs::write_file_mode(&path, compacted.as_bytes(), 0o600)?;
+        // Compaction only saves space: on a full disk the agent still starts
+        // (and fails closed on its audit log until there is room).
+        if let Err(e) = aiops_certs::write_file_mode(&path, compacted.as_bytes(), 0o600) {
+            tracing::warn!("compacting {}: {e}", path.display());
+        }
         Ok(ReplayCache {
             path,
             skew_ms,

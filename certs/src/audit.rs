@@ -53,6 +53,25 @@ pub struct Verified {
     pub records: u64,
     /// Hash of the last record (GENESIS for an empty log).
     pub head: String,
+    /// Torn tails that appends cut off and recorded (crash, full disk).
+    pub repairs: Vec<Repair>,
+    /// Bytes of an incomplete last line not repaired yet (the next append
+    /// cuts them off and records it): what a crash mid-write leaves, not
+    /// tampering, since no complete record is missing.
+    pub torn_tail_bytes: u64,
+}
+
+/// A torn tail cut off by an append, as its `audit_repaired` record says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Repair {
+    /// Line of the `audit_repaired` record, 1-based.
+    pub line: usize,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Bytes that were cut off.
+    pub removed_bytes: u64,
+    /// SHA-256 of those bytes.
+    pub removed_sha256: String,
 }
 
 /// Where a record landed.
@@ -121,6 +140,12 @@ impl AuditLog {
         self.append_many_with(records, false)
     }
 
+    /// Cuts off a torn tail (and records the cut) now, rather than at the
+    /// next append: for a daemon's start. Does nothing to a clean log.
+    pub fn repair(&self) -> Result<(), AuditError> {
+        self.append_many_with(Vec::new(), true).map(|_| ())
+    }
+
     fn append_many_with(
         &self,
         records: Vec<Map<String, Value>>,
@@ -135,7 +160,36 @@ impl AuditLog {
             .map_err(|e| self.err("open", e))?;
         let mut file =
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| self.err("lock", e))?;
-        let (mut seq, mut prev) = last_record(&mut file).map_err(|e| self.err("read", e))?;
+        let torn = torn_tail(&mut file).map_err(|e| self.err("read", e))?;
+        let (mut seq, mut prev) = last_record(&mut file, torn.as_ref().map(|t| t.keep))
+            .map_err(|e| self.err("read", e))?;
+        let mut records = records;
+        if let Some(t) = &torn {
+            // Only bytes no append ever acknowledged may go: the head file is
+            // written after the fsync, so a head beyond the last complete
+            // record means acknowledged records are missing (tampering or a
+            // damaged disk), which is for `audit verify`, not for a repair.
+            if let Some((head_seq, _)) = self.read_head()
+                && head_seq > seq
+            {
+                return Err(self.err(
+                    "read",
+                    format!(
+                        "the last complete record is {seq} but the head file records {head_seq}: \
+                         records were removed; run `aiops audit verify`"
+                    ),
+                ));
+            }
+            let mut repair = Map::new();
+            repair.insert("event".into(), Value::from(REPAIR_EVENT));
+            repair.insert("repair".into(), Value::from("torn_tail"));
+            repair.insert("removed_bytes".into(), Value::from(t.removed.len()));
+            repair.insert(
+                "removed_sha256".into(),
+                Value::from(crate::sha256_hex(&t.removed)),
+            );
+            records.insert(0, repair);
+        }
         let ts = crate::rfc3339_ms(crate::now_ms());
         let mut text = String::new();
         let mut appended = Vec::with_capacity(records.len());
@@ -157,8 +211,40 @@ impl AuditLog {
                 hash: prev.clone(),
             });
         }
-        file.write_all(text.as_bytes())
-            .map_err(|e| self.err("write", e))?;
+        if torn.is_some() {
+            // The repair record goes with the batch; callers see their own.
+            appended.remove(0);
+        }
+        if text.is_empty() {
+            return Ok(appended);
+        }
+        let end = match &torn {
+            Some(t) => t.keep,
+            None => file.metadata().map_err(|e| self.err("stat", e))?.len(),
+        };
+        // Reserve the space first: on a full disk nothing is written at all,
+        // so ENOSPC cannot leave half a record behind. Filesystems without
+        // fallocate fall back to the cut-back below.
+        let reserve = nix::fcntl::fallocate(
+            &*file,
+            nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            i64::try_from(end).unwrap_or(i64::MAX),
+            i64::try_from(text.len()).unwrap_or(i64::MAX),
+        );
+        match reserve {
+            Err(nix::errno::Errno::EOPNOTSUPP) | Ok(()) => {}
+            Err(e) => return Err(self.err("write", std::io::Error::from(e))),
+        }
+        if let Some(t) = &torn {
+            file.set_len(t.keep)
+                .map_err(|e| self.err("cut the torn tail", e))?;
+        }
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            // Leave no complete record of a batch nobody acknowledged; what
+            // cannot be cut is a torn tail for the next append to repair.
+            let _ = file.set_len(end);
+            return Err(self.err("write", e));
+        }
         if durable {
             file.sync_data().map_err(|e| self.err("fsync", e))?;
         }
@@ -180,6 +266,14 @@ impl AuditLog {
         Ok(appended)
     }
 
+    /// The head file's (seq, hash), when it is there and readable.
+    fn read_head(&self) -> Option<(u64, String)> {
+        let text = std::fs::read_to_string(self.head_path()).ok()?;
+        let mut parts = text.split_whitespace();
+        let seq = parts.next()?.parse().ok()?;
+        Some((seq, parts.next().unwrap_or("").to_string()))
+    }
+
     /// Checks every line's hash and the chain; names the first bad line.
     pub fn verify(&self) -> Result<Verified, VerifyError> {
         let path = self.path.display().to_string();
@@ -192,14 +286,45 @@ impl AuditLog {
         let mut prev = GENESIS.to_string();
         let mut seq = 0u64;
         let mut hashes = Vec::new();
-        for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
-            let n = i + 1;
-            let line = line.map_err(|e| bad(n, e.to_string()))?;
+        let mut repairs = Vec::new();
+        let mut torn_tail_bytes = 0u64;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        for n in 1.. {
+            line.clear();
+            let got = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| bad(n, e.to_string()))?;
+            if got == 0 {
+                break;
+            }
+            if line.last() != Some(&b'\n') {
+                // The end of the file without a newline: a record whose
+                // append never finished. Appends cut it off and record that.
+                torn_tail_bytes = got as u64;
+                break;
+            }
+            line.pop();
             let record: Map<String, Value> = serde_json::from_slice(&line)
                 .map_err(|e| bad(n, format!("not a JSON object: {e}")))?;
             let (got_seq, hash) = check_record(&record, &prev).map_err(|m| bad(n, m))?;
             if got_seq != seq + 1 {
                 return Err(bad(n, format!("seq {got_seq}, expected {}", seq + 1)));
+            }
+            if record.get("event").and_then(Value::as_str) == Some(REPAIR_EVENT) {
+                repairs.push(Repair {
+                    line: n,
+                    seq: got_seq,
+                    removed_bytes: record
+                        .get("removed_bytes")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                    removed_sha256: record
+                        .get("removed_sha256")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                });
             }
             seq = got_seq;
             prev = hash;
@@ -227,6 +352,8 @@ impl AuditLog {
         Ok(Verified {
             records: seq,
             head: prev,
+            repairs,
+            torn_tail_bytes,
         })
     }
 
@@ -245,6 +372,15 @@ impl AuditLog {
             Err(e) => return Err(self.err("open", e)),
         };
         let len = file.metadata().map_err(|e| self.err("stat", e))?.len();
+        // An incomplete last line is a torn append, not a record (the next
+        // append cuts it off): skip it.
+        let mut skip_torn = false;
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1)
+                .map_err(|e| self.err("read", e))?;
+            skip_torn = last[0] != b'\n';
+        }
         let mut pos = len;
         // Bytes from `pos` on that are not visited yet: the end of a line
         // that starts before `pos`, then nothing (complete lines were visited).
@@ -271,6 +407,9 @@ impl AuditLog {
                 .rsplit(|&b| b == b'\n')
                 .filter(|l| !l.is_empty())
             {
+                if std::mem::take(&mut skip_torn) {
+                    continue;
+                }
                 let record: Map<String, Value> = serde_json::from_slice(line)
                     .map_err(|e| self.err("read", format!("not a JSON record: {e}")))?;
                 if !visit(&record) {
@@ -298,6 +437,34 @@ impl AuditLog {
             }
         }
         Ok(ring.into())
+    }
+}
+
+impl Verified {
+    /// The answer of `audit verify` for `file`: `status` `ok`, the count and
+    /// head, and the torn tails that were repaired (or are pending), which
+    /// are faults, not tampering.
+    pub fn to_json(&self, file: &Path) -> Value {
+        let mut m = Map::new();
+        m.insert("status".into(), Value::from("ok"));
+        m.insert("file".into(), Value::from(file.display().to_string()));
+        m.insert("records".into(), Value::from(self.records));
+        m.insert("head".into(), Value::from(self.head.clone()));
+        m.insert(
+            "repairs".into(),
+            serde_json::to_value(&self.repairs).unwrap_or_default(),
+        );
+        m.insert("torn_tail_bytes".into(), Value::from(self.torn_tail_bytes));
+        if !self.repairs.is_empty() || self.torn_tail_bytes > 0 {
+            m.insert(
+                "note".into(),
+                Value::from(
+                    "the chain is intact; incomplete last records (a crash or a full disk) \
+                     were cut off and recorded as audit_repaired, or will be at the next append",
+                ),
+            );
+        }
+        Value::Object(m)
     }
 }
 
@@ -330,11 +497,56 @@ fn check_record(record: &Map<String, Value>, prev: &str) -> Result<(u64, String)
     Ok((seq, hash.to_string()))
 }
 
-/// Reads the last line of the log; (0, GENESIS) for an empty file. Linear in
-/// the last line's length: it scans backwards for the previous newline, then
-/// reads the line once.
-fn last_record(file: &mut File) -> std::io::Result<(u64, String)> {
+/// The `event` of the record that says a torn tail was cut off.
+pub const REPAIR_EVENT: &str = "audit_repaired";
+
+/// An incomplete last line: where the complete records end and what follows.
+struct Torn {
+    keep: u64,
+    removed: Vec<u8>,
+}
+
+/// Finds bytes after the last newline (what a crash or a short write leaves).
+fn torn_tail(file: &mut File) -> std::io::Result<Option<Torn>> {
     let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(None);
+    }
+    let mut chunk = vec![0u8; 8192];
+    let mut end = len;
+    let mut keep = 0;
+    while end > 0 {
+        let step = 8192.min(end);
+        let from = end - step;
+        let buf = &mut chunk[..usize::try_from(step).unwrap_or(8192)];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            keep = from + i as u64 + 1;
+            break;
+        }
+        end = from;
+    }
+    let mut removed = vec![0u8; usize::try_from(len - keep).map_err(std::io::Error::other)?];
+    file.seek(SeekFrom::Start(keep))?;
+    file.read_exact(&mut removed)?;
+    Ok(Some(Torn { keep, removed }))
+}
+
+/// Reads the last line of the log (of its first `upto` bytes when given);
+/// (0, GENESIS) for an empty file. Linear in the last line's length: it
+/// scans backwards for the previous newline, then reads the line once.
+fn last_record(file: &mut File, upto: Option<u64>) -> std::io::Result<(u64, String)> {
+    let len = match upto {
+        Some(n) => n,
+        None => file.seek(SeekFrom::End(0))?,
+    };
     if len == 0 {
         return Ok((0, GENESIS.to_string()));
     }
@@ -506,6 +718,70 @@ mod tests {
         })
         .unwrap();
         assert_eq!(few, [300, 299, 298, 297, 296]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_back_recorded_and_verified_as_a_repair() {
+        let (_d, log) = log_with(3);
+        let before = std::fs::read(log.path()).unwrap();
+        // What a writer killed mid-append (or a short write) leaves.
+        let torn = br#"{"event":"executed","n":99,"prev":"ab"#;
+        let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
+        f.write_all(torn).unwrap();
+        drop(f);
+        let v = log.verify().unwrap();
+        assert_eq!((v.records, v.torn_tail_bytes), (3, torn.len() as u64));
+        assert!(v.repairs.is_empty());
+        let mut seen = Vec::new();
+        log.scan_back(|r| {
+            seen.push(r["seq"].as_u64().unwrap());
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, [3, 2, 1], "the torn line is not a record");
+        let got = log.append(rec(4)).unwrap();
+        assert_eq!(got.seq, 5, "the repair record is seq 4, the caller's 5");
+        let v = log.verify().unwrap();
+        assert_eq!((v.records, v.torn_tail_bytes), (5, 0));
+        assert_eq!(
+            v.repairs,
+            [Repair {
+                line: 4,
+                seq: 4,
+                removed_bytes: torn.len() as u64,
+                removed_sha256: crate::sha256_hex(torn),
+            }]
+        );
+        // Every acknowledged record is still there, byte for byte.
+        let after = std::fs::read(log.path()).unwrap();
+        assert_eq!(&after[..before.len()], &before[..]);
+    }
+
+    #[test]
+    fn a_cut_into_an_acknowledged_record_is_refused_not_repaired() {
+        let (_d, log) = log_with(3);
+        let len = std::fs::metadata(log.path()).unwrap().len();
+        // Cut into record 3 (acknowledged: the head file says 3).
+        OpenOptions::new()
+            .write(true)
+            .open(log.path())
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let e = log.append(rec(4)).unwrap_err().to_string();
+        assert!(e.contains("records were removed"), "{e}");
+        assert_eq!(log.verify().unwrap_err().line, 3);
+        assert_eq!(std::fs::metadata(log.path()).unwrap().len(), len - 10);
+    }
+
+    #[test]
+    fn a_complete_last_line_that_is_not_a_record_is_refused() {
+        let (_d, log) = log_with(2);
+        let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
+        f.write_all(b"garbage\n").unwrap();
+        drop(f);
+        assert!(log.append(rec(3)).is_err());
+        assert_eq!(log.verify().unwrap_err().line, 3);
     }
 
     #[test]

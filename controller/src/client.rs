@@ -30,9 +30,14 @@ pub enum ClientError {
         /// Agent's message, `reason: explanation`.
         message: String,
     },
-    /// The stream ended without a final status, or did not finish in time.
+    /// No final status in time, or more output than asked for.
     #[error("{0}")]
     Incomplete(String),
+    /// The agent accepted the request (its stream had started) and then the
+    /// stream ended without a final status: the command may have run, its
+    /// outcome is unknown here. Never a refusal.
+    #[error("{0}")]
+    Lost(String),
     /// The output could not be stored (`save_output`: writing its file failed).
     #[error("{0}")]
     Output(String),
@@ -201,7 +206,7 @@ pub async fn execute_into<S: OutputSink + Send + ?Sized>(
         let mut client = AgentClient::new(channel);
         let mut stream = client.execute(signed).await.map_err(refused)?.into_inner();
         let mut exit = None;
-        while let Some(ev) = stream.message().await.map_err(refused)? {
+        while let Some(ev) = stream.message().await.map_err(lost)? {
             match ev.event {
                 Some(pb::exec_event::Event::Output(c)) => {
                     let stdout = c.stream == pb::Stream::Stdout as i32;
@@ -214,7 +219,11 @@ pub async fn execute_into<S: OutputSink + Send + ?Sized>(
             }
         }
         exit.ok_or_else(|| {
-            ClientError::Incomplete("the agent closed the stream without a final status".into())
+            ClientError::Lost(
+                "the agent accepted the request, then closed the stream without a final \
+                 status: it may have run, the outcome is unknown here"
+                    .into(),
+            )
         })
     };
     tokio::time::timeout(deadline, run).await.map_err(|_| {
@@ -261,6 +270,16 @@ fn refused(s: tonic::Status) -> ClientError {
             message: s.message().to_string(),
         },
     }
+}
+
+/// An error once the agent's stream had started: it had accepted the request.
+fn lost(s: tonic::Status) -> ClientError {
+    ClientError::Lost(format!(
+        "the agent accepted the request, then the stream broke without a final status \
+         ({}: {}): it may have run, the outcome is unknown here",
+        s.code(),
+        s.message()
+    ))
 }
 
 /// Calls `Describe` on an agent.

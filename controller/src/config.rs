@@ -224,6 +224,12 @@ impl Loaded {
                 return Err(err(format!("targets.{name}.address: expected host:port")));
             }
         }
+        if !(1..=crate::run::MAX_CONCURRENCY).contains(&config.defaults.max_concurrency) {
+            return Err(err(format!(
+                "defaults.max_concurrency must be 1..={}",
+                crate::run::MAX_CONCURRENCY
+            )));
+        }
         for (group, members) in &config.groups {
             for m in members {
                 if !config.targets.contains_key(m) {

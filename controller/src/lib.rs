@@ -659,9 +659,7 @@ fn cmd_audit(config: &std::path::Path, command: AuditCmd) -> ExitCode {
             };
             match AuditLog::new(&file).verify() {
                 Ok(v) => {
-                    print_json(
-                        &json!({"status": "ok", "file": file, "records": v.records, "head": v.head}),
-                    );
+                    print_json(&v.to_json(&file));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

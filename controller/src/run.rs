@@ -20,6 +20,10 @@ pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 pub const MAX_REQUESTER: usize = 128;
 /// Longest `reason`.
 pub const MAX_REASON: usize = 2048;
+/// Largest `max_concurrency` (the most targets a request may name).
+pub const MAX_CONCURRENCY: usize = 10_000;
+/// Attempts at writing an outcome record before answering `audit_failed`.
+const OUTCOME_ATTEMPTS: u32 = 3;
 
 /// Process exit codes of `aiops run`.
 pub mod exit {
@@ -391,10 +395,20 @@ pub fn parse_input(input: &[u8]) -> Result<RunInput, Failure> {
         }
         _ => {}
     }
-    if req.max_concurrency == Some(0) {
+    if req
+        .max_concurrency
+        .is_some_and(|n| !(1..=MAX_CONCURRENCY).contains(&n))
+    {
         return Err(fail(
             "invalid_field",
-            "max_concurrency must be at least 1",
+            format!("max_concurrency must be 1..={MAX_CONCURRENCY}"),
+            exit::FAILED,
+        ));
+    }
+    if req.max_errors.is_some_and(|n| n > MAX_CONCURRENCY) {
+        return Err(fail(
+            "invalid_field",
+            format!("max_errors must be 0..={MAX_CONCURRENCY}"),
             exit::FAILED,
         ));
     }
@@ -801,23 +815,29 @@ pub async fn execute_targets(
             r
         })
         .collect();
-    // Written (a failed write stops everything here) but not waited on: the
-    // outcome's append below fsyncs the file, this record with it, and each
-    // agent has already made its own record durable before running anything.
-    if let Err(e) = log.append_many_written(sent) {
+    // Write-ahead: the record that authorises sending is on disk (fsync'd)
+    // before any byte goes to an agent; if it is not, nothing is sent.
+    if let Err(e) = log.append_many(sent) {
         prepared.iter_mut().for_each(Prepared::drop_files);
         let a = Answer::error(
             "audit_failed",
-            format!("{e}; nothing was run (fail closed)"),
+            format!("{e}; nothing was sent (fail closed)"),
         );
-        return names
+        return prepared
             .iter()
-            .map(|n| Answer {
-                target: Some(n.clone()),
+            .map(|p| Answer {
+                target: Some(p.name.clone()),
+                request_id: Some(p.request_id.clone()),
                 ..a.clone()
             })
             .collect();
     }
+    // From here every `requested` gets exactly one outcome, even if this
+    // task panics: the guard writes one for whatever is still open.
+    let mut open = OpenOutcomes {
+        log,
+        bases: prepared.iter().map(|p| p.base.clone()).collect(),
+    };
 
     let limits = Limits {
         concurrency: req
@@ -834,12 +854,25 @@ pub async fn execute_targets(
         records.push(outcome_record(base, &answer));
         answers.push(answer);
     }
-    if let Err(e) = log.append_many(records) {
+    let mut written = log.append_many(records.clone());
+    for attempt in 1..OUTCOME_ATTEMPTS {
+        if written.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        written = log.append_many(records.clone());
+    }
+    // Written or not, the guard has nothing more to record.
+    open.bases.clear();
+    if let Err(e) = written {
         // The commands ran (the agents audited them) but the controller cannot
         // record the outcome: say so rather than print an unaudited answer.
         let a = Answer::error(
             "audit_failed",
-            format!("{e}; the command was sent but its outcome is not audited here"),
+            format!(
+                "{e}; the command was sent but its outcome could not be audited here \
+                 after {OUTCOME_ATTEMPTS} attempts (the agent's own log has it)"
+            ),
         );
         return answers
             .iter()
@@ -851,6 +884,41 @@ pub async fn execute_targets(
             .collect();
     }
     answers
+}
+
+/// `requested` records whose outcome is not written yet. Dropped while
+/// still holding some (a panic unwinding through the fan-out), it writes an
+/// `error` outcome for each, so no `requested` record is left open.
+struct OpenOutcomes<'a> {
+    log: &'a AuditLog,
+    bases: Vec<Map<String, Value>>,
+}
+
+impl Drop for OpenOutcomes<'_> {
+    fn drop(&mut self) {
+        if self.bases.is_empty() {
+            return;
+        }
+        let a = Answer::error(
+            "internal_error",
+            "the controller failed while this request was in flight; it may have run, \
+             its outcome is unknown here (see the agent's log)",
+        );
+        let records = std::mem::take(&mut self.bases)
+            .into_iter()
+            .map(|b| outcome_record(b, &a))
+            .collect();
+        if let Err(e) = self.log.append_many(records) {
+            eprintln!("aiops: could not audit the outcome of open requests: {e}");
+        }
+    }
+}
+
+/// Test hook: `AIOPS_TEST_FAULT=NAME` makes the named fault happen (only
+/// ever a panic), to show that no `requested` record is left without an
+/// outcome.
+fn fault(name: &str) -> bool {
+    std::env::var_os("AIOPS_TEST_FAULT").is_some_and(|v| v == name)
 }
 
 fn error_record(
@@ -955,6 +1023,9 @@ async fn send_all(
             }
             let mut p = p;
             let a = send_one(loaded, sender, &mut p, decision, approval_id).await;
+            if fault("panic_in_fanout") && done.load(Ordering::SeqCst) > 0 {
+                panic!("AIOPS_TEST_FAULT=panic_in_fanout");
+            }
             let failed =
                 a.status != "executed" || a.exit_code != Some(0) || a.timed_out == Some(true);
             if failed {
@@ -1025,13 +1096,14 @@ async fn send_one(
                 ClientError::Unreachable { .. } => "unreachable",
                 ClientError::Refused { .. } => "agent_refused",
                 ClientError::Incomplete(_) => "incomplete",
+                ClientError::Lost(_) => "agent_lost",
                 ClientError::Output(_) => "output_file",
             };
             let mut message = e.to_string();
             if let Some(s) = &p.saved {
                 match &e {
                     // The command may have run: keep what arrived.
-                    ClientError::Incomplete(_) | ClientError::Output(_) => {
+                    ClientError::Incomplete(_) | ClientError::Lost(_) | ClientError::Output(_) => {
                         message.push_str(&format!(
                             "; the output received so far is in {} and {}",
                             s.stdout.path_text(),
