@@ -85,6 +85,16 @@ pub struct AgentConfig {
     /// A TLS handshake must finish within this time.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u32,
+    /// Connections still in their TLS handshake at once from one source
+    /// address: a flood from one address cannot take every
+    /// `max_handshakes` slot from the controller.
+    #[serde(default = "default_max_handshakes_per_peer")]
+    pub max_handshakes_per_peer: usize,
+    /// When set, only these addresses or networks (`10.0.0.5`,
+    /// `10.0.0.0/24`) may connect; others are closed before any TLS byte
+    /// is read.
+    #[serde(default)]
+    pub allowed_peers: Option<Vec<String>>,
     /// Refused connections recorded one by one per window; beyond this the
     /// audit gets one summary record with the counts of the window, so a
     /// flood of bad handshakes cannot fill the disk or monopolise the log.
@@ -106,7 +116,10 @@ fn default_max_handshakes() -> usize {
     128
 }
 fn default_handshake_timeout() -> u32 {
-    10
+    3
+}
+fn default_max_handshakes_per_peer() -> usize {
+    8
 }
 fn default_refusal_records() -> u32 {
     60
@@ -193,6 +206,12 @@ impl AgentConfig {
             return Err(err(
                 "max_connections and max_handshakes must be at least 1".into()
             ));
+        }
+        if config.max_handshakes_per_peer == 0 {
+            return Err(err("max_handshakes_per_peer must be at least 1".into()));
+        }
+        for p in config.allowed_peers.iter().flatten() {
+            crate::admission::PeerNet::parse(p).map_err(err)?;
         }
         if !(1..=300).contains(&config.handshake_timeout_secs) {
             return Err(err("handshake_timeout_secs must be 1..=300".into()));

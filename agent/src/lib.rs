@@ -4,6 +4,7 @@
 //! refused, goes to the agent's own hash-chained audit log.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod config;
 pub mod enroll;
 pub mod exec;
@@ -349,6 +350,13 @@ impl Agent {
         // `max_handshakes` connections, each for `handshake_timeout_secs`.
         let connections = Arc::new(Semaphore::new(state.config.max_connections));
         let handshakes = Arc::new(Semaphore::new(state.config.max_handshakes));
+        let per_peer = admission::PerPeer::new(state.config.max_handshakes_per_peer);
+        let allowed: Option<Vec<admission::PeerNet>> =
+            state.config.allowed_peers.as_ref().map(|list| {
+                list.iter()
+                    .filter_map(|p| admission::PeerNet::parse(p).ok())
+                    .collect()
+            });
         let handshake_timeout = Duration::from_secs(u64::from(state.config.handshake_timeout_secs));
         let accept_loop = tokio::spawn(async move {
             loop {
@@ -359,6 +367,25 @@ impl Agent {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+                };
+                // Before any TLS byte is read: the address list, then this
+                // address's share of the pending handshakes.
+                if allowed
+                    .as_ref()
+                    .is_some_and(|nets| !nets.iter().any(|n| n.contains(peer.ip())))
+                {
+                    drop(tcp);
+                    accept_state.refused(peer, "peer_not_allowed", "not in allowed_peers");
+                    continue;
+                }
+                let Some(peer_slot) = per_peer.try_acquire(peer.ip()) else {
+                    drop(tcp);
+                    accept_state.refused(
+                        peer,
+                        "too_many_handshakes_from_peer",
+                        "max_handshakes_per_peer reached",
+                    );
+                    continue;
                 };
                 let Ok(connection) = connections.clone().try_acquire_owned() else {
                     drop(tcp);
@@ -378,6 +405,7 @@ impl Agent {
                     let accepted =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
                     drop(handshake);
+                    drop(peer_slot);
                     match accepted {
                         Ok(Ok(tls)) => {
                             let identity = &state.config.controller.identity;
