@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use aiops_certs::audit::AuditLog;
+use aiops_audit::AuditLog;
 use aiops_certs::signing::{SigningKey, VerifyingKey};
 use aiops_policy::{Decision, Mode, Risk};
 use aiops_proto::agent::v1 as pb;
@@ -108,7 +108,7 @@ impl Approval {
 
     /// True when the command, its hash and the controller's signature all agree.
     fn intact(&self, controller: &VerifyingKey) -> bool {
-        aiops_certs::sha256_hex(self.command.as_bytes()) == self.command_sha256
+        aiops_sys::sha256_hex(self.command.as_bytes()) == self.command_sha256
             && hex::decode(&self.record_signature)
                 .is_ok_and(|sig| controller.verify(&self.binding(), &sig).is_ok())
     }
@@ -231,7 +231,7 @@ impl Locked {
     pub fn save(&self, a: &Approval) -> Result<(), Failure> {
         let text = serde_json::to_vec_pretty(a).expect("approval serializes");
         // Group-readable: in production the approver account (same group) reads and grants them.
-        aiops_certs::write_file_mode(&self.path(&a.id), &text, 0o640).map_err(|e| {
+        aiops_sys::write_file_mode(&self.path(&a.id), &text, 0o640).map_err(|e| {
             err(
                 "runtime",
                 format!("{}: {e}", self.path(&a.id).display()),
@@ -286,7 +286,7 @@ pub fn request(
 ) -> Result<Answer, Failure> {
     let store = Store::new(&loaded.config.runtime_dir);
     let locked = store.lock()?;
-    let now = aiops_certs::now_ms();
+    let now = aiops_sys::now_ms();
     let mut all = locked.all()?;
     expire(&locked, log, &mut all, now)?;
     let controller_key = read_key(&loaded.pki().signing_key())?;
@@ -296,7 +296,7 @@ pub fn request(
         targets: names.to_vec(),
         fanout,
         command: req.command.clone(),
-        command_sha256: aiops_certs::sha256_hex(req.command.as_bytes()),
+        command_sha256: aiops_sys::sha256_hex(req.command.as_bytes()),
         risk: decision.risk.as_str().to_string(),
         reasons: decision.reasons.clone(),
         requester: req.requester.clone(),
@@ -519,7 +519,7 @@ pub async fn resolve(
     let store = Store::new(&loaded.config.runtime_dir);
     let approval = {
         let locked = store.lock()?;
-        let now = aiops_certs::now_ms();
+        let now = aiops_sys::now_ms();
         let mut all = locked.all()?;
         // Find the candidate before expiring, so an expired one is named as such.
         let candidate = match (&resolver, id) {
@@ -599,7 +599,7 @@ pub async fn resolve(
         rec.insert("resolver".into(), who.clone().into());
         audit(&log, Value::Object(rec))?;
         if let Some(g) = &grant {
-            aiops_certs::write_file_mode(&locked.grant_path(&a.id), g, 0o640)
+            aiops_sys::write_file_mode(&locked.grant_path(&a.id), g, 0o640)
                 .map_err(|e| err("runtime", e.to_string(), exit::SETUP))?;
         }
         locked.save(a)?;
@@ -740,7 +740,7 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
                 exit::FAILED,
             )));
         }
-        if aiops_certs::now_ms() > expires {
+        if aiops_sys::now_ms() > expires {
             a.state = State::Expired;
             audit_approval(&log, "expired", a)?;
             locked.save(a)?;
@@ -819,7 +819,7 @@ pub fn list(loaded: &Loaded) -> Result<Vec<Approval>, Failure> {
     let log = AuditLog::new(&loaded.config.audit_log);
     let locked = Store::new(&loaded.config.runtime_dir).lock()?;
     let mut all = locked.all()?;
-    expire(&locked, &log, &mut all, aiops_certs::now_ms())?;
+    expire(&locked, &log, &mut all, aiops_sys::now_ms())?;
     Ok(all)
 }
 

@@ -117,7 +117,7 @@ fn caller_account() -> String {
 }
 
 fn write(path: &Path, text: &str) -> LabResult<()> {
-    aiops_certs::write_file_mode(path, text.as_bytes(), 0o640).map_err(io(path))
+    aiops_sys::write_file_mode(path, text.as_bytes(), 0o640).map_err(io(path))
 }
 
 fn agent_dirs(dir: &Path) -> LabResult<Vec<PathBuf>> {

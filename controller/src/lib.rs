@@ -23,7 +23,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aiops_certs::audit::AuditLog;
+use aiops_audit::AuditLog;
 use aiops_certs::pki::{self, PkiDir};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -601,7 +601,7 @@ fn cmd_approvals(config: &std::path::Path, command: ApprovalsCmd) -> ExitCode {
                 if as_json {
                     print_json(&approvals::to_json(&all));
                 } else {
-                    let now = aiops_certs::now_ms();
+                    let now = aiops_sys::now_ms();
                     for a in all.iter().filter(|a| a.state == approvals::State::Pending) {
                         println!(
                             "{}  {}  {:?}  by {}  expires in {}s\n    reason: {}",
@@ -946,11 +946,11 @@ async fn check_targets(loaded: &Loaded, sender: &run::Sender) -> Vec<serde_json:
         };
         match described {
             Ok((d, health)) => {
-                let now = aiops_certs::now_ms();
+                let now = aiops_sys::now_ms();
                 json!({
                     "target": name, "address": t.address, "reachable": true,
                     "version": d.version, "name": d.name, "policy_digest": d.policy_digest,
-                    "cert_not_after": aiops_certs::rfc3339_ms(d.cert_not_after * 1000),
+                    "cert_not_after": aiops_sys::rfc3339_ms(d.cert_not_after * 1000),
                     "cert_days_left": (d.cert_not_after * 1000 - now) / 86_400_000,
                     "clock_offset_ms": d.now_ms - now,
                     "controller_key_id": d.controller_key_id,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_certs::audit::AuditLog;
+use aiops_audit::AuditLog;
 use aiops_certs::signing::SigningKey;
 use aiops_policy::{Decision, Risk};
 use aiops_proto::agent::v1 as pb;
@@ -409,7 +409,7 @@ fn input_summary(input: &[u8]) -> Map<String, Value> {
         .collect();
     object(json!({
         "input_bytes": input.len(),
-        "input_sha256": aiops_certs::sha256_hex(input),
+        "input_sha256": aiops_sys::sha256_hex(input),
         "input_preview": preview,
     }))
 }
@@ -719,7 +719,7 @@ pub async fn execute_targets(
         Err(f) => return error_all(f),
     };
     let defaults = &loaded.config.defaults;
-    let now = aiops_certs::now_ms();
+    let now = aiops_sys::now_ms();
     let output_cap_bytes = if req.save_output {
         defaults.saved_output_cap_bytes
     } else {
@@ -1058,7 +1058,7 @@ async fn send_one(
     collected.exit = st;
     let st = &collected.exit;
     let truncated = st.stdout_dropped > 0 || st.stderr_dropped > 0;
-    let digest = |t: &str| (aiops_certs::sha256_hex(t.as_bytes()), t.len() as u64);
+    let digest = |t: &str| (aiops_sys::sha256_hex(t.as_bytes()), t.len() as u64);
     let (stdout, stderr, output_digest, files) = match &p.saved {
         Some(s) => {
             let d = [s.stdout.digest(), s.stderr.digest()];
@@ -1300,7 +1300,7 @@ mod tests {
         }
         s.output(false, false, b"oops\n").unwrap();
         assert_eq!(std::fs::read(&s.stdout.path).unwrap(), data);
-        assert_eq!(s.stdout.digest(), (aiops_certs::sha256_hex(&data), 1000));
+        assert_eq!(s.stdout.digest(), (aiops_sys::sha256_hex(&data), 1000));
         let text = s.stdout.excerpt(0);
         let tail = String::from_utf8_lossy(&data[995..]);
         assert!(text.starts_with("abcde\n[aiops: 990 bytes not shown; the whole output is in "));

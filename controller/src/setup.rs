@@ -102,8 +102,8 @@ pub fn make_bundle(pki_dir: &PkiDir, spec: &BundleSpec) -> Result<Bundle, String
         ca_pem: ca.cert_pem().to_string(),
         agent_cert_pem: cert,
         agent_key_pem: key,
-        issued_at: aiops_certs::rfc3339_ms(aiops_certs::now_ms()),
-        cert_not_after: aiops_certs::rfc3339_ms(not_after * 1000),
+        issued_at: aiops_sys::rfc3339_ms(aiops_sys::now_ms()),
+        cert_not_after: aiops_sys::rfc3339_ms(not_after * 1000),
     };
     let text = format!(
         "# aiops enrollment bundle for {name}: holds its PRIVATE KEY. Copy it to {name} over a\n\
@@ -120,8 +120,7 @@ pub fn make_bundle(pki_dir: &PkiDir, spec: &BundleSpec) -> Result<Bundle, String
             .create(dir)
             .map_err(e(dir.display()))?;
     }
-    aiops_certs::write_file_mode(&spec.out, text.as_bytes(), 0o600)
-        .map_err(e(spec.out.display()))?;
+    aiops_sys::write_file_mode(&spec.out, text.as_bytes(), 0o600).map_err(e(spec.out.display()))?;
     Ok(bundle)
 }
 
@@ -154,15 +153,15 @@ pub fn renew_controller(pki_dir: &PkiDir, identity: &str, days: i64) -> Result<V
             days,
         })
         .map_err(|x| x.to_string())?;
-    aiops_certs::write_file_mode(&pki_dir.controller_key(), key.as_bytes(), 0o600)
+    aiops_sys::write_file_mode(&pki_dir.controller_key(), key.as_bytes(), 0o600)
         .map_err(e(pki_dir.controller_key().display()))?;
-    aiops_certs::write_file_mode(&pki_dir.controller_cert(), cert.as_bytes(), 0o644)
+    aiops_sys::write_file_mode(&pki_dir.controller_cert(), cert.as_bytes(), 0o644)
         .map_err(e(pki_dir.controller_cert().display()))?;
     let not_after = pki::cert_not_after(&cert).map_err(|x| x.to_string())?;
     Ok(json!({
         "status": "ok", "renewed": "controller", "identity": identity,
         "cert": pki_dir.controller_cert(),
-        "cert_not_after": aiops_certs::rfc3339_ms(not_after * 1000),
+        "cert_not_after": aiops_sys::rfc3339_ms(not_after * 1000),
     }))
 }
 
@@ -336,7 +335,7 @@ fn edit_config<R>(
     );
     let meta = std::fs::metadata(config).map_err(e(config.display()))?;
     let tmp = dir.join(format!(".config.yml.new{}", std::process::id()));
-    aiops_certs::write_file_mode(&tmp, out.as_bytes(), meta.mode() & 0o777)
+    aiops_sys::write_file_mode(&tmp, out.as_bytes(), meta.mode() & 0o777)
         .map_err(e(tmp.display()))?;
     let check = crate::config::Loaded::load(&tmp);
     let written = check.map_err(|x| x.to_string()).and_then(|_| {

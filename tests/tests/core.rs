@@ -172,7 +172,7 @@ impl Craft {
                 .unwrap();
         let d = policy.classify(&self.command);
         assert_eq!(d.risk, aiops_policy::Risk::AutoAllowed);
-        let now = aiops_certs::now_ms();
+        let now = aiops_sys::now_ms();
         pb::CommandRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
             target: target.into(),

@@ -25,7 +25,7 @@ fn signed_hostname(pki: &PkiDir, target: &str) -> pb::SignedCommand {
         aiops_policy::Policy::from_yaml("mode: production\nunknown_default: reject\n", "t")
             .expect("policy");
     let d = policy.classify("hostname");
-    let now = aiops_certs::now_ms();
+    let now = aiops_sys::now_ms();
     let req = pb::CommandRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
         target: target.into(),
