@@ -217,11 +217,11 @@ impl Loaded {
             *p = base.join(&*p);
         }
         for (name, t) in &config.targets {
-            if !valid_target_name(name) {
+            if !aiops_types::TargetName::is_valid(name) {
                 return Err(err(format!("targets: {name:?} is not a valid target name")));
             }
-            if t.address.parse::<std::net::SocketAddr>().is_err() && !t.address.contains(':') {
-                return Err(err(format!("targets.{name}.address: expected host:port")));
+            if let Err(e) = aiops_types::TargetAddress::parse(&t.address) {
+                return Err(err(format!("targets.{name}.address: {e}")));
             }
         }
         for (group, members) in &config.groups {
@@ -291,13 +291,4 @@ impl Loaded {
     pub fn pki(&self) -> aiops_certs::pki::PkiDir {
         aiops_certs::pki::PkiDir::new(&self.config.pki_dir)
     }
-}
-
-/// Target names: 1-64 ASCII letters, digits, `.`, `-`, `_`.
-pub fn valid_target_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aiops_certs::pki::PkiDir;
 use aiops_certs::signing::SigningKey;
-use aiops_controller::client;
+use aiops_controller::dispatch::client;
 use aiops_e2e::{Lab, aiops_bin, request, run_cmd};
 use aiops_proto::agent::v1 as pb;
 use prost::Message;

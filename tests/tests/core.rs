@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aiops_certs::pki::{Ca, LeafSpec, PkiDir, Usage};
 use aiops_certs::signing::SigningKey;
-use aiops_controller::client;
+use aiops_controller::dispatch::client;
 use aiops_e2e::{Lab, aiops_bin, peak_rss_kib, processes_matching, read_jsonl, request};
 use aiops_proto::agent::v1 as pb;
 use serde_json::Value;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aiops_certs::pki::PkiDir;
 use aiops_certs::signing::SigningKey;
-use aiops_controller::client;
+use aiops_controller::dispatch::client;
 use aiops_e2e::nspawn::{Container, Controller, debs, loopback_endpoint, text, wait_until};
 use aiops_e2e::read_jsonl;
 use aiops_proto::agent::v1 as pb;

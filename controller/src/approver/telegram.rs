@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::approvals::{self, Resolver, Verb};
 use crate::config::Loaded;
-use crate::run::{Answer, exit};
+use crate::contract::{Answer, exit};
 
 /// Default path of the bot's configuration.
 pub const DEFAULT_TELEGRAM_CONFIG: &str = "/opt/aiops/approver-telegram.yml";
