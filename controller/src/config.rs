@@ -175,16 +175,20 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`. Every path in the file is resolved here,
+    /// once, against the file's own directory (made absolute first, so a
+    /// relative `AIOPS_CONFIG=aiops-lab/config.yml` works from anywhere later
+    /// code looks at it).
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         let err = |message: String| ConfigError {
             path: path.display().to_string(),
             message,
         };
+        let path = &std::path::absolute(path).map_err(|e| err(e.to_string()))?;
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut config: ControllerConfig =
             serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = path.parent().unwrap_or(Path::new("/"));
         for p in [
             &mut config.pki_dir,
             &mut config.audit_log,
@@ -215,6 +219,13 @@ impl Loaded {
             && p.is_relative()
         {
             *p = base.join(&*p);
+        }
+        // `approver_public_key` is `ed25519:<hex>` or a file, relative to the config's directory.
+        if let Some(k) = config.approvals.approver_public_key.as_mut()
+            && !k.trim().starts_with("ed25519:")
+            && Path::new(k.trim()).is_relative()
+        {
+            *k = base.join(k.trim()).display().to_string();
         }
         for (name, t) in &config.targets {
             if !aiops_types::TargetName::is_valid(name) {

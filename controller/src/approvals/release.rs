@@ -5,8 +5,6 @@
 //! approver account without the controller's keys reaches it through
 //! `sudo -n -u CONTROLLER aiops approvals release ID`.
 
-use std::path::Path;
-
 use aiops_audit::AuditLog;
 use aiops_certs::signing::VerifyingKey;
 use aiops_policy::Risk;
@@ -16,6 +14,7 @@ use serde_json::Value;
 
 use super::store::{
     State, Store, audit_approval, audit_error, controller_public, err, read_public,
+    read_public_file,
 };
 use crate::config::Loaded;
 use crate::contract::{Answer, Failure, RunInput, exit};
@@ -26,11 +25,8 @@ pub(super) fn approver_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> 
         &loaded.config.approvals.approver_public_key,
         &loaded.config.approvals.approver_key,
     ) {
-        (Some(k), _) => read_public(k, loaded.path.parent().unwrap_or(Path::new("."))),
-        (None, Some(private)) => read_public(
-            &private.with_extension("pub").display().to_string(),
-            Path::new("/"),
-        ),
+        (Some(k), _) => read_public(k),
+        (None, Some(private)) => read_public_file(&private.with_extension("pub")),
         (None, None) => Err(err(
             "no_approver_key",
             "no approver key is configured (approvals.approver_key / approver_public_key)",

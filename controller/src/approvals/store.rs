@@ -298,25 +298,31 @@ pub(super) fn read_key(path: &Path) -> Result<SigningKey, Failure> {
     })
 }
 
-pub(super) fn read_public(text_or_path: &str, base: &Path) -> Result<VerifyingKey, Failure> {
-    let text = if text_or_path.trim().starts_with("ed25519:") {
-        text_or_path.to_string()
+/// A public key given as `ed25519:<hex>` or as the path of a file holding
+/// it (the configuration made that path absolute when it loaded).
+pub(super) fn read_public(text_or_path: &str) -> Result<VerifyingKey, Failure> {
+    if text_or_path.trim().starts_with("ed25519:") {
+        VerifyingKey::parse(text_or_path)
+            .map_err(|e| err("key_unreadable", e.to_string(), exit::SETUP))
     } else {
-        let p = base.join(text_or_path.trim());
-        std::fs::read_to_string(&p).map_err(|e| {
-            err(
-                "key_unreadable",
-                format!("{}: {e}", p.display()),
-                exit::SETUP,
-            )
-        })?
-    };
+        read_public_file(Path::new(text_or_path.trim()))
+    }
+}
+
+/// The public key in the file `path`.
+pub(super) fn read_public_file(path: &Path) -> Result<VerifyingKey, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(
+            "key_unreadable",
+            format!("{}: {e}", path.display()),
+            exit::SETUP,
+        )
+    })?;
     VerifyingKey::parse(&text).map_err(|e| err("key_unreadable", e.to_string(), exit::SETUP))
 }
 
 pub(super) fn controller_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
-    let p = loaded.pki().signing_pub();
-    read_public(&p.display().to_string(), Path::new("/"))
+    read_public_file(&loaded.pki().signing_pub())
 }
 
 pub(super) fn audit_error(log: &AuditLog, f: Failure, id: Option<&str>, who: &str) -> Failure {

@@ -255,6 +255,12 @@ fn up_each(dir: &Path, started: &mut Vec<(String, PathBuf)>) -> LabResult<()> {
         if read_pid(&agent_dir).is_some_and(pid_alive) {
             continue;
         }
+        let addr = listen_addr(&agent_dir)?;
+        // A port someone else holds would also answer the readiness check
+        // below: refuse it before starting anything on it.
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            return Err(format!("agent {name} cannot listen on {addr}: {e}"));
+        }
         let log_path = agent_dir.join("agent.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -275,7 +281,6 @@ fn up_each(dir: &Path, started: &mut Vec<(String, PathBuf)>) -> LabResult<()> {
         // Reap it later from nobody: the agent outlives this process by design.
         std::mem::forget(child);
         write(&agent_dir.join("agent.pid"), &format!("{pid}\n"))?;
-        let addr = listen_addr(&agent_dir)?;
         let start = Instant::now();
         loop {
             if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
