@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use aiops_certs::audit::AuditLog;
+use aiops_audit::AuditLog;
 use serde_json::{Map, Value};
 
 /// Events that close an `accepted` request.
@@ -74,7 +74,7 @@ pub fn mark(audit: &AuditLog, state_dir: &Path, agent: &str) -> Result<Vec<Strin
         let appended = audit.append_many(records).map_err(|e| e.to_string())?;
         last_seq = appended.last().map_or(last_seq, |a| a.seq);
     }
-    aiops_certs::write_file_mode(&checked_path, format!("{last_seq}\n").as_bytes(), 0o600)
+    aiops_sys::write_file_mode(&checked_path, format!("{last_seq}\n").as_bytes(), 0o600)
         .map_err(|e| format!("{}: {e}", checked_path.display()))?;
     Ok(ids)
 }

@@ -292,7 +292,7 @@ fn a_torn_tail_is_repaired_and_recorded_at_the_next_start_on_both_sides() {
         assert_eq!(repairs[0]["removed_bytes"], torn.len(), "{v}");
         assert_eq!(
             repairs[0]["removed_sha256"],
-            aiops_certs::sha256_hex(torn),
+            aiops_sys::sha256_hex(torn),
             "{v}"
         );
         let records = read_jsonl(log);

@@ -9,6 +9,8 @@
 //! that gets `Ok` knows the record is on disk, and one that gets `Err` must
 //! fail closed. A side file `<log>.head` remembers the newest `seq`/`hash` so
 //! that deleting lines from the end is detected too.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -72,6 +74,19 @@ pub struct Repair {
     pub removed_bytes: u64,
     /// SHA-256 of those bytes.
     pub removed_sha256: String,
+}
+
+/// `audit verify` of both binaries (`aiops` and `aiops-agent`): checks the
+/// log at `path` and returns the JSON report they print, and whether the
+/// chain is intact (the process exits 0 only then).
+pub fn verify_report(path: &Path) -> (bool, Value) {
+    match AuditLog::new(path).verify() {
+        Ok(v) => (true, v.to_json(path)),
+        Err(e) => (
+            false,
+            serde_json::json!({"status": "error", "file": path, "line": e.line, "message": e.message}),
+        ),
+    }
 }
 
 /// Where a record landed.
@@ -186,11 +201,11 @@ impl AuditLog {
             repair.insert("removed_bytes".into(), Value::from(t.removed.len()));
             repair.insert(
                 "removed_sha256".into(),
-                Value::from(crate::sha256_hex(&t.removed)),
+                Value::from(aiops_sys::sha256_hex(&t.removed)),
             );
             records.insert(0, repair);
         }
-        let ts = crate::rfc3339_ms(crate::now_ms());
+        let ts = aiops_sys::rfc3339_ms(aiops_sys::now_ms());
         let mut text = String::new();
         let mut appended = Vec::with_capacity(records.len());
         for mut fields in records {
@@ -202,7 +217,7 @@ impl AuditLog {
                 fields.insert("ts".into(), Value::from(ts.clone()));
             }
             let body = canonical(&Value::Object(fields.clone()));
-            prev = crate::sha256_hex(body.as_bytes());
+            prev = aiops_sys::sha256_hex(body.as_bytes());
             fields.insert("hash".into(), Value::from(prev.clone()));
             text.push_str(&canonical(&Value::Object(fields)));
             text.push('\n');
@@ -484,7 +499,7 @@ fn check_record(record: &Map<String, Value>, prev: &str) -> Result<(u64, String)
         .ok_or("missing seq")?;
     let mut body = record.clone();
     body.remove("hash");
-    let want = crate::sha256_hex(canonical(&Value::Object(body)).as_bytes());
+    let want = aiops_sys::sha256_hex(canonical(&Value::Object(body)).as_bytes());
     if want != hash {
         return Err("hash does not match the record's contents (edited)".into());
     }
@@ -749,7 +764,7 @@ mod tests {
                 line: 4,
                 seq: 4,
                 removed_bytes: torn.len() as u64,
-                removed_sha256: crate::sha256_hex(torn),
+                removed_sha256: aiops_sys::sha256_hex(torn),
             }]
         );
         // Every acknowledged record is still there, byte for byte.
