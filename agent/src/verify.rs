@@ -264,6 +264,12 @@ impl Verifier<'_> {
                 "the approval has expired",
             ));
         }
+        if grant.requester != req.requester {
+            return Err(refuse(format!(
+                "grant is for requester {:?}, the request is from {:?}",
+                grant.requester, req.requester
+            )));
+        }
         if grant.approver.is_empty() || grant.approver == grant.requester {
             return Err(refuse(
                 "an approval needs an approver other than the requester".into(),

@@ -287,13 +287,25 @@ impl Forge {
         command: &str,
         expires: i64,
     ) -> Vec<u8> {
+        self.grant_for(key, id, target, command, expires, "hermes")
+    }
+
+    fn grant_for(
+        &self,
+        key: &SigningKey,
+        id: &str,
+        target: &str,
+        command: &str,
+        expires: i64,
+        requester: &str,
+    ) -> Vec<u8> {
         let grant = pb::ApprovalGrant {
             approval_id: id.into(),
             target: target.into(),
             command_sha256: aiops_sys::sha256_hex(command.as_bytes()),
             expires_at_ms: expires,
             approver: "approver".into(),
-            requester: "hermes".into(),
+            requester: requester.into(),
         }
         .encode_to_vec();
         pb::SignedApproval {
@@ -374,6 +386,11 @@ fn agent_refuses_approved_requests_without_a_valid_grant() {
         (
             "for another target",
             forge.grant(&forge.approver, &id, "srv2", &cmd, later),
+            "approval_invalid",
+        ),
+        (
+            "for another requester",
+            forge.grant_for(&forge.approver, &id, "srv1", &cmd, later, "mallory"),
             "approval_invalid",
         ),
         (

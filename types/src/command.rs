@@ -20,9 +20,40 @@ pub fn hygiene(command: &str) -> Option<String> {
     for (i, c) in command.char_indices() {
         let bad = match c {
             '\n' | '\t' => false,
-            c if c.is_control() => true,
-            // Unicode format, invisible and bidi characters, and non-ASCII spaces.
-            '\u{00A0}'
+            c => c.is_control() || invisible(c),
+        };
+        if bad {
+            return Some(format!(
+                "malformed: control or invisible character U+{:04X} at byte {i}",
+                c as u32
+            ));
+        }
+    }
+    None
+}
+
+/// Hygiene of a one-line free-text field shown to a human (`reason`,
+/// `requester`, ...): `Some(reason)` when it holds a control character
+/// (newlines and tabs included) or a format, invisible, bidi or line
+/// separator character that could make what the approver reads differ
+/// from what is stored.
+pub fn text_hygiene(field: &str, value: &str) -> Option<String> {
+    value.char_indices().find_map(|(i, c)| {
+        (c.is_control() || invisible(c)).then(|| {
+            format!(
+                "{field} contains a control or invisible character U+{:04X} at byte {i}",
+                c as u32
+            )
+        })
+    })
+}
+
+/// Unicode format, invisible and bidi characters, line and paragraph
+/// separators, and non-ASCII spaces.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00A0}'
             | '\u{00AD}'
             | '\u{034F}'
             | '\u{061C}'
@@ -38,17 +69,8 @@ pub fn hygiene(command: &str) -> Option<String> {
             | '\u{3164}'
             | '\u{FEFF}'
             | '\u{FFA0}'
-            | '\u{FFF9}'..='\u{FFFB}' => true,
-            _ => false,
-        };
-        if bad {
-            return Some(format!(
-                "malformed: control or invisible character U+{:04X} at byte {i}",
-                c as u32
-            ));
-        }
-    }
-    None
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// A command that passed [`hygiene`]: at most [`MAX_COMMAND_BYTES`], not

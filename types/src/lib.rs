@@ -20,7 +20,7 @@ pub mod names;
 pub mod plan;
 pub mod vocab;
 
-pub use command::{CommandText, MAX_COMMAND_BYTES, hygiene};
+pub use command::{CommandText, MAX_COMMAND_BYTES, hygiene, text_hygiene};
 pub use names::{Identity, NameError, NonEmptyArgv, TargetAddress, TargetName};
 pub use plan::{Connector, Pipeline, Plan, Redirect, Risk, Stage};
 pub use vocab::{ErrorCode, Exit, RefusalCode, Status, UnknownWord};

@@ -158,6 +158,17 @@ pub async fn resolve(
                     .map(|(i, _)| i)
                     .collect();
                 match pending.as_slice() {
+                    // Production: only what this person was shown. An approval
+                    // filed (or superseded) since `aiops approvals list` would
+                    // otherwise be approved unseen.
+                    [one] if production && locked.listed() != Some(vec![all[*one].id.clone()]) => {
+                        return Err(audited(err(
+                            "ambiguous",
+                            "the pending approvals are not what `aiops approvals list` last showed \
+                             you (or you have not listed them): list them again, then approve by id",
+                            exit::FAILED,
+                        )));
+                    }
                     [one] => Some(*one),
                     [] => None,
                     _ => {

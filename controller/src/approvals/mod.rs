@@ -18,4 +18,4 @@ pub mod store;
 pub use grant::{Resolver, Verb, parse_verb, resolve};
 pub use release::release;
 pub use request::request;
-pub use store::{Approval, DEFAULT_TTL_SECS, State, Store, list, to_json};
+pub use store::{Approval, DEFAULT_TTL_SECS, State, Store, list, list_for_approver, to_json};

@@ -85,15 +85,20 @@ pub struct Approval {
 
 impl Approval {
     /// The bytes the controller signs when it stores the approval.
+    /// Covers everything an approver is shown: the reason and the policy's
+    /// reasons too (as SHA-256), so an edited reason is `approval_tampered`.
     pub(super) fn binding(&self) -> Vec<u8> {
         format!(
-            "aiops-approval-v2\n{}\n{}\n{}\n{}\n{}\n{}",
+            "aiops-approval-v3\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
             self.id,
             self.target_set().join(","),
             self.command_sha256,
             self.requester,
             self.created_ms,
-            self.expires_ms
+            self.expires_ms,
+            aiops_sys::sha256_hex(self.reason.as_bytes()),
+            aiops_sys::sha256_hex(self.reasons.join("\n").as_bytes()),
+            self.risk,
         )
         .into_bytes()
     }
@@ -224,6 +229,29 @@ impl Locked {
         Ok(out)
     }
 
+    fn listed_path(&self) -> PathBuf {
+        self.dir
+            .join(format!(".listed-{}", nix::unistd::getuid().as_raw()))
+    }
+
+    /// Records the pending approvals just shown to this uid.
+    pub(super) fn save_listed(&self, ids: &[&str]) -> Result<(), Failure> {
+        let p = self.listed_path();
+        aiops_sys::write_file_mode(&p, ids.join("\n").as_bytes(), 0o640)
+            .map_err(|e| err("runtime", format!("{}: {e}", p.display()), exit::SETUP))
+    }
+
+    /// The pending approvals last shown to this uid, if they were listed.
+    pub(super) fn listed(&self) -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(self.listed_path()).ok()?;
+        Some(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
     pub(super) fn grant_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.grant"))
     }
@@ -346,6 +374,21 @@ pub fn list(loaded: &Loaded) -> Result<Vec<Approval>, Failure> {
     let locked = Store::new(&loaded.config.runtime_dir).lock()?;
     let mut all = locked.all()?;
     expire(&locked, &log, &mut all, aiops_sys::now_ms())?;
+    Ok(all)
+}
+
+/// Like [`list`], for a human approver (`aiops approvals list`): also
+/// remembers, per real uid, which approvals were pending when they were
+/// shown, so that `approve` without an id runs only what this person saw.
+pub fn list_for_approver(loaded: &Loaded) -> Result<Vec<Approval>, Failure> {
+    let all = list(loaded)?;
+    let locked = Store::new(&loaded.config.runtime_dir).lock()?;
+    let shown: Vec<&str> = all
+        .iter()
+        .filter(|a| a.state == State::Pending)
+        .map(|a| a.id.as_str())
+        .collect();
+    locked.save_listed(&shown)?;
     Ok(all)
 }
 

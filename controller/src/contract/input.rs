@@ -94,12 +94,10 @@ pub fn parse_input(input: &[u8]) -> Result<RunInput, Failure> {
                 exit::FAILED,
             ));
         }
-        if value.chars().any(char::is_control) {
-            return Err(fail(
-                "invalid_field",
-                format!("{field} contains control characters"),
-                exit::FAILED,
-            ));
+        // What the approver reads must be what is stored and signed: no
+        // control, bidi, zero-width or line-separator characters.
+        if let Some(why) = aiops_types::text_hygiene(field, value) {
+            return Err(fail("invalid_field", why, exit::FAILED));
         }
     }
     if req.requester.trim().is_empty() {

@@ -587,7 +587,14 @@ async fn send_one(
                 ClientError::Lost(_) => "agent_lost",
                 ClientError::Output(_) => "output_file",
             };
-            let mut message = e.to_string();
+            // An agent's words are redacted like its output: a refusal can
+            // quote the command or a path with a secret in it.
+            let mut message = match &e {
+                ClientError::Refused { .. } | ClientError::Lost(_) => {
+                    super::redact::redact(&e.to_string())
+                }
+                _ => e.to_string(),
+            };
             if let Some(s) = &p.saved {
                 match &e {
                     // The command may have run: keep what arrived.
