@@ -56,7 +56,9 @@ hermes_target() {
   fi
   if [ ! -e "$AIOPS_HOME/approver/approver.key" ]; then
     runuser -u "$APPROVER_USER" -- "$AIOPS" approvals init-key --out "$AIOPS_HOME/approver/approver.key" >/dev/null
-    install -o "$EXEC_USER" -g "$EXEC_USER" -m 0644 "$AIOPS_HOME/approver/approver.pub" "$pki/approver.pub"
+    # Root's alone: it decides whose signature approves (checked at load, and before
+    # `certs bundle` embeds it in an enrollment bundle).
+    install -o root -g root -m 0644 "$AIOPS_HOME/approver/approver.pub" "$pki/approver.pub"
     echo "created the approver key in $AIOPS_HOME/approver (readable by $APPROVER_USER only)"
   fi
   "$AIOPS" --config "$CONFIG" targets add "$name" "$address" >/dev/null

@@ -168,6 +168,11 @@ impl AgentConfig {
                 return Err(err("is world-writable; refusing to trust it".into()));
             }
         }
+        // A production agent's configuration names the approver keys: root's
+        // alone (the agent's own account must not be able to change them).
+        if !config.lab {
+            aiops_certs::owner::check_root_owned(path).map_err(err)?;
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -192,6 +197,10 @@ impl AgentConfig {
             if !k.trim().starts_with("ed25519:") {
                 let mut p = PathBuf::from(k.trim());
                 abs(&mut p);
+                if !config.lab {
+                    aiops_certs::owner::check_root_owned(&p)
+                        .map_err(|e| err(format!("approver_keys: {e}")))?;
+                }
                 *k = std::fs::read_to_string(&p)
                     .map_err(|e| err(format!("approver_keys {}: {e}", p.display())))?;
             }

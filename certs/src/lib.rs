@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod owner;
 pub mod pki;
 pub mod signing;
 pub mod tls;

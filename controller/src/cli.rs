@@ -595,10 +595,9 @@ fn cmd_explain(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The account running this process, from its real uid: never an
+/// environment variable (`SUDO_USER` is set by whoever starts the process).
 fn caller_name() -> String {
-    if let Ok(u) = std::env::var("SUDO_USER") {
-        return u;
-    }
     nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
         .flatten()
@@ -616,7 +615,7 @@ fn cmd_approvals(config: &Path, command: ApprovalsCmd) -> Result<ExitCode, Error
         }
         ApprovalsCmd::List { json: as_json } => {
             let loaded = load(config)?;
-            let all = approvals::list(&loaded)?;
+            let all = approvals::list_for_approver(&loaded)?;
             if as_json {
                 return ok_json(&approvals::to_json(&all));
             }
@@ -791,7 +790,11 @@ fn cmd_bundle(config: &Path, a: BundleArgs) -> Result<ExitCode, Error> {
         days: a.days,
         identity: a.identity,
     };
-    let b = operator::certs::make_bundle(&pki, &spec).map_err(|e| failed(ErrorCode::Pki, e))?;
+    // Unless this is a lab configuration, the embedded approver key must be root's.
+    let trusted =
+        Loaded::load(config).map_or(true, |l| l.policy.mode() == aiops_policy::Mode::Production);
+    let b = operator::certs::make_bundle(&pki, &spec, trusted)
+        .map_err(|e| failed(ErrorCode::Pki, e))?;
     ok_json(&json!({
         "status": "ok", "name": b.name, "bundle": out, "listen": b.listen,
         "address": b.address, "cert_not_after": b.cert_not_after,

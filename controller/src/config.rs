@@ -235,6 +235,11 @@ impl Loaded {
                 return Err(err(format!("targets.{name}.address: {e}")));
             }
         }
+        // In production this file says who may approve (approvals.approvers,
+        // the approver key): root's alone, as sudo wants its sudoers.
+        if policy.mode() == aiops_policy::Mode::Production {
+            aiops_certs::owner::check_root_owned(path).map_err(err)?;
+        }
         if !(1..=crate::contract::MAX_CONCURRENCY).contains(&config.defaults.max_concurrency) {
             return Err(err(format!(
                 "defaults.max_concurrency must be 1..={}",

@@ -120,6 +120,9 @@ fn an_approver_account_approves_what_the_controller_account_cannot() {
         chown(&pki.join(key), CTL, 0o600);
     }
     chown(&pki.join("approver.key"), APPR, 0o600);
+    // What decides who may approve is root's alone (checked at load in production).
+    chown(&lab.dir.join("config.yml"), "root", 0o644);
+    chown(&pki.join("approver.pub"), "root", 0o644);
     std::fs::write(lab.dir.join("audit.jsonl"), b"").unwrap();
     chown(&lab.dir.join("audit.jsonl"), CTL, 0o660);
     let approvals = lab.dir.join("runtime/approvals");
@@ -211,4 +214,44 @@ fn an_approver_account_approves_what_the_controller_account_cannot() {
     let answer = parse_answer(&as_user(&lab, APPR, &["approvals", "approve", &id], b""));
     assert_eq!(answer["error"]["code"], "approval_not_pending", "{answer}");
     assert!(!marker.exists());
+
+    // The controller account swaps the approver public key for one of its
+    // own (it owns the pki directory): neither approvals nor new enrollment
+    // bundles trust a key file root does not own.
+    let own = pki.join("ctl-own.key");
+    let swap = format!(
+        "{aiops} approvals init-key --out {own} >/dev/null && rm -f {pub_} && cp {own_pub} {pub_}",
+        aiops = aiops_bin().display(),
+        own = own.display(),
+        own_pub = own.with_extension("pub").display(),
+        pub_ = pki.join("approver.pub").display(),
+    );
+    sh(Command::new("/usr/sbin/runuser").args(["-u", CTL, "--", "sh", "-c", &swap]));
+    let answer = parse_answer(&as_user(&lab, CTL, &["run"], &request("srv1", &cmd)));
+    let id = answer["approval_id"].as_str().unwrap().to_string();
+    let answer = parse_answer(&as_user(&lab, APPR, &["approvals", "approve", &id], b""));
+    assert_eq!(answer["error"]["code"], "key_unreadable", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not root"),
+        "{answer}"
+    );
+    assert!(!marker.exists());
+    let out = as_user(
+        &lab,
+        CTL,
+        &["certs", "bundle", "srv9", "--address", "127.0.0.9:7443"],
+        b"",
+    );
+    let answer = parse_answer(&out);
+    assert_eq!(answer["status"], "error", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not root"),
+        "{answer}"
+    );
 }

@@ -5,6 +5,8 @@
 //! approver account without the controller's keys reaches it through
 //! `sudo -n -u CONTROLLER aiops approvals release ID`.
 
+use std::path::Path;
+
 use aiops_audit::AuditLog;
 use aiops_certs::signing::VerifyingKey;
 use aiops_policy::Risk;
@@ -21,12 +23,30 @@ use crate::contract::{Answer, Failure, RunInput, exit};
 use crate::dispatch;
 
 pub(super) fn approver_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
+    // In production the file that says whose signature approves must be
+    // root's alone: the controller account must not be able to swap it.
+    let trusted = |p: &Path| -> Result<(), Failure> {
+        if loaded.policy.mode() == aiops_policy::Mode::Production {
+            aiops_certs::owner::check_root_owned(p)
+                .map_err(|e| err("key_unreadable", e, exit::SETUP))?;
+        }
+        Ok(())
+    };
     match (
         &loaded.config.approvals.approver_public_key,
         &loaded.config.approvals.approver_key,
     ) {
-        (Some(k), _) => read_public(k),
-        (None, Some(private)) => read_public_file(&private.with_extension("pub")),
+        (Some(k), _) => {
+            if !k.trim().starts_with("ed25519:") {
+                trusted(Path::new(k.trim()))?;
+            }
+            read_public(k)
+        }
+        (None, Some(private)) => {
+            let p = private.with_extension("pub");
+            trusted(&p)?;
+            read_public_file(&p)
+        }
         (None, None) => Err(err(
             "no_approver_key",
             "no approver key is configured (approvals.approver_key / approver_public_key)",

@@ -37,7 +37,17 @@ pub struct BundleSpec {
 }
 
 /// Issues a fresh agent certificate and key for `spec.name` and writes the bundle.
-pub fn make_bundle(pki_dir: &PkiDir, spec: &BundleSpec) -> Result<Bundle, String> {
+/// With `trusted_approver_key`, the approver public key it embeds must be
+/// root's alone (production: otherwise the controller account could swap
+/// the key every agent enrolled afterwards trusts).
+pub fn make_bundle(
+    pki_dir: &PkiDir,
+    spec: &BundleSpec,
+    trusted_approver_key: bool,
+) -> Result<Bundle, String> {
+    if trusted_approver_key && pki_dir.approver_pub().exists() {
+        aiops_certs::owner::check_root_owned(&pki_dir.approver_pub())?;
+    }
     TargetName::new(spec.name.as_str()).map_err(|x| x.to_string())?;
     let address = TargetAddress::parse(&spec.address).map_err(|x| x.to_string())?;
     let (host, port) = (address.host().to_string(), address.port());
