@@ -753,7 +753,17 @@ impl pb::agent_server::Agent for AgentService {
             rec.insert("stdout_bytes".into(), outcome.stdout_total.into());
             rec.insert("stderr_bytes".into(), outcome.stderr_total.into());
             rec.insert("duration_ms".into(), outcome.duration_ms.into());
-            if let Err(e) = state.audit(Value::Object(rec)) {
+            // Retried (a full disk may clear); still failing, the controller
+            // hears agent_lost, and the next start records `interrupted`.
+            let mut written = state.audit(Value::Object(rec.clone()));
+            for attempt in 1..3u64 {
+                if written.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                written = state.audit(Value::Object(rec.clone()));
+            }
+            if let Err(e) = written {
                 tracing::error!("audit write failed after execution: {e}");
                 let _ = tx
                     .send(Err(Status::unavailable(format!("audit_failed: {e}"))))

@@ -469,3 +469,62 @@ fn fan_out_knobs_out_of_range_are_refused_before_anything_is_recorded_as_request
     assert!(lab.audit().iter().all(|r| r["event"] != "requested"));
     assert!(lab.agent_audit("srv1").is_empty());
 }
+
+#[test]
+fn an_outcome_that_cannot_be_written_is_retried_then_audit_failed_with_the_request_id() {
+    let lab = Lab::init(1, "lab");
+    let fs = SmallFs::mount(&lab.tmp.path().join("out.img"), &lab.dir.join("small"));
+    lab.edit(
+        "config.yml",
+        "audit_log: audit.jsonl",
+        "audit_log: small/audit.jsonl",
+    );
+    lab.up();
+    let log = fs.dir.join("audit.jsonl");
+    let ctl = {
+        let config = lab.config();
+        let body = long_request("srv1", "sleep 3.217");
+        std::thread::spawn(move || {
+            run_cmd(
+                &aiops_e2e::aiops_bin(),
+                &["run"],
+                &body,
+                &[("AIOPS_CONFIG", config.to_str().unwrap())],
+                &[],
+            )
+        })
+    };
+    // The write-ahead record is there: the disk fills while the command runs.
+    let start = Instant::now();
+    while !read_jsonl(&log).iter().any(|r| r["event"] == "requested") {
+        assert!(start.elapsed() < Duration::from_secs(20), "never requested");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fs.fill();
+    let out = ctl.join().unwrap();
+    let answer = aiops_e2e::parse_answer(&out);
+    assert_eq!(answer["error"]["code"], "audit_failed", "{answer}");
+    assert_eq!(out.status.code(), Some(2));
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("after 3 attempts"), "{answer}");
+    let requested = read_jsonl(&log)
+        .into_iter()
+        .find(|r| r["event"] == "requested")
+        .unwrap();
+    assert_eq!(answer["request_id"], requested["request_id"]);
+    // It ran: the agent's own log has the outcome.
+    let agent = lab.agent_audit("srv1");
+    assert!(
+        agent
+            .iter()
+            .any(|r| r["event"] == "executed" && r["request_id"] == requested["request_id"])
+    );
+    fs.free();
+    let (answer, code) = lab.run(&request("srv1", "hostname"));
+    assert_eq!(
+        (answer["status"].as_str(), code),
+        (Some("executed"), 0),
+        "{answer}"
+    );
+    verify_controller(&lab, &log);
+}
