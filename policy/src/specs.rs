@@ -2,7 +2,8 @@
 //! operands keep a program read-only. Anything a spec does not know is
 //! "unknown", never auto.
 
-use crate::paths::{basename, glob_match, resolve};
+use crate::paths::{Cwd, alias, glob_match};
+use crate::{HostFs, Walk};
 
 /// How strict one finding is. Ordered: later is stricter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,16 +30,28 @@ pub(crate) fn v(level: Level, reason: impl Into<String>) -> Verdict {
 }
 
 /// What a stage is checked against besides its spec.
+#[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
-    /// Working directory set by an earlier `cd`, if any.
-    pub cwd: Option<&'a str>,
+    /// Where relative paths resolve.
+    pub cwd: &'a Cwd,
     /// Sensitive-path glob patterns (built-in plus policy file).
     pub sensitive: &'a [String],
+    /// The host's file system (agent side, just before exec), if any.
+    pub fs: Option<&'a dyn HostFs>,
+    /// The stage runs through `sudo`: it can read what the agent cannot.
+    pub privileged: bool,
 }
 
+/// Most entries a recursive read's tree is walked for on the host.
+const WALK_LIMIT: usize = 20_000;
+
 impl Ctx<'_> {
-    /// `Some(reason)` when reading `path` could expose a secret.
+    /// `Some(reason)` when reading `path` (a directory tree when
+    /// `recursive`) could expose a secret.
     pub(crate) fn sensitive(&self, path: &str, recursive: bool) -> Option<String> {
+        if path.is_empty() || path == "-" {
+            return None;
+        }
         if path.split('/').any(|c| c == "..") {
             // Lexical `..` disagrees with the kernel across symlinks
             // (`/var/run/../etc` is `/etc`).
@@ -46,22 +59,70 @@ impl Ctx<'_> {
                 "path {path:?} contains `..` (symlinks make it unverifiable)"
             ));
         }
-        let full = resolve(self.cwd, path);
-        if path.ends_with(".pub") {
-            return None;
+        let Some(fulls) = self.cwd.paths(path) else {
+            return Some(format!(
+                "relative path {path:?} after a `cd` whose directory is unknown"
+            ));
+        };
+        for full in &fulls {
+            if let Some(r) = self.sensitive_abs(path, full, recursive) {
+                return Some(r);
+            }
+            let Some(fs) = self.fs else { continue };
+            let real = fs.realpath(full);
+            if let Some(real) = &real
+                && real != full
+                && let Some(r) = self.sensitive_abs(path, real, recursive)
+            {
+                return Some(format!("{r}, through a symbolic link ({full} is {real})"));
+            }
+            if recursive {
+                let root = real.as_deref().unwrap_or(full);
+                match fs.walk(root, WALK_LIMIT) {
+                    Walk::Entries { entries, complete } => {
+                        for e in &entries {
+                            if let Some(r) = self.sensitive_abs(path, e, false) {
+                                return Some(format!("{r}, inside the tree {root}"));
+                            }
+                        }
+                        if !complete && self.privileged {
+                            return Some(format!(
+                                "reads the tree {root}, which has parts this agent cannot verify"
+                            ));
+                        }
+                    }
+                    Walk::TooLarge => {
+                        return Some(format!(
+                            "reads the tree {root}, larger than {WALK_LIMIT} entries (cannot verify)"
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The check of one absolute, normalised path.
+    fn sensitive_abs(&self, path: &str, full: &str, recursive: bool) -> Option<String> {
+        if let Some(a) = alias(full) {
+            return Some(format!("reads {path}: {a}"));
         }
         for p in self.sensitive {
-            let hit = glob_match(p, &full)
-                || (!full.starts_with('/')
-                    && basename(p).chars().any(|c| c != '*' && c != '?')
-                    && glob_match(basename(p), basename(&full)))
+            // A public key beside a private one is not a secret.
+            let public = full.ends_with(".pub") && p.ends_with("id_*");
+            let hit = (glob_match(p, full) && !public)
                 || (recursive && {
                     // A recursive read of an ancestor directory reaches the secret.
                     let lit: String = p.chars().take_while(|c| *c != '*' && *c != '?').collect();
                     lit.starts_with('/') && (full == "/" || lit.starts_with(&format!("{full}/")))
                 });
             if hit {
-                return Some(format!("reads a sensitive path ({path} matches {p})"));
+                let shown = if path == full {
+                    path.to_string()
+                } else {
+                    format!("{path} = {full}")
+                };
+                return Some(format!("reads a sensitive path ({shown} matches {p})"));
             }
         }
         None
@@ -597,16 +658,14 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
             if operands.len() <= skip && recursive {
                 // grep -r PATTERN with no path searches the working directory,
                 // which may be `/` when no `cd` set it.
-                match ctx.cwd.map(|c| ctx.sensitive(c, true)) {
-                    Some(None) => {}
-                    Some(Some(r)) => out.push(v(Level::Approval, format!("{} {r}", spec.name))),
-                    None => out.push(v(
+                if let Some(r) = ctx.sensitive(".", true) {
+                    out.push(v(
                         Level::Approval,
                         format!(
-                            "{} -r without a path searches an unknown directory",
+                            "{} -r without a path searches the working directory: {r}",
                             spec.name
                         ),
-                    )),
+                    ));
                 }
             }
             for o in operands.iter().skip(skip) {
