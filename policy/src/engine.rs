@@ -369,7 +369,7 @@ fn trusted_name(name: &str) -> bool {
             && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
     };
-    if bare(name) {
+    if bare(name) || name == "[" {
         return true;
     }
     ["/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/"]
@@ -534,7 +534,10 @@ pub(crate) fn classify(
                         Cwd::Unknown
                     }
                 };
-                ok = either(&Some(landed), &skipped_ok);
+                // Even a `cd` that succeeded may have followed a symbolic
+                // link (`cd /x` with /x -> /): relative paths after it are
+                // also judged from where it started.
+                ok = either(&Some(landed.union(&here)), &skipped_ok);
                 failed = either(&Some(here), &skipped_failed);
                 continue;
             }

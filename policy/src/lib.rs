@@ -377,3 +377,12 @@ mod tests {
         assert!(err.to_string().contains("bogus"), "{err}");
     }
 }
+#[cfg(test)]
+mod examples_tests {
+    #[test]
+    fn builtin_examples_hold() {
+        if let Err(e) = super::Policy::check_builtin_examples() {
+            panic!("{e}");
+        }
+    }
+}

@@ -998,7 +998,8 @@ fn check_argv(
         }
         "cp" | "tee" | "ln" | "truncate" | "sed" | "scp" | "sort" | "uniq" | "curl" | "wget"
         | "perl" | "ed" | "ex" | "vi" | "vim" | "nvim" | "nano" | "emacs" | "pico" | "joe"
-        | "mcedit" | "patch" | "tar" => {
+        | "mcedit" | "patch" | "tar" | "journalctl" | "ss" | "strace" | "ltrace" | "tcpdump"
+        | "script" => {
             let mut targets: Vec<String> = match name {
                 "cp" | "ln" | "scp" => lit_pos.last().map(|t| t.to_string()).into_iter().collect(),
                 "sed" if !has_flag(args, 'i', "in-place") => Vec::new(),
@@ -1011,12 +1012,42 @@ fn check_argv(
                     Vec::new()
                 }
                 "uniq" => lit_pos.get(1).map(|t| t.to_string()).into_iter().collect(),
-                "sort" | "curl" | "wget" | "tar" => Vec::new(),
+                "sort" | "curl" | "wget" | "tar" | "journalctl" | "ss" | "strace" | "ltrace"
+                | "tcpdump" => Vec::new(),
+                "script" => lit_pos.first().map(|t| t.to_string()).into_iter().collect(),
                 _ => lit_pos.iter().map(|t| t.to_string()).collect(),
             };
             match name {
                 "sort" => targets.extend(opt_values(args, 'o', "output")),
-                "curl" => targets.extend(opt_values(args, 'o', "output")),
+                "curl" => {
+                    targets.extend(opt_values(args, 'o', "output"));
+                    targets.extend(opt_values(args, 'D', "dump-header"));
+                    targets.extend(opt_values(args, 'c', "cookie-jar"));
+                    for long in [
+                        "trace",
+                        "trace-ascii",
+                        "stderr",
+                        "libcurl",
+                        "etag-save",
+                        "hsts",
+                        "alt-svc",
+                    ] {
+                        targets.extend(opt_values(args, '\0', long));
+                    }
+                    for w in opt_values(args, 'w', "write-out") {
+                        let mut rest = w.as_str();
+                        while let Some(k) = rest.find("%output{") {
+                            let after = &rest[k + 8..];
+                            let end = after.find('}').unwrap_or(after.len());
+                            targets.push(after[..end].trim_start_matches('>').to_string());
+                            rest = &after[end..];
+                        }
+                    }
+                }
+                "journalctl" => targets.extend(opt_values(args, '\0', "cursor-file")),
+                "ss" => targets.extend(opt_values(args, 'D', "diag")),
+                "strace" | "ltrace" => targets.extend(opt_values(args, 'o', "output")),
+                "tcpdump" => targets.extend(opt_values(args, 'w', "")),
                 "wget" => targets.extend(opt_values(args, 'O', "output-document")),
                 "tar" => {
                     let extract = args.iter().any(|a| {
@@ -1379,7 +1410,8 @@ fn targets_of(a: &str, cwds: &[String]) -> Vec<Target> {
             // A glob in the last component: `/*`, `/e*`, `/home/*`, `*`.
             let (dir, last) = full.rsplit_once('/').unwrap_or(("", full.as_str()));
             let dir = if dir.is_empty() { "/" } else { dir };
-            let glob = last.contains(['*', '?', '[', '{']);
+            let braces = last.contains('{') && (last.contains(',') || last.contains(".."));
+            let glob = last.contains(['*', '?', '[']) || braces;
             let whole = matches!(last, "*" | ".*" | "*/" | "{*,.*}" | "[!.]*" | "?*");
             if glob && (whole || dir == "/") {
                 out.push(Target {

@@ -218,6 +218,14 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
                 .get_or_insert_with(|| format!("syntax error near byte {}", node.start_byte()));
         }
         let kind = node.kind();
+        // `[ ARGS ]` is the program `[` with literal words: recorded as a
+        // command when the word lexer reads it as exactly one.
+        if kind == "test_command"
+            && let Some(cmd) = bracket_test(node, src, pipe)
+        {
+            syn.commands.push(cmd);
+            continue;
+        }
         if node.is_named() {
             if !PLAIN.contains(&kind) && !node.is_error() {
                 syn.feature(kind);
@@ -326,6 +334,29 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
         }
         stack.extend(kids.into_iter().rev());
     }
+}
+
+/// `[ WORD... ]` as a command, when every word is literal.
+fn bracket_test(node: Node, src: &str, pipe: PipeSlot) -> Option<Cmd> {
+    let text = text_of(node, src);
+    if !text.starts_with("[ ") || text.starts_with("[[") {
+        return None;
+    }
+    let pipes = crate::lex::plan(text).ok()?;
+    let [p] = pipes.as_slice() else { return None };
+    let [stage] = p.stages.as_slice() else {
+        return None;
+    };
+    if !stage.redirects.is_empty() || stage.argv.last().map(String::as_str) != Some("]") {
+        return None;
+    }
+    Some(Cmd {
+        start: node.start_byte(),
+        end: node.end_byte(),
+        words: stage.argv.iter().cloned().map(Word::Lit).collect(),
+        assignments: Vec::new(),
+        pipeline: pipe,
+    })
 }
 
 /// A syntax record of an already-lexed plan, for the forbidden scan.
