@@ -978,13 +978,12 @@ fn check_argv(
             let admin_group = groups.iter().any(|g| is_admin_group(g))
                 || (matches!(name, "adduser" | "addgroup" | "gpasswd")
                     && lit_pos.len() >= 2
-                    && is_admin_group(lit_pos[lit_pos.len() - 1]))
-                || (name == "usermod" && lit_pos.iter().any(|g| is_admin_group(g)) && false);
+                    && is_admin_group(lit_pos[lit_pos.len() - 1]));
             if uid0 || non_unique || admin_group {
                 forbid(format!("{name} grants root or admin rights"));
             }
             if name == "usermod"
-                && lit_pos.iter().any(|u| *u == "root")
+                && lit_pos.contains(&"root")
                 && args.iter().any(|a| {
                     matches!(
                         a.as_str(),

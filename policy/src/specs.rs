@@ -1610,17 +1610,17 @@ pub(crate) fn docker_format_safe(f: &str) -> bool {
             return false;
         };
         let comps: Vec<&str> = path.split('.').collect();
-        let ok = !path.is_empty()
-            && comps
-                .iter()
-                .all(|c| !c.is_empty() && c.chars().all(|x| x.is_ascii_alphanumeric() || x == '_'))
-            && !comps.iter().any(|c| {
-                matches!(
-                    *c,
-                    "Env" | "Spec" | "TaskTemplate" | "ContainerSpec" | "Secrets"
-                )
-            })
-            && !(comps.len() == 1 && matches!(comps[0], "Config" | "ContainerConfig"));
+        let plain = comps
+            .iter()
+            .all(|c| !c.is_empty() && c.chars().all(|x| x.is_ascii_alphanumeric() || x == '_'));
+        let env = comps.iter().any(|c| {
+            matches!(
+                *c,
+                "Env" | "Spec" | "TaskTemplate" | "ContainerSpec" | "Secrets"
+            )
+        });
+        let whole_config = comps.len() == 1 && matches!(comps[0], "Config" | "ContainerConfig");
+        let ok = !path.is_empty() && plain && !env && !whole_config;
         if !ok {
             return false;
         }
