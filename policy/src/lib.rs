@@ -87,7 +87,7 @@ pub struct Policy {
 }
 
 /// Bumped whenever the built-in rules change, so [`Policy::digest`] changes.
-const BUILTIN_REVISION: &str = "aiops-policy builtin rules r1";
+const BUILTIN_REVISION: &str = "aiops-policy builtin rules r2";
 
 impl Policy {
     /// The built-in policy (lab mode, unknown commands need approval).
