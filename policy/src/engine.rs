@@ -379,7 +379,7 @@ fn trusted_name(name: &str) -> bool {
 
 struct Run<'a> {
     policy: &'a Policy,
-    sensitive: Vec<String>,
+    sensitive: std::borrow::Cow<'a, [String]>,
     approval: Vec<&'a Pattern>,
     forbid: Vec<&'a Pattern>,
     extra_approval: Vec<Pattern>,
@@ -402,7 +402,7 @@ pub(crate) fn classify(
     let mut unknown_default = policy.unknown_default();
     let mut run = Run {
         policy,
-        sensitive: policy.sensitive.clone(),
+        sensitive: std::borrow::Cow::Borrowed(&policy.sensitive),
         approval: policy.approval_rules.iter().collect(),
         forbid: policy.forbid_rules.iter().collect(),
         extra_approval: Vec::new(),
@@ -412,7 +412,11 @@ pub(crate) fn classify(
         if o.unknown_default == Some(UnknownDefault::Reject) {
             unknown_default = UnknownDefault::Reject;
         }
-        run.sensitive.extend(o.sensitive_paths.iter().cloned());
+        if !o.sensitive_paths.is_empty() {
+            run.sensitive
+                .to_mut()
+                .extend(o.sensitive_paths.iter().cloned());
+        }
         // Validated at load time.
         run.extra_approval = o
             .require_approval
