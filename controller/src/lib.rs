@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod bootstrap;
 pub mod client;
 pub mod config;
+pub mod export;
 pub mod hermes;
 pub mod inventory;
 pub mod lab;
@@ -185,6 +186,8 @@ enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ship every record, in order and at least once, to syslog (RFC 5424/5425) and OTLP sinks.
+    Export(export::cli::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -351,7 +354,7 @@ fn config_path(cli: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG))
 }
 
-fn print_json(v: &impl serde::Serialize) {
+pub(crate) fn print_json(v: &impl serde::Serialize) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     // A closed stdout (e.g. `| head`) is not an error worth a panic.
@@ -652,6 +655,7 @@ fn audit_file(config: &std::path::Path, file: Option<PathBuf>) -> Result<PathBuf
 
 fn cmd_audit(config: &std::path::Path, command: AuditCmd) -> ExitCode {
     match command {
+        AuditCmd::Export(args) => export::cli::cmd(config, args),
         AuditCmd::Verify { file } => {
             let file = match audit_file(config, file) {
                 Ok(f) => f,
