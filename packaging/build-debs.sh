@@ -99,6 +99,12 @@ fi
 # (README: Approver chat).
 install -D -m 0644 packaging/aiops-approver-telegram.service \
   "$c/lib/systemd/system/aiops-approver-telegram.service"
+# The audit exporter's unit ships disabled too: it needs /opt/aiops/export.yml (AUDIT_EXPORT.md).
+install -D -m 0644 packaging/export/aiops-audit-export.service \
+  "$c/lib/systemd/system/aiops-audit-export.service"
+install -m 0644 packaging/export/export.yml.example packaging/export/otelcol-aiops-audit.yaml \
+  "$c/usr/share/aiops-controller/"
+install -m 0644 packaging/export/README.md "$c/usr/share/doc/aiops-controller/AUDIT_EXPORT.md"
 install -m 0644 packaging/controller/config.yml "$c/usr/share/aiops-controller/config.yml"
 install -m 0440 packaging/controller/sudoers "$c/usr/share/aiops-controller/sudoers"
 install -m 0644 packaging/README.md "$c/usr/share/doc/aiops-controller/README.md"

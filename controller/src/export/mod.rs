@@ -526,6 +526,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("export.yml");
+        std::fs::write(
+            &p,
+            include_str!("../../../packaging/export/export.yml.example"),
+        )
+        .unwrap();
+        let c = ExportConfig::load(&p).unwrap();
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/aiops-export"));
+    }
+
+    #[test]
     fn config_rejects_duplicate_and_odd_sink_names() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("export.yml");
