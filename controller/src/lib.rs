@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod export;
 pub mod hermes;
+pub mod incident;
 pub mod inventory;
 pub mod lab;
 pub mod mcp;
@@ -64,6 +65,11 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         command: AuditCmd,
+    },
+    /// Incident reports from the audit trail.
+    Incident {
+        #[command(subcommand)]
+        command: incident::IncidentCmd,
     },
     /// Certificates and keys.
     Certs {
@@ -430,6 +436,7 @@ pub fn main() -> ExitCode {
         }
         Cmd::Approvals { command } => cmd_approvals(&config, command),
         Cmd::Audit { command } => cmd_audit(&config, command),
+        Cmd::Incident { command } => incident::cmd(&config, command),
         Cmd::Certs { command } => cmd_certs(&config, command),
         Cmd::Targets { command } => cmd_targets(&config, command),
         Cmd::Lab { command } => cmd_lab(command),
