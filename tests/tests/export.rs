@@ -68,7 +68,7 @@ fn strip_bom(s: &str) -> &str {
 fn canonical_hash(record: &Map<String, Value>) -> String {
     let mut body = record.clone();
     body.remove("hash");
-    aiops_certs::sha256_hex(aiops_certs::audit::canonical(&Value::Object(body)).as_bytes())
+    aiops_sys::sha256_hex(aiops_audit::canonical(&Value::Object(body)).as_bytes())
 }
 
 // ---------------------------------------------------------------- rsyslog
@@ -323,9 +323,9 @@ fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill
         assert_eq!(line["app"], "aiops-controller");
         assert_eq!(line["host"], HOST);
         assert_eq!(line["msgid"], rec["event"], "{line}");
-        let ts_ms = aiops_certs::parse_rfc3339_ms(rec["ts"].as_str().unwrap()).unwrap();
+        let ts_ms = aiops_sys::parse_rfc3339_ms(rec["ts"].as_str().unwrap()).unwrap();
         assert_eq!(
-            aiops_certs::parse_rfc3339_ms(line["timestamp"].as_str().unwrap()),
+            aiops_sys::parse_rfc3339_ms(line["timestamp"].as_str().unwrap()),
             Some(ts_ms),
             "{line}"
         );
@@ -491,7 +491,7 @@ fn otlp_http_records_decode_with_the_official_protos_field_by_field_after_an_out
         assert_eq!(r["resource"]["host.name"]["string"], HOST);
         assert!(r["resource"]["service.version"]["string"].is_string());
         assert_eq!(r["scope"]["name"], "aiops.audit");
-        let ts_ms = aiops_certs::parse_rfc3339_ms(rec["ts"].as_str().unwrap()).unwrap() as u64;
+        let ts_ms = aiops_sys::parse_rfc3339_ms(rec["ts"].as_str().unwrap()).unwrap() as u64;
         assert_eq!(r["time_unix_nano"], ts_ms * 1_000_000, "seq {seq}");
         assert!(r["observed_time_unix_nano"].as_u64().unwrap() >= ts_ms * 1_000_000);
         let event = rec["event"].as_str().unwrap();
@@ -647,7 +647,7 @@ fn the_real_otel_collector_parses_a_lab_audit_file_with_the_shipped_filelog_conf
         assert_eq!(a["prev"]["string"], rec["prev"]);
         assert_eq!(a["event"]["string"], rec["event"]);
         assert_eq!(a["seq"]["double"].as_f64(), rec["seq"].as_f64());
-        let ts_ms = aiops_certs::parse_rfc3339_ms(rec["ts"].as_str().unwrap()).unwrap() as u64;
+        let ts_ms = aiops_sys::parse_rfc3339_ms(rec["ts"].as_str().unwrap()).unwrap() as u64;
         assert_eq!(
             r["time_unix_nano"],
             ts_ms * 1_000_000,

@@ -46,7 +46,8 @@ pub fn cmd(config: &Path, args: ExportArgs) -> ExitCode {
         },
     };
     if args.status {
-        crate::print_json(&super::status(&cfg, &audit_log));
+        // A closed stdout is a normal end.
+        let _ = crate::output::json(&super::status(&cfg, &audit_log));
         return ExitCode::SUCCESS;
     }
     super::run(&cfg, &audit_log, args.once)

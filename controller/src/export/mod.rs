@@ -198,7 +198,7 @@ pub struct Exported {
 fn redact_value(v: &mut Value, changed: &mut bool) {
     match v {
         Value::String(s) => {
-            let r = crate::redact::redact(s);
+            let r = crate::dispatch::redact::redact(s);
             if r != *s {
                 *changed = true;
                 *s = r;
@@ -232,7 +232,7 @@ impl Exported {
             seq: record.get("seq").and_then(Value::as_u64).unwrap_or(0),
             hash: s("hash"),
             prev: s("prev"),
-            ts_ms: aiops_certs::parse_rfc3339_ms(&ts).unwrap_or(0),
+            ts_ms: aiops_sys::parse_rfc3339_ms(&ts).unwrap_or(0),
             ts,
             event: s("event"),
             fields,
@@ -242,7 +242,7 @@ impl Exported {
 
     /// The redacted record as canonical JSON.
     pub fn json(&self) -> String {
-        aiops_certs::audit::canonical(&Value::Object(self.fields.clone()))
+        aiops_audit::canonical(&Value::Object(self.fields.clone()))
     }
 
     /// Severity: 0 info, 1 warning, 2 error.
@@ -293,7 +293,7 @@ struct Running {
 }
 
 fn now_text() -> String {
-    aiops_certs::rfc3339_ms(aiops_certs::now_ms())
+    aiops_sys::rfc3339_ms(aiops_sys::now_ms())
 }
 
 /// What one pass over a sink did.
@@ -455,7 +455,7 @@ pub fn status(cfg: &ExportConfig, audit_log: &Path) -> Value {
         .ok()
         .map(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock).is_err())
         .unwrap_or(false);
-    let now = aiops_certs::now_ms();
+    let now = aiops_sys::now_ms();
     let sinks: Vec<Value> = cfg
         .sinks
         .iter()
@@ -472,7 +472,7 @@ pub fn status(cfg: &ExportConfig, audit_log: &Path) -> Value {
                     r.first()
                         .and_then(|x| x.record.get("ts"))
                         .and_then(Value::as_str)
-                        .and_then(aiops_certs::parse_rfc3339_ms)
+                        .and_then(aiops_sys::parse_rfc3339_ms)
                         .map(|t| (now - t).max(0))
                 }),
                 None => None,

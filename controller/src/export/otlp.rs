@@ -137,7 +137,7 @@ pub fn log_record(e: &Exported, observed_ns: u64) -> LogRecord {
 
 /// The request for one batch.
 pub fn request(batch: &[Exported], source: &Source) -> ExportLogsServiceRequest {
-    let observed = u64::try_from(aiops_certs::now_ms()).unwrap_or(0) * 1_000_000;
+    let observed = u64::try_from(aiops_sys::now_ms()).unwrap_or(0) * 1_000_000;
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(Resource {

@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use aiops_certs::audit::{GENESIS, canonical};
+use aiops_audit::{GENESIS, canonical};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -265,7 +265,7 @@ impl LogReader {
             };
             let mut body = record.clone();
             body.remove("hash");
-            if aiops_certs::sha256_hex(canonical(&Value::Object(body)).as_bytes()) != hash {
+            if aiops_sys::sha256_hex(canonical(&Value::Object(body)).as_bytes()) != hash {
                 return Err(ReadError::Other(format!(
                     "record {got_seq} does not match its hash (edited); not exported"
                 )));
@@ -290,7 +290,7 @@ impl LogReader {
     /// The newest record's seq (0 for an empty or missing log).
     pub fn head_seq(&self) -> Result<u64, String> {
         let mut head = 0;
-        aiops_certs::audit::AuditLog::new(&self.path)
+        aiops_audit::AuditLog::new(&self.path)
             .scan_back(|r| {
                 head = r.get("seq").and_then(Value::as_u64).unwrap_or(0);
                 false
@@ -303,7 +303,7 @@ impl LogReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aiops_certs::audit::AuditLog;
+    use aiops_audit::AuditLog;
     use serde_json::json;
 
     fn log_with(n: u64) -> (tempfile::TempDir, AuditLog) {

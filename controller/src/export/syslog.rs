@@ -168,7 +168,7 @@ pub fn format_message(
             body.insert(k.into(), Value::String(c));
         }
     }
-    let msg = aiops_certs::audit::canonical(&Value::Object(body));
+    let msg = aiops_audit::canonical(&Value::Object(body));
     format!(
         "<{pri}>1 {ts} {host} {app} - {msgid} {sd} \u{feff}{msg}",
         host = header_field(&source.host_name, 255),

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use aiops_certs::audit::AuditLog;
+use aiops_audit::AuditLog;
 use serde_json::{Map, Value, json};
 
 /// Bytes kept of each output excerpt.
@@ -38,7 +38,7 @@ pub struct Filter {
 
 /// Parses `--since` / `--until`: RFC 3339, or an age like `90s`, `30m`, `2h`, `1d`.
 pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
-    if let Some(ms) = aiops_certs::parse_rfc3339_ms(text) {
+    if let Some(ms) = aiops_sys::parse_rfc3339_ms(text) {
         return Ok(ms);
     }
     let (num, unit) = text.split_at(text.len().saturating_sub(1));
@@ -65,7 +65,7 @@ fn opt(r: &Map<String, Value>, k: &str) -> Value {
 
 impl Filter {
     fn keeps(&self, r: &Map<String, Value>) -> bool {
-        let ts = aiops_certs::parse_rfc3339_ms(s(r, "ts")).unwrap_or(0);
+        let ts = aiops_sys::parse_rfc3339_ms(s(r, "ts")).unwrap_or(0);
         if self.since_ms.is_some_and(|t| ts < t) || self.until_ms.is_some_and(|t| ts > t) {
             return false;
         }
@@ -93,7 +93,7 @@ impl Filter {
 }
 
 fn excerpt(text: &str) -> String {
-    let red = crate::redact::redact(text);
+    let red = crate::dispatch::redact::redact(text);
     if red.len() <= EXCERPT_BYTES {
         return red;
     }
@@ -111,7 +111,7 @@ fn pos(r: &Map<String, Value>) -> Value {
 /// One command of the incident, as the JSON report shows it.
 fn new_command(r: &Map<String, Value>) -> Map<String, Value> {
     let Value::Object(m) = json!({
-        "command": crate::redact::redact(s(r, "command")),
+        "command": crate::dispatch::redact::redact(s(r, "command")),
         "target": opt(r, "target"),
         "requester": opt(r, "requester"),
         "reason": opt(r, "reason"),
@@ -186,7 +186,7 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
         timeline.push(json!({
             "seq": opt(r, "seq"), "hash": opt(r, "hash"), "ts": opt(r, "ts"), "event": event,
             "target": opt(r, "target"), "requester": opt(r, "requester"),
-            "command": r.get("command").and_then(Value::as_str).map(crate::redact::redact),
+            "command": r.get("command").and_then(Value::as_str).map(crate::dispatch::redact::redact),
             "risk": opt(r, "risk"), "approval_id": opt(r, "approval_id"),
             "approver": opt(r, "resolver"), "exit_code": opt(r, "exit_code"),
         }));
@@ -263,7 +263,7 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
                         c.insert("outcome".into(), other.into());
                         c.insert(
                             "error".into(),
-                            json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(crate::redact::redact)}),
+                            json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(crate::dispatch::redact::redact)}),
                         );
                     }
                 }
@@ -276,7 +276,7 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
                 if r.contains_key("code") {
                     c.insert(
                         "error".into(),
-                        json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(crate::redact::redact)}),
+                        json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(crate::dispatch::redact::redact)}),
                     );
                 }
                 commands.push(c);
@@ -308,11 +308,11 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
     Ok(json!({
         "schema_version": SCHEMA_VERSION,
         "title": "aiops incident report",
-        "generated_at": aiops_certs::rfc3339_ms(now_ms),
+        "generated_at": aiops_sys::rfc3339_ms(now_ms),
         "audit_log": path,
         "filters": {
-            "since": filter.since_ms.map(aiops_certs::rfc3339_ms),
-            "until": filter.until_ms.map(aiops_certs::rfc3339_ms),
+            "since": filter.since_ms.map(aiops_sys::rfc3339_ms),
+            "until": filter.until_ms.map(aiops_sys::rfc3339_ms),
             "target": filter.target, "requester": filter.requester, "approval": filter.approval,
         },
         "range": {
@@ -558,7 +558,7 @@ pub fn cmd(config: &Path, command: IncidentCmd) -> std::process::ExitCode {
         format,
         file,
     } = command;
-    let now = aiops_certs::now_ms();
+    let now = aiops_sys::now_ms();
     let parse = |t: Option<String>| t.map(|t| parse_time(&t, now)).transpose();
     let (since_ms, until_ms) = match (parse(since), parse(until)) {
         (Ok(a), Ok(b)) => (a, b),
@@ -591,11 +591,12 @@ pub fn cmd(config: &Path, command: IncidentCmd) -> std::process::ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if format == "json" {
-        crate::print_json(&report);
+    // A closed stdout (`| head`) is a normal end.
+    let _ = if format == "json" {
+        crate::output::json(&report)
     } else {
-        print!("{}", markdown(&report));
-    }
+        crate::output::text(&markdown(&report))
+    };
     if report["verification"]["status"] == "ok" {
         ExitCode::SUCCESS
     } else {
