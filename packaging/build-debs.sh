@@ -89,6 +89,8 @@ install -m 0755 "$bin_dir/aiops" "$c/opt/aiops/bin/aiops"
 strip --strip-unneeded "$c/opt/aiops/bin/aiops"
 ln -s aiops "$c/opt/aiops/bin/run_action"
 ln -s bin/aiops "$c/opt/aiops/run_action"
+# The MVP's exact path (`echo '{...}' | sudo -u aiopsexec /opt/aiops/run_action.py`) keeps working.
+ln -s bin/aiops "$c/opt/aiops/run_action.py"
 install -m 0755 packaging/setup-aiops.sh "$c/opt/aiops/bin/setup-aiops.sh"
 if [ -d knowledge ]; then
   (cd knowledge && find . -type f ! -name '*.swp' -print0) | while IFS= read -r -d '' f; do

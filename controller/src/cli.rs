@@ -85,6 +85,8 @@ enum Cmd {
         #[command(subcommand)]
         command: AuditCmd,
     },
+    /// Bring an installation of the old run_action.py MVP over: config.yml mappings, its audit log as a sealed prior segment.
+    Migrate(crate::operator::migrate::MigrateArgs),
     /// Incident reports from the audit trail.
     Incident {
         #[command(subcommand)]
@@ -481,6 +483,7 @@ pub fn run() -> Result<ExitCode, Error> {
         }
         Cmd::Approvals { command } => cmd_approvals(&config, command),
         Cmd::Audit { command } => cmd_audit(&config, command),
+        Cmd::Migrate(args) => Ok(crate::operator::migrate::cmd(&config, args)),
         Cmd::Incident { command } => Ok(crate::operator::incident::cmd(&config, command)),
         Cmd::Certs { command } => cmd_certs(&config, command),
         Cmd::Targets { command } => cmd_targets(&config, command),

@@ -13,4 +13,5 @@ pub mod hermes;
 pub mod incident;
 pub mod inventory;
 pub mod lab;
+pub mod migrate;
 pub mod targets;
