@@ -299,9 +299,9 @@ fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill
         let (id, params) = parse_sd(r["sd"].as_str().unwrap());
         assert_eq!(id, "aiops@32473");
         let seq: u64 = params["seq"].as_str().unwrap().parse().unwrap();
-        if !by_seq.contains_key(&seq) {
+        if let std::collections::btree_map::Entry::Vacant(e) = by_seq.entry(seq) {
             first.push(seq);
-            by_seq.insert(seq, (r.clone(), params));
+            e.insert((r.clone(), params));
         }
     }
     assert_eq!(
