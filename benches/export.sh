@@ -36,7 +36,7 @@ global(workDirectory="$TMP/rs/work" maxMessageSize="256k" defaultNetstreamDriver
        defaultNetstreamDriverCAFile="$PKI/ca.pem"
        defaultNetstreamDriverCertFile="$PKI/agents/rsyslog.lab.pem"
        defaultNetstreamDriverKeyFile="$PKI/agents/rsyslog.lab.key")
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/name" permittedPeer=["aiops-controller"])
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 ruleset(name="a" queue.type="Direct") { action(type="omfile" file="$TMP/rs/out.log") }
 input(type="imtcp" port="$SYSLOG_PORT" address="127.0.0.1" ruleset="a")
 CONF
@@ -62,7 +62,7 @@ YML
   t1=$(ms)
   echo "$1: $EXPORT_N records in $((t1 - t0)) ms = $(( EXPORT_N * 1000 / (t1 - t0 + 1) )) records/s"
 }
-export_once syslog "  - {type: syslog_tls, name: rs, address: '127.0.0.1:$SYSLOG_PORT', server_name: rsyslog.lab, ca: '$PKI/ca.pem', cert: '$PKI/controller.pem', key: '$PKI/controller.key'}"
+export_once syslog "  - {type: syslog_tls, name: rs, address: '127.0.0.1:$SYSLOG_PORT', server_name: rsyslog.lab, ca: '$PKI/ca.pem'}"
 echo "  rsyslog wrote $(wc -l <"$TMP/rs/out.log") lines"
 export_once otlp "  - {type: otlp_http, name: otel, endpoint: 'http://127.0.0.1:$OTLP_PORT/v1/logs'}"
 echo "  receiver decoded $(wc -l <"$TMP/otlp.jsonl") records (the Python receiver decodes and writes every record: it bounds this figure)"

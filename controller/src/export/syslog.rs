@@ -177,6 +177,34 @@ pub fn format_message(
     )
 }
 
+/// TLS 1.3 or 1.2: syslog receivers (rsyslog's gtls in `anon` mode, many
+/// SIEM collectors) still offer only TLS 1.2, and RFC 5425 requires no more.
+/// The receiver's certificate is always checked against `ca` and the name.
+fn syslog_tls(config: &SyslogConfig) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in aiops_certs::tls::load_certs(&config.ca).map_err(|e| e.to_string())? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: {e}", config.ca.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match (&config.cert, &config.key) {
+        (Some(c), Some(k)) => {
+            let certs = aiops_certs::tls::load_certs(c).map_err(|e| e.to_string())?;
+            let key = aiops_certs::tls::load_key(k).map_err(|e| e.to_string())?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| e.to_string())
+        }
+        (None, None) => Ok(builder.with_no_client_auth()),
+        _ => Err("cert and key go together".into()),
+    }
+}
+
 /// The sink.
 pub struct SyslogSink {
     config: SyslogConfig,
@@ -188,13 +216,7 @@ pub struct SyslogSink {
 impl SyslogSink {
     /// Loads the TLS material; connects only when sending.
     pub fn new(config: SyslogConfig, source: Source) -> Result<SyslogSink, String> {
-        let mut tls = match (&config.cert, &config.key) {
-            (Some(c), Some(k)) => aiops_certs::tls::client_config(&config.ca, c, k),
-            (None, None) => aiops_certs::tls::anonymous_client_config(&config.ca),
-            _ => return Err("cert and key go together".into()),
-        }
-        .map_err(|e| e.to_string())?;
-        tls.alpn_protocols.clear();
+        let tls = syslog_tls(&config)?;
         let host = config
             .server_name
             .clone()
