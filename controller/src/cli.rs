@@ -85,6 +85,13 @@ enum Cmd {
         #[command(subcommand)]
         command: AuditCmd,
     },
+    /// Bring an installation of the old run_action.py MVP over: config.yml mappings, its audit log as a sealed prior segment.
+    Migrate(crate::operator::migrate::MigrateArgs),
+    /// Incident reports from the audit trail.
+    Incident {
+        #[command(subcommand)]
+        command: crate::operator::incident::IncidentCmd,
+    },
     /// Certificates and keys.
     Certs {
         #[command(subcommand)]
@@ -206,6 +213,8 @@ enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ship every record, in order and at least once, to syslog (RFC 5424/5425) and OTLP sinks.
+    Export(crate::export::cli::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -474,6 +483,8 @@ pub fn run() -> Result<ExitCode, Error> {
         }
         Cmd::Approvals { command } => cmd_approvals(&config, command),
         Cmd::Audit { command } => cmd_audit(&config, command),
+        Cmd::Migrate(args) => Ok(crate::operator::migrate::cmd(&config, args)),
+        Cmd::Incident { command } => Ok(crate::operator::incident::cmd(&config, command)),
         Cmd::Certs { command } => cmd_certs(&config, command),
         Cmd::Targets { command } => cmd_targets(&config, command),
         Cmd::Lab { command } => cmd_lab(command),
@@ -662,6 +673,7 @@ fn audit_file(config: &Path, file: Option<PathBuf>) -> Result<PathBuf, Error> {
 
 fn cmd_audit(config: &Path, command: AuditCmd) -> Result<ExitCode, Error> {
     match command {
+        AuditCmd::Export(args) => Ok(crate::export::cli::cmd(config, args)),
         AuditCmd::Verify { file } => {
             let file = audit_file(config, file)?;
             let (intact, report) = aiops_audit::verify_report(&file);
