@@ -59,7 +59,7 @@ fn migrate_dry_run_then_apply_seals_the_old_audit_and_the_first_request_works() 
     let before = std::fs::read(lab.config()).unwrap();
     let mvp = fixture(&lab);
     assert_eq!(risk(&lab, "systemctl stop nginx"), "approval_required");
-    assert_eq!(risk(&lab, "apt list --installed"), "approval_required");
+    assert_eq!(risk(&lab, "snap list"), "approval_required");
 
     let (dry, code) = migrate(&lab, &mvp, &["--dry-run"]);
     assert_eq!(code, 0, "{dry}");
@@ -121,7 +121,7 @@ fn migrate_dry_run_then_apply_seals_the_old_audit_and_the_first_request_works() 
     assert_eq!(done["status"], "migrated");
     // The policy lists came over.
     assert_eq!(risk(&lab, "systemctl stop nginx"), "forbidden");
-    assert_eq!(risk(&lab, "apt list --installed"), "auto_allowed");
+    assert_eq!(risk(&lab, "snap list"), "auto_allowed");
     // The old log, sealed and hashed, named by our first record.
     let sealed = lab.dir.join("prior/run_action-audit.jsonl");
     assert_eq!(std::fs::read(&sealed).unwrap(), old_audit);
