@@ -99,6 +99,10 @@ fi
 # (README: Approver chat).
 install -D -m 0644 packaging/aiops-approver-telegram.service \
   "$c/lib/systemd/system/aiops-approver-telegram.service"
+# Likewise the Teams approver bot's: it needs the bot's registration, config, app secret file
+# and certificate first (README: Approve from Microsoft Teams).
+install -D -m 0644 packaging/aiops-approver-teams.service \
+  "$c/lib/systemd/system/aiops-approver-teams.service"
 install -m 0644 packaging/controller/config.yml "$c/usr/share/aiops-controller/config.yml"
 install -m 0440 packaging/controller/sudoers "$c/usr/share/aiops-controller/sudoers"
 install -m 0644 packaging/README.md "$c/usr/share/doc/aiops-controller/README.md"
