@@ -47,7 +47,7 @@ impl From<Failure> for Error {
 fn failed(code: ErrorCode, message: impl Into<String>) -> Error {
     let exit = code.exit().code();
     Error::Failed(Failure {
-        answer: Box::new(Answer::error(code.as_str(), message)),
+        answer: Box::new(Answer::error(code, message)),
         exit,
     })
 }

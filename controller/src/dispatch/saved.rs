@@ -2,10 +2,11 @@
 //! `<runtime_dir>/outputs/` as they arrive (SHA-256 on the way, a bounded
 //! excerpt in memory). Run by the controller account inside the fan-out.
 
+use aiops_types::ErrorCode;
 use std::path::{Path, PathBuf};
 
 use super::client;
-use crate::contract::{Failure, exit, fail};
+use crate::contract::{Failure, fail};
 
 /// `save_output`: `<runtime_dir>/outputs`, created 0700 when missing; refused
 /// when it is a symlink, not a directory, not ours, or writable by others.
@@ -42,9 +43,8 @@ pub(super) fn outputs_dir(runtime_dir: &Path) -> Result<PathBuf, Failure> {
 
 fn output_fail(message: String) -> Failure {
     fail(
-        "output_file",
+        ErrorCode::OutputFile,
         format!("save_output: {message}; nothing was sent"),
-        exit::SETUP,
     )
 }
 
@@ -218,8 +218,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("outputs"), b"x").unwrap();
         let f = outputs_dir(tmp.path()).unwrap_err();
-        assert_eq!(f.exit, exit::SETUP);
-        assert_eq!(f.answer.error.as_ref().unwrap().code, "output_file");
+        assert_eq!(f.exit, crate::contract::exit::SETUP);
+        assert_eq!(f.answer.error.as_ref().unwrap().code, ErrorCode::OutputFile);
         std::fs::remove_file(tmp.path().join("outputs")).unwrap();
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("outputs")).unwrap();
         assert!(outputs_dir(tmp.path()).is_err());

@@ -5,8 +5,8 @@
 //! ([`crate::approvals::request`]), or refuses.
 
 use aiops_audit::AuditLog;
-use aiops_policy::Risk;
 use aiops_proto::agent::v1 as pb;
+use aiops_types::{ErrorCode, Risk, Status};
 use serde_json::{Value, json};
 
 use crate::config::Loaded;
@@ -41,16 +41,12 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             let f = audited_failure(
                 &log,
                 base,
-                fail(
-                    "unknown_target",
-                    "the selection matches no target",
-                    exit::FAILED,
-                ),
+                fail(ErrorCode::UnknownTarget, "the selection matches no target"),
             );
             return (*f.answer, f.exit);
         }
         Err(e) => {
-            let f = audited_failure(&log, base, fail("unknown_target", e, exit::FAILED));
+            let f = audited_failure(&log, base, fail(ErrorCode::UnknownTarget, e));
             return (*f.answer, f.exit);
         }
     };
@@ -78,13 +74,13 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
         }
         Risk::Forbidden | Risk::Rejected => {
             let status = if decision.risk == Risk::Forbidden {
-                "forbidden"
+                Status::Forbidden
             } else {
-                "rejected"
+                Status::Rejected
             };
             let mut rec = base.clone();
-            rec.insert("event".into(), status.into());
-            rec.insert("status".into(), status.into());
+            rec.insert("event".into(), status.as_str().into());
+            rec.insert("status".into(), status.as_str().into());
             rec.insert("risk".into(), decision.risk.as_str().into());
             rec.insert("reasons".into(), json!(decision.reasons));
             rec.insert("targets".into(), json!(names));
@@ -99,7 +95,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             (
                 Answer {
                     status,
-                    risk: Some(decision.risk.as_str()),
+                    risk: Some(decision.risk),
                     target: Some(req.target_spec()),
                     command: Some(req.command.clone()),
                     reasons: Some(decision.reasons),
