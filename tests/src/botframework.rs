@@ -252,7 +252,10 @@ pub fn card_of(call: &Call) -> &Value {
     &call.body["attachments"][0]["content"]
 }
 
-fn read_request(stream: &TcpStream) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
+/// Method, path, headers (lower-case names) and body of a request.
+type HttpRequest = (String, String, Vec<(String, String)>, Vec<u8>);
+
+fn read_request(stream: &TcpStream) -> Option<HttpRequest> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;

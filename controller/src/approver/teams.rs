@@ -36,6 +36,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use aiops_audit::AuditLog;
+use aiops_types::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -362,7 +363,7 @@ fn card_response(card: &Value) -> Value {
 pub fn cmd(config: &Path, args: TeamsArgs) -> ExitCode {
     let print = |a: &Answer| println!("{}", serde_json::to_string(a).unwrap_or_default());
     let setup = |m: String| {
-        print(&Answer::error("teams_config", m));
+        print(&Answer::error(ErrorCode::TeamsConfig, m));
         ExitCode::from(exit::SETUP)
     };
     if tracing::level_filters::LevelFilter::current() == tracing::level_filters::LevelFilter::TRACE
@@ -404,7 +405,7 @@ pub fn cmd(config: &Path, args: TeamsArgs) -> ExitCode {
     );
     let api_error = |m: String| {
         // Exit 1, not 2: the network may come back; systemd restarts the bot.
-        print(&Answer::error("teams_api", m));
+        print(&Answer::error(ErrorCode::TeamsApi, m));
         ExitCode::from(exit::FAILED)
     };
     if let Err(e) = connector.token() {
@@ -484,6 +485,9 @@ struct Refusal {
     code: &'static str,
     message: String,
 }
+
+/// The HTTP answer to a request, or why it was refused (with the approval it named).
+type Checked = Result<Option<(u16, Value)>, (Refusal, Option<String>)>;
 
 fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
     Refusal {
@@ -658,12 +662,7 @@ impl Daemon {
     }
 
     /// Checks and handles an activity. `Ok(None)`: not a press, acknowledged and ignored.
-    #[allow(clippy::type_complexity)]
-    fn check(
-        &mut self,
-        authorization: Option<&str>,
-        activity: &Value,
-    ) -> Result<Option<(u16, Value)>, (Refusal, Option<String>)> {
+    fn check(&mut self, authorization: Option<&str>, activity: &Value) -> Checked {
         let s = |p: &str| activity.pointer(p).and_then(Value::as_str).unwrap_or("");
         let expect = jwt::Expect {
             issuer: &self.cfg.issuer,

@@ -182,10 +182,10 @@ impl Keys {
     fn key(&mut self, kid: &str) -> Result<Jwk, Refused> {
         let stale = self.fetched.is_none_or(|t| t.elapsed() > KEYS_MAX_AGE);
         let may_refetch = self.fetched.is_none_or(|t| t.elapsed() >= self.min_refetch);
-        if stale || (!self.keys.contains_key(kid) && may_refetch) {
-            if let Err(e) = self.fetch() {
-                super::log(&format!("signing keys: {e}"));
-            }
+        if (stale || (!self.keys.contains_key(kid) && may_refetch))
+            && let Err(e) = self.fetch()
+        {
+            super::log(&format!("signing keys: {e}"));
         }
         self.keys.get(kid).cloned().ok_or_else(|| {
             refused("the token is signed by a key that is not in the Bot Framework's signing keys")
