@@ -138,7 +138,10 @@ pub fn serve(
             let tls = tls.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(req, jobs.clone()));
-                let http = hyper::server::conn::http1::Builder::new();
+                let mut http = hyper::server::conn::http1::Builder::new();
+                // A client that never finishes its headers is dropped.
+                http.timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10));
                 let result = match tls {
                     Some(acceptor) => {
                         match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
