@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use aiops_audit::AuditLog;
+use aiops_audit::{AuditEvent, AuditLog};
 use aiops_certs::signing::{SigningKey, VerifyingKey};
 use aiops_types::ErrorCode;
 use nix::fcntl::{Flock, FlockArg};
@@ -217,21 +217,18 @@ impl Locked {
 }
 
 pub(super) fn approval_record(event: &str, a: &Approval) -> serde_json::Map<String, Value> {
-    let Value::Object(m) = json!({
-        "event": event,
-        "approval_id": a.id,
-        "target": a.target,
-        "targets": a.target_set(),
-        "command": a.command,
-        "command_sha256": a.command_sha256,
-        "requester": a.requester,
-        "reason": a.reason,
-        "risk": a.risk,
-        "expires_ms": a.expires_ms,
-    }) else {
-        unreachable!("json! object")
-    };
-    m
+    let mut e = AuditEvent::new(event);
+    e.approval_id = Some(a.id.clone());
+    e.target = Some(a.target.clone());
+    e.command = Some(a.command.clone());
+    e.requester = Some(a.requester.clone());
+    e.risk = Some(a.risk.clone());
+    e.other.insert("targets".into(), json!(a.target_set()));
+    e.other
+        .insert("command_sha256".into(), a.command_sha256.clone().into());
+    e.other.insert("reason".into(), a.reason.clone().into());
+    e.other.insert("expires_ms".into(), a.expires_ms.into());
+    e.into_record()
 }
 
 pub(super) fn audit_approval(log: &AuditLog, event: &str, a: &Approval) -> Result<(), Failure> {

@@ -73,7 +73,14 @@ pub fn parse_input(input: &[u8]) -> Result<RunInput, Failure> {
             format!("expected {{\"target\",\"command\",\"requester\",\"reason\"}}: {e}"),
         )
     })?;
-    if let Some(why) = aiops_policy::hygiene(&req.command) {
+    check(req)
+}
+
+/// The checks of a request that is already a [`RunInput`] (from stdin, or
+/// built by `aiops mcp` from its tool arguments): command hygiene, field
+/// lengths and characters, the target selection.
+pub fn check(req: RunInput) -> Result<RunInput, Failure> {
+    if let Err(why) = aiops_types::CommandText::new(req.command.as_str()) {
         return Err(fail(ErrorCode::InvalidCommand, why));
     }
     for (field, value, max) in [

@@ -203,13 +203,7 @@ pub async fn execute_targets(
                 format!("{e}; nothing was run (fail closed)"),
             ),
         };
-        names
-            .iter()
-            .map(|n| Answer {
-                target: Some(n.clone()),
-                ..answer.clone()
-            })
-            .collect()
+        for_each_target(&answer, names)
     };
     let sender = match Sender::load(loaded) {
         Ok(s) => s,
@@ -306,13 +300,7 @@ pub async fn execute_targets(
             ErrorCode::AuditFailed,
             format!("{e}; nothing was run (fail closed)"),
         );
-        return names
-            .iter()
-            .map(|n| Answer {
-                target: Some(n.clone()),
-                ..a.clone()
-            })
-            .collect();
+        return for_each_target(&a, names);
     }
 
     let limits = Limits {
@@ -347,6 +335,17 @@ pub async fn execute_targets(
             .collect();
     }
     answers
+}
+
+/// The same answer for every target (nothing was sent to any of them).
+fn for_each_target(a: &Answer, names: &[String]) -> Vec<Answer> {
+    names
+        .iter()
+        .map(|n| Answer {
+            target: Some(n.clone()),
+            ..a.clone()
+        })
+        .collect()
 }
 
 fn error_record(
@@ -515,14 +514,23 @@ async fn send_one(
     let result =
         match client::connect(&target.address, server_name, sender.tls(), connect_timeout).await {
             Ok(channel) => {
-                let sink: &mut (dyn client::OutputSink + Send) = match p.saved.as_mut() {
-                    Some(s) => s,
-                    None => &mut collected,
+                let mut sink = match p.saved.as_mut() {
+                    Some(s) => Sink::Save(s),
+                    None => Sink::Collect(&mut collected),
                 };
-                client::execute_into(channel, p.signed.clone(), deadline, sink).await
+                client::execute_into(channel, p.signed.clone(), deadline, &mut sink).await
             }
             Err(e) => Err(e),
         };
+    // save_output: the answer names the files only once everything is in them.
+    let result = match (result, p.saved.as_mut()) {
+        (Ok(st), Some(s)) => s
+            .finish()
+            .await
+            .map(|()| st)
+            .map_err(|e| ClientError::Output(e.to_string())),
+        (r, _) => r,
+    };
     let st = match result {
         Ok(st) => st,
         Err(e) => {
@@ -608,5 +616,20 @@ async fn send_one(
         request_id: Some(p.request_id.clone()),
         approval_id: approval_id.map(str::to_string),
         ..Answer::default()
+    }
+}
+
+/// Where one target's output goes: memory, or its `save_output` files.
+enum Sink<'a> {
+    Collect(&'a mut Collected),
+    Save(&'a mut SavedOutput),
+}
+
+impl client::OutputSink for Sink<'_> {
+    async fn output(&mut self, stdout: bool, tail: bool, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Collect(c) => c.output(stdout, tail, data).await,
+            Sink::Save(s) => s.output(stdout, tail, data).await,
+        }
     }
 }
