@@ -101,6 +101,10 @@ fi
 # (README: Approver chat).
 install -D -m 0644 packaging/aiops-approver-telegram.service \
   "$c/lib/systemd/system/aiops-approver-telegram.service"
+# Likewise the Teams approver bot's: it needs the bot's registration, config, app secret file
+# and certificate first (README: Approve from Microsoft Teams).
+install -D -m 0644 packaging/aiops-approver-teams.service \
+  "$c/lib/systemd/system/aiops-approver-teams.service"
 # The audit exporter's unit ships disabled too: it needs /opt/aiops/export.yml (AUDIT_EXPORT.md).
 install -D -m 0644 packaging/export/aiops-audit-export.service \
   "$c/lib/systemd/system/aiops-audit-export.service"

@@ -17,6 +17,7 @@ apt_packages=(bash coreutils procps sudo)
 apt_packages+=(debootstrap systemd-container binutils)   # packaging / real target host
 apt_packages+=(python3 python3-venv python3-pip)   # assistant side (Hermes, MCP)
 apt_packages+=(ansible-core)   # fleet: our inventory parser against ansible-inventory
+apt_packages+=(openssl)   # teams: the fake Bot Framework's RSA signing keys, the bot's test certificate
 apt_packages+=(rsyslog rsyslog-gnutls)   # audit export: a real RFC 5425 (syslog over TLS) receiver
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | [`request`] | `aiops run`, `aiops mcp` | the AI-facing account (`aiopsexec` for the assistant) |
 //! | [`approvals`] | request / grant / release of approvals | `aiopsexec` / the approver / the controller account |
-//! | [`approver`] | the Telegram approver chat | the approver account |
+//! | [`approver`] | the Telegram approver chat, the Teams approver bot | the approver account |
 //! | [`dispatch`] | signing, fan-out, mTLS client, saved output, redaction | the controller account (`aiopsexec`) |
 //! | [`operator`] | certificates, targets, inventory import, labs, Hermes set-up, incident reports | the operator (root / admin) |
 //! | [`export`] | `aiops audit export`: the audit log to syslog / OTLP sinks | its own read-only account (`aiops-audit-export.service`) |

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use serde_json::Value;
 
+pub mod botframework;
 pub mod mcp;
 pub mod nspawn;
 

@@ -193,6 +193,10 @@ words! {
         TelegramConfig = "telegram_config",
         /// The chat API refused the bot.
         TelegramApi = "telegram_api",
+        /// The Teams approver bot's configuration, secret or TLS files cannot be loaded.
+        TeamsConfig = "teams_config",
+        /// The token endpoint or the Bot Framework's signing keys refused or failed the Teams bot.
+        TeamsApi = "teams_api",
         /// `aiops mcp`: no approval with that id.
         NoSuchApproval = "no_such_approval",
     }
@@ -215,13 +219,14 @@ impl ErrorCode {
             | Pki
             | Lab
             | Inventory
-            | TelegramConfig => Exit::Setup,
+            | TelegramConfig
+            | TeamsConfig => Exit::Setup,
             InvalidJson | InvalidUtf8 | InputTooLarge | InvalidCommand | InvalidField
             | InvalidName | UnknownTarget | AgentRefused | Unreachable | Incomplete | AgentLost
             | InternalError | NoPendingApproval | ApprovalExpired | ApprovalNotPending
             | ApprovalNotAllowed | ApprovalTampered | ApprovalInvalid | ApprovalNotGranted
             | NotAnApprover | SelfApproval | Ambiguous | PolicyChanged | Release | Stdin
-            | TelegramApi | NoSuchApproval => Exit::Failed,
+            | TelegramApi | TeamsApi | NoSuchApproval => Exit::Failed,
         }
     }
 }

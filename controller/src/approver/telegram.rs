@@ -48,6 +48,9 @@ pub enum ApproverCmd {
     /// Run the Telegram approver bot: post each pending approval to the approver chat with
     /// Approve / Deny buttons and resolve it when an allowed approver presses one.
     Telegram(TelegramArgs),
+    /// Run the Microsoft Teams approver bot: post each pending approval as an Adaptive Card
+    /// with Approve / Deny and resolve it when a mapped approver presses one.
+    Teams(super::teams::TeamsArgs),
 }
 
 /// Arguments of `aiops approver telegram`.
@@ -350,7 +353,10 @@ fn log(line: &str) {
 
 /// Entry point of `aiops approver ...`.
 pub fn cmd(config: &Path, command: ApproverCmd) -> ExitCode {
-    let ApproverCmd::Telegram(args) = command;
+    let args = match command {
+        ApproverCmd::Telegram(args) => args,
+        ApproverCmd::Teams(args) => return super::teams::cmd(config, args),
+    };
     let setup = |m: String| {
         let a = Answer::error(ErrorCode::TelegramConfig, m);
         println!("{}", serde_json::to_string(&a).unwrap_or_default());
@@ -758,7 +764,7 @@ fn failure_text(a: &Answer) -> String {
     failure_text_value(&serde_json::to_value(a).unwrap_or(Value::Null))
 }
 
-fn failure_text_value(a: &Value) -> String {
+pub(crate) fn failure_text_value(a: &Value) -> String {
     format!(
         "{}: {}",
         a.pointer("/error/code")
@@ -771,7 +777,7 @@ fn failure_text_value(a: &Value) -> String {
 }
 
 /// Cuts `s` to at most `max` characters, marking the cut.
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
