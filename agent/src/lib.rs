@@ -150,7 +150,7 @@ pub fn main() -> ExitCode {
                 }
             };
             rt.block_on(async move {
-                match Agent::new(config) {
+                match Agent::new(config, &cli.config) {
                     Ok(agent) => match agent.serve(shutdown_signal()).await {
                         Ok(()) => ExitCode::SUCCESS,
                         Err(e) => {
@@ -211,6 +211,7 @@ struct State {
     slots: Semaphore,
     cert_not_after: i64,
     refusals: std::sync::Mutex<RefusalWindow>,
+    runner: exec::Runner,
 }
 
 /// Refused connections of the current window: how many were recorded one
@@ -223,8 +224,10 @@ struct RefusalWindow {
 }
 
 impl Agent {
-    /// Loads keys, policy, replay cache and TLS configuration; binds nothing yet.
-    pub fn new(config: AgentConfig) -> Result<Agent, StartError> {
+    /// Loads keys, policy, replay cache and TLS configuration; binds nothing
+    /// yet. `config_path` is where the executor finds the same configuration
+    /// when it is started directly (a lab).
+    pub fn new(config: AgentConfig, config_path: &std::path::Path) -> Result<Agent, StartError> {
         if nix::unistd::geteuid().is_root() && !config.lab {
             return Err(StartError::Root);
         }
@@ -259,6 +262,7 @@ impl Agent {
         let horizon_ms = i64::from(config.max_request_lifetime_secs) * 1000 + 3 * skew_ms;
         let replay = ReplayCache::open(&config.state_dir, skew_ms, &audit, horizon_ms)
             .map_err(|e| setup(&config.state_dir.display().to_string(), &e))?;
+        let runner = runner(&config, config_path).map_err(|e| setup("executor", &e))?;
         Ok(Agent {
             tls,
             state: Arc::new(State {
@@ -271,6 +275,7 @@ impl Agent {
                 audit,
                 cert_not_after,
                 refusals: std::sync::Mutex::new(RefusalWindow::default()),
+                runner,
             }),
         })
     }
@@ -501,6 +506,46 @@ impl State {
     }
 }
 
+/// Where the packaged executor lives.
+pub const EXECUTOR_PATH: &str = "/usr/libexec/aiops-agent/aiops-exec";
+
+/// The command account, the Landlock domain and the way to the executor.
+fn runner(config: &AgentConfig, config_path: &std::path::Path) -> Result<exec::Runner, String> {
+    use aiops_exec::sandbox::{Account, ReadOnly};
+    let account = match &config.command_account {
+        Some(name) => Some(Account::lookup(name)?),
+        None => None,
+    };
+    let readonly = ReadOnly::new(&[])?.map(Arc::new);
+    if readonly.is_none() {
+        tracing::warn!(
+            without_landlock = ?config.without_landlock,
+            "this kernel has no Landlock: unprivileged commands are not kernel-confined to read-only"
+        );
+    }
+    let path = config.executor.path.clone().unwrap_or_else(|| {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("aiops-exec")));
+        match beside {
+            Some(p) if config.lab && p.is_file() => p,
+            _ => PathBuf::from(EXECUTOR_PATH),
+        }
+    });
+    let config_file =
+        std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    Ok(exec::Runner {
+        account,
+        limits: config.limits,
+        readonly,
+        executor: exec::ExecutorCmd {
+            path,
+            sudo: config.executor.sudo.unwrap_or(!config.lab),
+            config: config_file,
+        },
+    })
+}
+
 /// A served connection and its `max_connections` permit, released when the
 /// connection closes.
 struct Guarded {
@@ -643,6 +688,27 @@ impl pb::agent_server::Agent for AgentService {
             }
         };
         let req = verified.request;
+        let unprivileged = verified.grant.is_none()
+            && verified
+                .decision
+                .plan
+                .pipelines
+                .iter()
+                .flat_map(|p| &p.stages)
+                .any(|s| !s.privileged);
+        if unprivileged
+            && state.runner.readonly.is_none()
+            && state.config.without_landlock == config::WithoutLandlock::Refuse
+        {
+            return Err(refuse(
+                "landlock_unavailable",
+                "this kernel has no Landlock and without_landlock is refuse",
+                Some(&req),
+                Status::failed_precondition(
+                    "landlock_unavailable: this kernel has no Landlock; unprivileged commands are refused (without_landlock: refuse)",
+                ),
+            ));
+        }
         if let Err(e) = state
             .replay
             .check_and_insert(&req.request_id, req.expires_at_ms, false)
@@ -697,6 +763,10 @@ impl pb::agent_server::Agent for AgentService {
         }
         let (tx, rx) = mpsc::channel(16);
         let plan = verified.decision.plan;
+        let job = exec::Job {
+            signed: prost::Message::encode_to_vec(&signed),
+            approved: verified.grant.is_some(),
+        };
         tokio::spawn(async move {
             let Ok(_slot) = state.slots.acquire().await else {
                 return;
@@ -705,7 +775,7 @@ impl pb::agent_server::Agent for AgentService {
                 timeout: Duration::from_millis(u64::from(req.timeout_ms)),
                 output_cap: req.output_cap_bytes,
             };
-            let outcome = exec::execute(&plan, &req.command, limits, tx.clone()).await;
+            let outcome = exec::execute(&plan, &state.runner, &job, limits, tx.clone()).await;
             let mut rec = request_fields(&req);
             rec.insert("event".into(), "executed".into());
             rec.insert("exit_code".into(), outcome.exit_code.into());
@@ -715,6 +785,9 @@ impl pb::agent_server::Agent for AgentService {
             rec.insert("stdout_bytes".into(), outcome.stdout_total.into());
             rec.insert("stderr_bytes".into(), outcome.stderr_total.into());
             rec.insert("duration_ms".into(), outcome.duration_ms.into());
+            if let Some(which) = outcome.limit_exceeded {
+                rec.insert("limit_exceeded".into(), which.into());
+            }
             if let Err(e) = state.audit(Value::Object(rec)) {
                 tracing::error!("audit write failed after execution: {e}");
                 let _ = tx

@@ -31,6 +31,8 @@ pub fn bin_dir() -> &'static Path {
             "aiops-controller",
             "-p",
             "aiops-agent",
+            "-p",
+            "aiops-exec",
             "--bins",
         ]);
         if profile_release {
@@ -53,6 +55,11 @@ pub fn bin_dir() -> &'static Path {
 /// Path of the `aiops` binary.
 pub fn aiops_bin() -> PathBuf {
     bin_dir().join("aiops")
+}
+
+/// Path of the `aiops-exec` binary (the root executor).
+pub fn exec_bin() -> PathBuf {
+    bin_dir().join("aiops-exec")
 }
 
 /// Path of the `aiops-agent` binary.
