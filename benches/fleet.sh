@@ -3,7 +3,8 @@
 # Usage: bash benches/fleet.sh            (run as root from the repo root or anywhere)
 # Env: RT_N (round trips per tool, 40), FANOUT_REPS (5), ANSIBLE_CAP_500 (seconds, 1500),
 #      STREAM_BYTES (1000000000), SSH_PORT (30022), LAB_PORT (30100),
-#      FLEET_PORT (30200).
+#      FLEET_PORT (30200), BEFORE_BIN (a directory with aiops/aiops-agent built before the
+#      privilege split, for section 5's before/after).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -206,6 +207,10 @@ STDIN_TEXT=$req TIMEFILE=$TMP/t4b.txt H stream e2e "$AGENT2_PID" "$STREAM_BYTES"
     env AIOPS_CONFIG="$TMP/lab1/config-save.yml" "$AIOPS" run
 echo "e2e_controller_audit_bytes $(stat -c %s "$TMP/lab1/audit-save.jsonl")" | tee -a "$RESULTS"
 echo "load_at_end $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS"
+
+# --- 5. the privilege split: hostname before/after, privileged read via the executor ---
+log "5. privilege split (benches/privilege.sh; BEFORE_BIN=${BEFORE_BIN:-unset})"
+BIN=$REPO/target/release RT_N=$RT_N RESULTS=$RESULTS bash "$BENCH/privilege.sh"
 
 log "report"
 python3 "$BENCH/fleet_report.py" "$RESULTS"

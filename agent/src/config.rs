@@ -51,6 +51,10 @@ pub struct ExecutorConfig {
     /// `aiops-exec` next to the agent binary when that exists (a lab).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// `aiops-sandbox` (switches to `command_account`); default
+    /// `/usr/libexec/aiops-agent/aiops-sandbox`.
+    #[serde(default)]
+    pub sandbox_path: Option<PathBuf>,
     /// Start it through `sudo -n` (default: yes, unless `lab: true`).
     #[serde(default)]
     pub sudo: Option<bool>,

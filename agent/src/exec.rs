@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aiops_exec::sandbox::{Account, Confinement, Limits as Rlimits, ReadOnly, Waited};
+use aiops_exec::sandbox::{Confinement, Limits as Rlimits, ReadOnly, Waited};
 
 use aiops_policy::{Connector, Pipeline, Plan, Redirect, Stage};
 use aiops_proto::agent::v1::{ExecEvent, OutputChunk, Stream, exec_event};
@@ -53,9 +53,10 @@ pub struct ExecutorCmd {
 /// Who runs the stages of a plan, and how they are confined.
 #[derive(Debug, Clone)]
 pub struct Runner {
-    /// The command account unprivileged stages run as; `None` keeps the
-    /// daemon's own account (a lab).
-    pub account: Option<Account>,
+    /// `aiops-sandbox`, which switches unprivileged stages to the command
+    /// account (it alone holds CAP_SETUID/CAP_SETGID) and confines them;
+    /// `None` (a lab): confined here, under the daemon's own account.
+    pub switch: Option<PathBuf>,
     /// Per-command rlimits.
     pub limits: Rlimits,
     /// The read-only Landlock domain; `None` when the kernel has none and
@@ -366,7 +367,15 @@ fn build_stage(
     }
     let argv0 = stage.argv.first().ok_or("empty stage")?;
     let program = resolve(argv0)?;
-    let mut cmd = Command::new(&program);
+    let r = at.runner;
+    let mut cmd = match &r.switch {
+        Some(switch) => {
+            let mut c = Command::new(switch);
+            c.arg(&program);
+            c
+        }
+        None => Command::new(&program),
+    };
     cmd.args(&stage.argv[1..])
         .env_clear()
         .envs(CLEAN_ENV)
@@ -388,16 +397,17 @@ fn build_stage(
     cmd.stdin(stdin)
         .stdout(out.stdio().map_err(|e| e.to_string())?)
         .stderr(err.stdio().map_err(|e| e.to_string())?);
-    let r = at.runner;
-    Confinement {
-        account: r.account,
-        limits: Some(r.limits),
-        drop_capabilities: true,
-        no_new_privs: true,
-        landlock: r.readonly.as_deref(),
-        die_with_parent: false,
+    if r.switch.is_none() {
+        Confinement {
+            account: None,
+            limits: Some(r.limits),
+            drop_capabilities: true,
+            no_new_privs: true,
+            landlock: r.readonly.as_deref(),
+            die_with_parent: false,
+        }
+        .install(&mut cmd);
     }
-    .install(&mut cmd);
     Ok(cmd)
 }
 
@@ -699,7 +709,7 @@ mod tests {
 
     fn runner() -> Runner {
         Runner {
-            account: None,
+            switch: None,
             limits: Rlimits::default(),
             readonly: ReadOnly::new(&[]).expect("landlock").map(Arc::new),
             executor: ExecutorCmd {

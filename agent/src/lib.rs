@@ -508,12 +508,26 @@ impl State {
 
 /// Where the packaged executor lives.
 pub const EXECUTOR_PATH: &str = "/usr/libexec/aiops-agent/aiops-exec";
+/// Where the packaged account switch lives.
+pub const SANDBOX_PATH: &str = "/usr/libexec/aiops-agent/aiops-sandbox";
 
 /// The command account, the Landlock domain and the way to the executor.
 fn runner(config: &AgentConfig, config_path: &std::path::Path) -> Result<exec::Runner, String> {
     use aiops_exec::sandbox::{Account, ReadOnly};
-    let account = match &config.command_account {
-        Some(name) => Some(Account::lookup(name)?),
+    let switch = match &config.command_account {
+        Some(name) => {
+            let a = Account::lookup(name)?;
+            if a.uid == 0 || a.gid == 0 {
+                return Err(format!("command_account {name:?} is root"));
+            }
+            Some(
+                config
+                    .executor
+                    .sandbox_path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(SANDBOX_PATH)),
+            )
+        }
         None => None,
     };
     let readonly = ReadOnly::new(&[])?.map(Arc::new);
@@ -535,7 +549,7 @@ fn runner(config: &AgentConfig, config_path: &std::path::Path) -> Result<exec::R
     let config_file =
         std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
     Ok(exec::Runner {
-        account,
+        switch,
         limits: config.limits,
         readonly,
         executor: exec::ExecutorCmd {

@@ -62,6 +62,10 @@ struct Raw {
     limits: Limits,
     #[serde(default)]
     executor: ExecutorSection,
+    #[serde(default)]
+    command_account: Option<String>,
+    #[serde(default)]
+    without_landlock: Option<String>,
 }
 
 fn skew() -> u32 {
@@ -101,6 +105,10 @@ pub struct Config {
     pub approvable: Vec<Vec<String>>,
     /// Use a transient unit for approved commands when systemd runs.
     pub transient_unit: bool,
+    /// The account `aiops-sandbox` switches unprivileged stages to.
+    pub command_account: Option<String>,
+    /// `without_landlock: run_unconfined`.
+    pub run_unconfined: bool,
 }
 
 /// Reads a file after checking who owns it and who may write it.
@@ -212,6 +220,8 @@ impl Config {
                 .map(|p| p.split_whitespace().map(str::to_string).collect())
                 .collect(),
             transient_unit: raw.executor.transient_unit.unwrap_or(true),
+            command_account: raw.command_account,
+            run_unconfined: raw.without_landlock.as_deref() == Some("run_unconfined"),
         })
     }
 

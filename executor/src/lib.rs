@@ -24,6 +24,7 @@
 pub mod config;
 pub mod run;
 pub mod sandbox;
+pub mod switch;
 pub mod verify;
 pub mod wire;
 

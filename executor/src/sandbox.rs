@@ -419,3 +419,43 @@ pub fn stop_requested() -> bool {
     // SAFETY: sigtimedwait reads our set and timeout; no siginfo is wanted.
     unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) > 0 }
 }
+
+/// Capability numbers.
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+
+/// Gives `path` the file capabilities CAP_SETUID and CAP_SETGID (permitted
+/// and effective), as `setcap cap_setuid,cap_setgid=ep PATH` would. Needs
+/// root (CAP_SETFCAP); used by the package's postinst for `aiops-sandbox`.
+pub fn set_switch_file_caps(path: &Path) -> io::Result<()> {
+    const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+    const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x0000_0001;
+    let permitted = (1u32 << CAP_SETGID) | (1u32 << CAP_SETUID);
+    let mut data = Vec::with_capacity(20);
+    for word in [
+        VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
+        permitted,
+        0,
+        0,
+        0,
+    ] {
+        data.extend_from_slice(&word.to_le_bytes());
+    }
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::other("path has a NUL"))?;
+    // SAFETY: setxattr reads the two NUL-terminated strings and `data.len()`
+    // bytes of `data`, all alive for the call.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"security.capability".as_ptr(),
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
