@@ -506,6 +506,22 @@ impl State {
     }
 }
 
+/// How unprivileged stages are confined, for `Describe`.
+fn confinement(config: &AgentConfig, runner: &exec::Runner) -> String {
+    let landlock = match &runner.readonly {
+        Some(r) => format!("landlock_v{}", r.abi()),
+        None => match config.without_landlock {
+            config::WithoutLandlock::Refuse => "no_landlock:refused".to_string(),
+            config::WithoutLandlock::RunUnconfined => "no_landlock:unconfined".to_string(),
+        },
+    };
+    let account = config
+        .command_account
+        .as_deref()
+        .unwrap_or("(the agent's own)");
+    format!("{landlock} no_new_privs rlimits account={account}")
+}
+
 /// Where the packaged executor lives.
 pub const EXECUTOR_PATH: &str = "/usr/libexec/aiops-agent/aiops-exec";
 /// Where the packaged account switch lives.
@@ -819,6 +835,7 @@ impl pb::agent_server::Agent for AgentService {
                     stdout_total: outcome.stdout_total,
                     stderr_total: outcome.stderr_total,
                     duration_ms: outcome.duration_ms,
+                    limit_exceeded: outcome.limit_exceeded.unwrap_or_default().to_string(),
                 })),
             };
             let _ = tx.send(Ok(exit)).await;
@@ -838,6 +855,8 @@ impl pb::agent_server::Agent for AgentService {
             cert_not_after: s.cert_not_after,
             now_ms: aiops_certs::now_ms(),
             controller_key_id: s.controller_key.key_id(),
+            landlock_abi: s.runner.readonly.as_ref().map_or(0, |r| r.abi()),
+            confinement: confinement(&s.config, &s.runner),
         }))
     }
 }
