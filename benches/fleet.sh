@@ -3,8 +3,10 @@
 # Usage: bash benches/fleet.sh            (run as root from the repo root or anywhere)
 # Env: RT_N (round trips per tool, 40), FANOUT_REPS (5), ANSIBLE_CAP_500 (seconds, 1500),
 #      STREAM_BYTES (1000000000), SSH_PORT (30022), LAB_PORT (30100),
-#      FLEET_PORT (30200), BEFORE_BIN (a directory with aiops/aiops-agent built before the
-#      privilege split, for section 5's before/after).
+#      FLEET_PORT (30200), BENCH_SIZES (fan-out sizes, "1 10 100 500"; the fleet lab
+#      has as many agents as the largest, e.g. BENCH_SIZES=1 for a quick round-trip run),
+#      BEFORE_BIN (a directory with aiops/aiops-agent built before the privilege split,
+#      for section 5's before/after).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +19,8 @@ SSH_PORT=${SSH_PORT:-30022}
 LAB_PORT=${LAB_PORT:-30100}
 FLEET_PORT=${FLEET_PORT:-30200}
 read -r -a SIZES <<<"${BENCH_SIZES:-1 10 100 500}"   # BENCH_SIZES="1 10" for a quick check
+# The fleet lab has as many agents as the largest size asked for (500 by default).
+FLEET_N=$(printf '%s\n' "${SIZES[@]}" | sort -n | tail -1)
 
 [ "$(id -u)" = 0 ] || { echo "run as root (private sshd as root, apt)"; exit 1; }
 
@@ -122,7 +126,7 @@ SSH_CM=(ssh -o ControlMaster=no -o ControlPath="$CM_SOCK" "${SSH_BASE[@]}")
 "${SSH[@]}" $BENCH_USER@127.0.0.1 true
 
 # --- labs ----------------------------------------------------------------------
-log "labs: lab1 (2 agents at $LAB_PORT) and fleet (500 agents at $FLEET_PORT)"
+log "labs: lab1 (2 agents at $LAB_PORT) and fleet ($FLEET_N agents at $FLEET_PORT)"
 "$AIOPS" lab init --dir "$TMP/lab1" --agents 2 --port "$LAB_PORT" >/dev/null
 # srv2 of lab1 may send up to 2 GiB per stream (the end-to-end save_output run only).
 echo "max_output_cap_bytes: 2147483648" >>"$TMP/lab1/agents/srv2/agent.yml"
@@ -133,7 +137,7 @@ sed -e 's/output_cap_bytes: 65536/output_cap_bytes: 65536\n  saved_output_cap_by
     "$TMP/lab1/config.yml" >"$TMP/lab1/config-save.yml"
 sed -i 's/timeout_secs: 30/timeout_secs: 300/' "$TMP/lab1/config.yml"
 "$AIOPS" lab up --dir "$TMP/lab1" >/dev/null
-"$AIOPS" lab init --dir "$TMP/fleet" --agents 500 --port "$FLEET_PORT" >/dev/null
+"$AIOPS" lab init --dir "$TMP/fleet" --agents "$FLEET_N" --port "$FLEET_PORT" >/dev/null
 sed -i 's/timeout_secs: 30/timeout_secs: 300/' "$TMP/fleet/config.yml"
 "$AIOPS" lab up --dir "$TMP/fleet" >/dev/null
 AGENT1_PID=$(cat "$TMP/lab1/agents/srv1/agent.pid")
@@ -188,13 +192,14 @@ for n in "${SIZES[@]}"; do
 done
 
 # --- 3. memory -------------------------------------------------------------------
-log "3. agent RSS under 100 concurrent aiops run (sleep 1); controller peak for 500 targets"
+log "3. agent RSS under 100 concurrent aiops run (sleep 1); controller peak for $FLEET_N targets"
 req='{"target":"srv1","command":"sleep 1","requester":"bench","reason":"bench"}'
 STDIN_TEXT=$req H conc conc100 "$AGENT1_PID" 100 -- env AIOPS_CONFIG="$TMP/lab1/config.yml" "$AIOPS" run
-targets=$(python3 -c "import json;print(json.dumps(['srv%d'%k for k in range(1,501)]))")
-req="{\"targets\":$targets,\"command\":\"uptime\",\"requester\":\"bench\",\"reason\":\"bench\",\"max_concurrency\":500}"
+targets=$(python3 -c "import json,sys;print(json.dumps(['srv%d'%k for k in range(1,int(sys.argv[1])+1)]))" "$FLEET_N")
+req="{\"targets\":$targets,\"command\":\"uptime\",\"requester\":\"bench\",\"reason\":\"bench\",\"max_concurrency\":$FLEET_N}"
 echo "$req" | AIOPS_CONFIG=$TMP/fleet/config.yml /usr/bin/time -f %M -o "$TMP/ctl500.txt" "$AIOPS" run >/dev/null
 echo "controller_500_maxrss_kib $(tail -1 "$TMP/ctl500.txt")" | tee -a "$RESULTS"
+echo "fleet_targets $FLEET_N" | tee -a "$RESULTS"
 
 # --- 4. streaming ----------------------------------------------------------------
 log "4a. agent-side drain of $STREAM_BYTES bytes (default 64 KiB cap: agent reads it all, keeps head+tail)"

@@ -80,7 +80,7 @@ ctl = f("controller_500_maxrss_kib") / 1024
 print("| what | MiB |\n|---|---:|")
 print(f"| agent RSS idle | {idle:.1f} |")
 print(f"| agent peak RSS, 100 concurrent `aiops run` ({r.get('conc100.ok')} executed) | {conc:.1f} |")
-print(f"| controller peak RSS, 500-target fan-out | {ctl:.1f} |")
+print(f"| controller peak RSS, {r.get('fleet_targets', '500')}-target fan-out | {ctl:.1f} |")
 print(f"target agent idle < 15 MiB: {yes(idle < 15)}; < 64 MiB under 100 concurrent: {yes(conc < 64)}\n")
 
 print("4. Streaming")

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_certs::audit::AuditLog;
+use aiops_audit::AuditLog;
 use aiops_certs::signing::VerifyingKey;
 use aiops_policy::Policy;
 use aiops_proto::agent::v1 as pb;
@@ -81,8 +81,11 @@ enum AuditCmd {
 /// Entry point of the `aiops-agent` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Colour only on a terminal: under systemd or `>file` escape codes would
+    // land in the journal and the log files.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AIOPS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -113,21 +116,12 @@ pub fn main() -> ExitCode {
                     }
                 },
             };
-            match AuditLog::new(&file).verify() {
-                Ok(v) => {
-                    println!(
-                        "{}",
-                        json!({"status": "ok", "file": file, "records": v.records, "head": v.head})
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    println!(
-                        "{}",
-                        json!({"status": "error", "file": file, "line": e.line, "message": e.message})
-                    );
-                    ExitCode::FAILURE
-                }
+            let (intact, report) = aiops_audit::verify_report(&file);
+            println!("{report}");
+            if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Cmd::Serve => {
@@ -305,7 +299,7 @@ impl Agent {
             let mut daily = tokio::time::interval(Duration::from_secs(86_400));
             loop {
                 daily.tick().await;
-                let days_left = (not_after - aiops_certs::now_ms() / 1000) / 86_400;
+                let days_left = (not_after - aiops_sys::now_ms() / 1000) / 86_400;
                 if days_left < 30 {
                     tracing::warn!(
                         days_left,
@@ -479,7 +473,7 @@ impl State {
     /// the window that ended if anything was only counted.
     fn roll_refusals(&self, w: &mut RefusalWindow) {
         let len_ms = i64::from(self.config.refusal_window_secs) * 1000;
-        let window = aiops_certs::now_ms() / len_ms;
+        let window = aiops_sys::now_ms() / len_ms;
         if w.window == window {
             return;
         }
@@ -495,7 +489,7 @@ impl State {
         let total: u64 = counted.values().sum();
         let r = json!({
             "event": "refused_summary",
-            "window_start": aiops_certs::rfc3339_ms(ended * len_ms),
+            "window_start": aiops_sys::rfc3339_ms(ended * len_ms),
             "window_secs": self.config.refusal_window_secs,
             "not_recorded_one_by_one": total,
             "by_reason": counted,
@@ -707,7 +701,7 @@ impl pb::agent_server::Agent for AgentService {
             max_timeout_ms: state.config.max_timeout_secs.saturating_mul(1000),
             max_output_cap: state.config.max_output_cap_bytes,
         };
-        let verified = match verifier.verify(&signed, aiops_certs::now_ms()) {
+        let verified = match verifier.verify(&signed, aiops_sys::now_ms()) {
             Ok(v) => v,
             Err(r) => {
                 // Only a signature-checked request's fields are worth recording as such.
@@ -853,7 +847,7 @@ impl pb::agent_server::Agent for AgentService {
             version: env!("CARGO_PKG_VERSION").to_string(),
             policy_digest: s.policy.digest().to_string(),
             cert_not_after: s.cert_not_after,
-            now_ms: aiops_certs::now_ms(),
+            now_ms: aiops_sys::now_ms(),
             controller_key_id: s.controller_key.key_id(),
             landlock_abi: s.runner.readonly.as_ref().map_or(0, |r| r.abi()),
             confinement: confinement(&s.config, &s.runner),

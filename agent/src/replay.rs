@@ -46,12 +46,12 @@ impl ReplayCache {
     pub fn open(
         dir: &Path,
         skew_ms: i64,
-        audit: &aiops_certs::audit::AuditLog,
+        audit: &aiops_audit::AuditLog,
         horizon_ms: i64,
     ) -> std::io::Result<ReplayCache> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("replay.log");
-        let now = aiops_certs::now_ms();
+        let now = aiops_sys::now_ms();
         let mut seen = HashMap::new();
         if let Ok(text) = std::fs::read_to_string(&path) {
             for line in text.lines() {
@@ -71,7 +71,7 @@ impl ReplayCache {
                 let ts = r
                     .get("ts")
                     .and_then(serde_json::Value::as_str)
-                    .and_then(aiops_certs::parse_rfc3339_ms);
+                    .and_then(aiops_sys::parse_rfc3339_ms);
                 if ts.is_some_and(|t| t < oldest) {
                     return false;
                 }
@@ -91,7 +91,7 @@ impl ReplayCache {
             .iter()
             .map(|(id, exp)| format!("{id} {exp}\n"))
             .collect();
-        aiops_certs::write_file_mode(&path, compacted.as_bytes(), 0o600)?;
+        aiops_sys::write_file_mode(&path, compacted.as_bytes(), 0o600)?;
         Ok(ReplayCache {
             path,
             skew_ms,
@@ -128,7 +128,7 @@ impl ReplayCache {
         if durable {
             f.sync_data().map_err(io)?;
         }
-        let now = aiops_certs::now_ms();
+        let now = aiops_sys::now_ms();
         if seen.len() > 4096 {
             let skew = self.skew_ms;
             seen.retain(|_, exp| *exp + skew >= now);

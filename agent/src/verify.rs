@@ -254,7 +254,7 @@ impl Verifier<'_> {
         if grant.target != self.name || grant.target != req.target {
             return Err(refuse(format!("grant is for target {:?}", grant.target)));
         }
-        if grant.command_sha256 != aiops_certs::sha256_hex(req.command.as_bytes()) {
+        if grant.command_sha256 != aiops_sys::sha256_hex(req.command.as_bytes()) {
             return Err(refuse("grant is for another command".into()));
         }
         if now_ms > grant.expires_at_ms + self.skew_ms {

@@ -15,7 +15,7 @@ use rcgen::{
 };
 
 use crate::signing::SigningKey;
-use crate::write_file_mode;
+use aiops_sys::write_file_mode;
 
 /// The identity (DNS SAN) the controller's client certificate carries by default.
 pub const CONTROLLER_IDENTITY: &str = "aiops-controller";
@@ -147,7 +147,10 @@ impl Ca {
         let mut dn = DistinguishedName::new();
         // A unique name per CA, so a certificate from another aiops CA is
         // reported as "unknown issuer" rather than a bad signature.
-        let cn = format!("{cn} {}", &crate::sha256_hex(key.public_key_raw())[..12]);
+        let cn = format!(
+            "{cn} {}",
+            &aiops_sys::sha256_hex(key.public_key_raw())[..12]
+        );
         dn.push(DnType::CommonName, cn);
         dn.push(DnType::OrganizationName, "aiops");
         params.distinguished_name = dn;
@@ -348,7 +351,7 @@ mod tests {
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let not_after = cert_not_after(&std::fs::read_to_string(cert).unwrap()).unwrap();
-        let days = (not_after - crate::now_ms() / 1000) / 86400;
+        let days = (not_after - aiops_sys::now_ms() / 1000) / 86400;
         assert!((LEAF_DAYS - 1..=LEAF_DAYS).contains(&days), "{days}");
     }
 }

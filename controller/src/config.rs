@@ -175,16 +175,20 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`. Every path in the file is resolved here,
+    /// once, against the file's own directory (made absolute first, so a
+    /// relative `AIOPS_CONFIG=aiops-lab/config.yml` works from anywhere later
+    /// code looks at it).
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         let err = |message: String| ConfigError {
             path: path.display().to_string(),
             message,
         };
+        let path = &std::path::absolute(path).map_err(|e| err(e.to_string()))?;
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut config: ControllerConfig =
             serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = path.parent().unwrap_or(Path::new("/"));
         for p in [
             &mut config.pki_dir,
             &mut config.audit_log,
@@ -216,12 +220,19 @@ impl Loaded {
         {
             *p = base.join(&*p);
         }
+        // `approver_public_key` is `ed25519:<hex>` or a file, relative to the config's directory.
+        if let Some(k) = config.approvals.approver_public_key.as_mut()
+            && !k.trim().starts_with("ed25519:")
+            && Path::new(k.trim()).is_relative()
+        {
+            *k = base.join(k.trim()).display().to_string();
+        }
         for (name, t) in &config.targets {
-            if !valid_target_name(name) {
+            if !aiops_types::TargetName::is_valid(name) {
                 return Err(err(format!("targets: {name:?} is not a valid target name")));
             }
-            if t.address.parse::<std::net::SocketAddr>().is_err() && !t.address.contains(':') {
-                return Err(err(format!("targets.{name}.address: expected host:port")));
+            if let Err(e) = aiops_types::TargetAddress::parse(&t.address) {
+                return Err(err(format!("targets.{name}.address: {e}")));
             }
         }
         for (group, members) in &config.groups {
@@ -291,13 +302,4 @@ impl Loaded {
     pub fn pki(&self) -> aiops_certs::pki::PkiDir {
         aiops_certs::pki::PkiDir::new(&self.config.pki_dir)
     }
-}
-
-/// Target names: 1-64 ASCII letters, digits, `.`, `-`, `_`.
-pub fn valid_target_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }

@@ -25,92 +25,13 @@ pub use file::{
     AllowRule, Mode, Operands, PolicyError, PolicyFile, TargetOverride, UnknownDefault,
 };
 
+// The plan, the risk and the command hygiene are shared with the wire crate
+// and the agent; they live in `aiops-types` and are part of this API as before.
+pub use aiops_types::{
+    Connector, MAX_COMMAND_BYTES, Pipeline, Plan, Redirect, Risk, Stage, hygiene,
+};
+
 use serde::Serialize;
-
-/// Longest command text accepted, in bytes.
-pub const MAX_COMMAND_BYTES: usize = 4096;
-
-/// How strict a decision is. Ordered: a later variant is stricter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Risk {
-    /// Read-only and provably so: runs without a human.
-    AutoAllowed,
-    /// Changes state or cannot be proven read-only: a human must approve.
-    ApprovalRequired,
-    /// Unknown command in a policy whose `unknown_default` is `reject`.
-    Rejected,
-    /// Never runs, in any mode, even with an approval.
-    Forbidden,
-}
-
-impl Risk {
-    /// The stable name used in JSON answers and audit records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Risk::AutoAllowed => "auto_allowed",
-            Risk::ApprovalRequired => "approval_required",
-            Risk::Rejected => "rejected",
-            Risk::Forbidden => "forbidden",
-        }
-    }
-}
-
-/// How a pipeline joins the one before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Connector {
-    /// `;` or newline (also used for the first pipeline).
-    Seq,
-    /// `&&`
-    And,
-    /// `||`
-    Or,
-}
-
-/// A redirect the executor applies itself (the only ones the auto grammar has).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Redirect {
-    /// `2>&1`
-    StderrToStdout,
-    /// `>/dev/null`
-    StdoutToNull,
-    /// `2>/dev/null`
-    StderrToNull,
-    /// `< path`
-    StdinFromFile(String),
-}
-
-/// One program invocation: decoded argv, never re-parsed by a shell.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Stage {
-    /// argv[0] is a bare program name or an absolute path.
-    pub argv: Vec<String>,
-    /// Run through `sudo -n --` (the command was written as `sudo [-n] ...`).
-    pub privileged: bool,
-    /// Redirects in the order written.
-    pub redirects: Vec<Redirect>,
-}
-
-/// Stages connected stdout-to-stdin.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Pipeline {
-    /// How this pipeline joins the previous one.
-    pub connector: Connector,
-    /// At least one stage.
-    pub stages: Vec<Stage>,
-}
-
-/// What the executor runs for a command.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
-pub struct Plan {
-    /// Pipelines in order. Empty when the command could not be turned into argv.
-    pub pipelines: Vec<Pipeline>,
-    /// Needs real shell syntax: runs as `bash --noprofile --norc -c COMMAND`
-    /// (never for an auto-allowed command).
-    pub shell: bool,
-}
 
 /// The outcome of classifying one command.
 #[must_use]
@@ -208,51 +129,6 @@ impl Policy {
     pub fn classify_for(&self, target: Option<&str>, command: &str) -> Decision {
         engine::classify(self, target, command)
     }
-}
-
-/// Input hygiene shared by every entry point: `Some(reason)` means malformed.
-pub fn hygiene(command: &str) -> Option<String> {
-    if command.len() > MAX_COMMAND_BYTES {
-        return Some(format!(
-            "malformed: command is {} bytes, more than {MAX_COMMAND_BYTES}",
-            command.len()
-        ));
-    }
-    if command.trim().is_empty() {
-        return Some("malformed: empty command".into());
-    }
-    for (i, c) in command.char_indices() {
-        let bad = match c {
-            '\n' | '\t' => false,
-            c if c.is_control() => true,
-            // Unicode format, invisible and bidi characters, and non-ASCII spaces.
-            '\u{00A0}'
-            | '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
-            | '\u{115F}'
-            | '\u{1160}'
-            | '\u{17B4}'
-            | '\u{17B5}'
-            | '\u{180E}'
-            | '\u{2000}'..='\u{200F}'
-            | '\u{2028}'..='\u{202F}'
-            | '\u{205F}'..='\u{206F}'
-            | '\u{3000}'
-            | '\u{3164}'
-            | '\u{FEFF}'
-            | '\u{FFA0}'
-            | '\u{FFF9}'..='\u{FFFB}' => true,
-            _ => false,
-        };
-        if bad {
-            return Some(format!(
-                "malformed: control or invisible character U+{:04X} at byte {i}",
-                c as u32
-            ));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! Conversions between the wire plan and the policy crate's [`Plan`].
+//! Conversions between the wire plan and the shared [`Plan`] (`aiops-types`).
 
 use crate::agent::v1 as pb;
-use aiops_policy::{Connector, Pipeline, Plan, Redirect, Stage};
+use aiops_types::{Connector, Pipeline, Plan, Redirect, Stage};
 
-/// Converts the wire plan to the policy crate's plan.
+/// Converts the wire plan to the shared plan.
 pub fn from_proto(plan: Option<&pb::Plan>) -> Plan {
     let Some(plan) = plan else {
         return Plan::default();
@@ -46,7 +46,7 @@ pub fn from_proto(plan: Option<&pb::Plan>) -> Plan {
     }
 }
 
-/// Converts the policy crate's plan to the wire plan.
+/// Converts the shared plan to the wire plan.
 pub fn to_proto(plan: &Plan) -> pb::Plan {
     pb::Plan {
         shell: plan.shell,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aiops_certs::pki::PkiDir;
 use aiops_certs::signing::SigningKey;
-use aiops_controller::client;
+use aiops_controller::dispatch::client;
 use aiops_e2e::{Lab, aiops_bin, request, run_cmd};
 use aiops_proto::agent::v1 as pb;
 use prost::Message;
@@ -143,7 +143,7 @@ fn expired_and_tampered_approvals_never_run() {
     let file = pending_file(&lab, &id);
     let mut stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     stored["command"] = evil_cmd.clone().into();
-    stored["command_sha256"] = aiops_certs::sha256_hex(evil_cmd.as_bytes()).into();
+    stored["command_sha256"] = aiops_sys::sha256_hex(evil_cmd.as_bytes()).into();
     std::fs::write(&file, serde_json::to_vec(&stored).unwrap()).unwrap();
     let (answer, code) = lab.run(b"Approve");
     assert_eq!(answer["error"]["code"], "approval_tampered", "{answer}");
@@ -261,7 +261,7 @@ impl Forge {
     fn request(&self, command: &str, approval_id: &str) -> pb::CommandRequest {
         let d = aiops_policy::Policy::builtin().classify(command);
         assert_eq!(d.risk, aiops_policy::Risk::ApprovalRequired);
-        let now = aiops_certs::now_ms();
+        let now = aiops_sys::now_ms();
         pb::CommandRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
             target: "srv1".into(),
@@ -290,7 +290,7 @@ impl Forge {
         let grant = pb::ApprovalGrant {
             approval_id: id.into(),
             target: target.into(),
-            command_sha256: aiops_certs::sha256_hex(command.as_bytes()),
+            command_sha256: aiops_sys::sha256_hex(command.as_bytes()),
             expires_at_ms: expires,
             approver: "approver".into(),
             requester: "hermes".into(),
@@ -340,7 +340,7 @@ fn agent_refuses_approved_requests_without_a_valid_grant() {
     let (m, cmd) = marker(&lab, "forged");
     let (_, other_cmd) = marker(&lab, "other");
     let id = uuid::Uuid::new_v4().to_string();
-    let later = aiops_certs::now_ms() + 600_000;
+    let later = aiops_sys::now_ms() + 600_000;
     let stranger = SigningKey::generate();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("missing", Vec::new(), "approval_missing"),
@@ -362,7 +362,7 @@ fn agent_refuses_approved_requests_without_a_valid_grant() {
                 &id,
                 "srv1",
                 &cmd,
-                aiops_certs::now_ms() - 120_000,
+                aiops_sys::now_ms() - 120_000,
             ),
             "approval_expired",
         ),
@@ -616,7 +616,7 @@ fn secrets_in_output_never_reach_the_answer_or_the_audit_log() {
         .unwrap();
     assert_eq!(
         executed["stdout_sha256"],
-        aiops_certs::sha256_hex(content.as_bytes())
+        aiops_sys::sha256_hex(content.as_bytes())
     );
     assert_eq!(executed["stdout_bytes"], content.len());
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aiops_certs::pki::{Ca, LeafSpec, PkiDir, Usage};
 use aiops_certs::signing::SigningKey;
-use aiops_controller::client;
+use aiops_controller::dispatch::client;
 use aiops_e2e::{Lab, aiops_bin, peak_rss_kib, processes_matching, read_jsonl, request};
 use aiops_proto::agent::v1 as pb;
 use serde_json::Value;
@@ -174,7 +174,7 @@ impl Craft {
                 .unwrap();
         let d = policy.classify(&self.command);
         assert_eq!(d.risk, aiops_policy::Risk::AutoAllowed);
-        let now = aiops_certs::now_ms();
+        let now = aiops_sys::now_ms();
         pb::CommandRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
             target: target.into(),

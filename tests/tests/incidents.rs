@@ -391,6 +391,23 @@ impl<'a> Incident<'a> {
                 ),
             ));
         }
+        // The target's own audit has it: this request, approved, executed, exit 0.
+        let audit = aiops_e2e::read_jsonl(&self.t.c.root.join("var/log/aiops-agent/audit.jsonl"));
+        if !audit.iter().any(|r| {
+            r["event"] == "executed"
+                && r["request_id"] == a["request_id"]
+                && r["command"] == command
+                && r["exit_code"] == 0
+                && r["approval_id"].as_str().is_some_and(|s| !s.is_empty())
+        }) {
+            return Err(self.fail(
+                command,
+                format!(
+                    "no approved, executed record of {} in the agent's audit",
+                    a["request_id"]
+                ),
+            ));
+        }
         eprintln!("  fix  {command}  -> exit 0 ({:?})", t0.elapsed());
         Ok(a)
     }

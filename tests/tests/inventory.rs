@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use aiops_controller::inventory;
+use aiops_controller::operator::inventory;
 use aiops_e2e::Lab;
 use serde_json::{Value, json};
 

@@ -57,7 +57,7 @@ fn signed(
     command: &str,
     approved: Option<(&SigningKey, &str)>,
 ) -> pb::SignedCommand {
-    let now = aiops_certs::now_ms();
+    let now = aiops_sys::now_ms();
     let approval_id = uuid::Uuid::new_v4().to_string();
     let req = pb::CommandRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
@@ -82,12 +82,12 @@ fn signed(
             String::new()
         },
     };
-    let mut s = aiops_controller::client::sign(&req, signer);
+    let mut s = aiops_controller::dispatch::client::sign(&req, signer);
     if let Some((approver, who)) = approved {
         let grant = pb::ApprovalGrant {
             approval_id,
             target: "srv1".into(),
-            command_sha256: aiops_certs::sha256_hex(command.as_bytes()),
+            command_sha256: aiops_sys::sha256_hex(command.as_bytes()),
             expires_at_ms: now + 120_000,
             approver: who.into(),
             requester: "attacker".into(),

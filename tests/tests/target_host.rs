@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aiops_certs::pki::PkiDir;
 use aiops_certs::signing::SigningKey;
-use aiops_controller::client;
+use aiops_controller::dispatch::client;
 use aiops_e2e::nspawn::{Container, Controller, debs, loopback_endpoint, text, wait_until};
 use aiops_e2e::read_jsonl;
 use aiops_proto::agent::v1 as pb;
@@ -25,7 +25,7 @@ fn signed_hostname(pki: &PkiDir, target: &str) -> pb::SignedCommand {
         aiops_policy::Policy::from_yaml("mode: production\nunknown_default: reject\n", "t")
             .expect("policy");
     let d = policy.classify("hostname");
-    let now = aiops_certs::now_ms();
+    let now = aiops_sys::now_ms();
     let req = pb::CommandRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
         target: target.into(),

@@ -30,12 +30,26 @@ fn io<E: std::fmt::Display>(what: &Path) -> impl FnOnce(E) -> String + '_ {
 }
 
 /// Writes `DIR/config.yml`, `DIR/pki/`, `DIR/agents/srvK/{agent.yml,policy.yml}`.
-pub fn init(spec: &LabSpec) -> LabResult<()> {
-    if spec.agents == 0 {
-        return Err("--agents must be at least 1".into());
-    }
+/// Writes the lab. Returns notes for the operator (e.g. ports that fall in
+/// the kernel's ephemeral range). `agents` may be 0: a controller-only lab,
+/// to enrol external targets into (`aiops certs bundle`, `aiops targets add`).
+pub fn init(spec: &LabSpec) -> LabResult<Vec<String>> {
     if u32::from(spec.base_port) + u32::from(spec.agents) > 65536 {
         return Err("ports past 65535".into());
+    }
+    let mut notes = Vec::new();
+    if spec.agents > 0
+        && let Some((lo, hi)) = ephemeral_range()
+    {
+        let last = u32::from(spec.base_port) + u32::from(spec.agents) - 1;
+        if u32::from(spec.base_port) <= hi && last >= lo {
+            notes.push(format!(
+                "ports {}-{last} overlap the kernel's ephemeral port range {lo}-{hi} \
+                 (/proc/sys/net/ipv4/ip_local_port_range): an outgoing connection may hold one \
+                 when `aiops lab up` starts an agent; choose --port below {lo} to avoid it",
+                spec.base_port
+            ));
+        }
     }
     let config_path = spec.dir.join("config.yml");
     if config_path.exists() && !spec.force {
@@ -44,7 +58,7 @@ pub fn init(spec: &LabSpec) -> LabResult<()> {
             config_path.display()
         ));
     }
-    std::fs::create_dir_all(&spec.dir).map_err(io(&spec.dir))?;
+    std::fs::create_dir_all(spec.dir.join("agents")).map_err(io(&spec.dir))?;
     let dir = std::fs::canonicalize(&spec.dir).map_err(io(&spec.dir))?;
     let pki = PkiDir::new(dir.join("pki"));
     let summary = pki::init(&pki, pki::CONTROLLER_IDENTITY, true).map_err(|e| e.to_string())?;
@@ -98,13 +112,29 @@ pub fn init(spec: &LabSpec) -> LabResult<()> {
          runtime_dir: runtime\n\
          defaults:\n  timeout_secs: 30\n  output_cap_bytes: 65536\n  request_ttl_secs: 60\n  approval_ttl_secs: 900\n\
          approvals:\n  approvers: [{approvers}]\n  approver_key: pki/approver.key\n\
-         targets:\n{targets}\
-         groups:\n  lab: [{group}]\n",
-        group = names.join(", "),
+         {targets}\
+         {groups}",
+        targets = if targets.is_empty() {
+            "targets: {}\n".to_string()
+        } else {
+            format!("targets:\n{targets}")
+        },
+        groups = if names.is_empty() {
+            "groups: {}\n".to_string()
+        } else {
+            format!("groups:\n  lab: [{}]\n", names.join(", "))
+        },
         approvers = caller_account(),
     );
     write(&config_path, &config)?;
-    Ok(())
+    Ok(notes)
+}
+
+/// The kernel's ephemeral port range (`ip_local_port_range`), when readable.
+fn ephemeral_range() -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(|w| w.parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
 }
 
 /// The account running this process (the lab's approver).
@@ -117,7 +147,7 @@ fn caller_account() -> String {
 }
 
 fn write(path: &Path, text: &str) -> LabResult<()> {
-    aiops_certs::write_file_mode(path, text.as_bytes(), 0o640).map_err(io(path))
+    aiops_sys::write_file_mode(path, text.as_bytes(), 0o640).map_err(io(path))
 }
 
 fn agent_dirs(dir: &Path) -> LabResult<Vec<PathBuf>> {
@@ -189,10 +219,34 @@ fn aiops_agent_listen(path: &Path) -> LabResult<SocketAddr> {
 }
 
 /// Starts every lab agent that is not running; waits until each accepts connections.
+/// Starts every lab agent that is not running. All or nothing: when one
+/// cannot start (its port is taken), the agents this call started are
+/// stopped again before the error is returned.
 pub fn up(dir: &Path) -> LabResult<Vec<String>> {
+    let mut started: Vec<(String, PathBuf)> = Vec::new();
+    match up_each(dir, &mut started) {
+        Ok(()) => Ok(started.into_iter().map(|(name, _)| name).collect()),
+        Err(e) => {
+            let stopped: Vec<String> = started
+                .iter()
+                .filter(|(_, agent_dir)| stop(agent_dir))
+                .map(|(name, _)| name.clone())
+                .collect();
+            Err(if stopped.is_empty() {
+                e
+            } else {
+                format!(
+                    "{e}\nstopped the agents this call had started: {}",
+                    stopped.join(", ")
+                )
+            })
+        }
+    }
+}
+
+fn up_each(dir: &Path, started: &mut Vec<(String, PathBuf)>) -> LabResult<()> {
     use std::os::unix::process::CommandExt;
     let bin = agent_binary();
-    let mut started = Vec::new();
     for agent_dir in agent_dirs(dir)? {
         let name = agent_dir
             .file_name()
@@ -200,6 +254,12 @@ pub fn up(dir: &Path) -> LabResult<Vec<String>> {
             .unwrap_or_default();
         if read_pid(&agent_dir).is_some_and(pid_alive) {
             continue;
+        }
+        let addr = listen_addr(&agent_dir)?;
+        // A port someone else holds would also answer the readiness check
+        // below: refuse it before starting anything on it.
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            return Err(format!("agent {name} cannot listen on {addr}: {e}"));
         }
         let log_path = agent_dir.join("agent.log");
         let log = std::fs::OpenOptions::new()
@@ -218,8 +278,9 @@ pub fn up(dir: &Path) -> LabResult<Vec<String>> {
             .spawn()
             .map_err(|e| format!("{}: {e}", bin.display()))?;
         let pid = child.id();
+        // Reap it later from nobody: the agent outlives this process by design.
+        std::mem::forget(child);
         write(&agent_dir.join("agent.pid"), &format!("{pid}\n"))?;
-        let addr = listen_addr(&agent_dir)?;
         let start = Instant::now();
         loop {
             if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -227,6 +288,7 @@ pub fn up(dir: &Path) -> LabResult<Vec<String>> {
             }
             let pid = i32::try_from(pid).unwrap_or(0);
             if !pid_alive(pid) || start.elapsed() > Duration::from_secs(15) {
+                stop(&agent_dir);
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 return Err(format!(
@@ -236,31 +298,39 @@ pub fn up(dir: &Path) -> LabResult<Vec<String>> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Reap it later from nobody: the agent outlives this process by design.
-        std::mem::forget(child);
-        started.push(name);
+        started.push((name, agent_dir));
     }
-    Ok(started)
+    Ok(())
+}
+
+/// Stops the agent of `agent_dir` (TERM, then KILL after 5 s) and removes
+/// its pid file; true when one was running.
+fn stop(agent_dir: &Path) -> bool {
+    use nix::sys::signal::{Signal, kill};
+    let Some(pid) = read_pid(agent_dir) else {
+        return false;
+    };
+    let running = pid > 1 && pid_alive(pid);
+    if running {
+        let p = nix::unistd::Pid::from_raw(pid);
+        let _ = kill(p, Signal::SIGTERM);
+        let start = Instant::now();
+        while pid_alive(pid) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if pid_alive(pid) {
+            let _ = kill(p, Signal::SIGKILL);
+        }
+    }
+    let _ = std::fs::remove_file(agent_dir.join("agent.pid"));
+    running
 }
 
 /// Stops every lab agent (TERM, then KILL after 5 s).
 pub fn down(dir: &Path) -> LabResult<Vec<String>> {
-    use nix::sys::signal::{Signal, kill};
     let mut stopped = Vec::new();
     for agent_dir in agent_dirs(dir)? {
-        let Some(pid) = read_pid(&agent_dir) else {
-            continue;
-        };
-        if pid > 1 && pid_alive(pid) {
-            let p = nix::unistd::Pid::from_raw(pid);
-            let _ = kill(p, Signal::SIGTERM);
-            let start = Instant::now();
-            while pid_alive(pid) && start.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if pid_alive(pid) {
-                let _ = kill(p, Signal::SIGKILL);
-            }
+        if stop(&agent_dir) {
             stopped.push(
                 agent_dir
                     .file_name()
@@ -268,7 +338,6 @@ pub fn down(dir: &Path) -> LabResult<Vec<String>> {
                     .unwrap_or_default(),
             );
         }
-        let _ = std::fs::remove_file(agent_dir.join("agent.pid"));
     }
     Ok(stopped)
 }

@@ -9,6 +9,8 @@
 //! that gets `Ok` knows the record is on disk, and one that gets `Err` must
 //! fail closed. A side file `<log>.head` remembers the newest `seq`/`hash` so
 //! that deleting lines from the end is detected too.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -53,6 +55,22 @@ pub struct Verified {
     pub records: u64,
     /// Hash of the last record (GENESIS for an empty log).
     pub head: String,
+}
+
+/// `audit verify` of both binaries (`aiops` and `aiops-agent`): checks the
+/// log at `path` and returns the JSON report they print, and whether the
+/// chain is intact (the process exits 0 only then).
+pub fn verify_report(path: &Path) -> (bool, Value) {
+    match AuditLog::new(path).verify() {
+        Ok(v) => (
+            true,
+            serde_json::json!({"status": "ok", "file": path, "records": v.records, "head": v.head}),
+        ),
+        Err(e) => (
+            false,
+            serde_json::json!({"status": "error", "file": path, "line": e.line, "message": e.message}),
+        ),
+    }
 }
 
 /// Where a record landed.
@@ -136,7 +154,7 @@ impl AuditLog {
         let mut file =
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| self.err("lock", e))?;
         let (mut seq, mut prev) = last_record(&mut file).map_err(|e| self.err("read", e))?;
-        let ts = crate::rfc3339_ms(crate::now_ms());
+        let ts = aiops_sys::rfc3339_ms(aiops_sys::now_ms());
         let mut text = String::new();
         let mut appended = Vec::with_capacity(records.len());
         for mut fields in records {
@@ -148,7 +166,7 @@ impl AuditLog {
                 fields.insert("ts".into(), Value::from(ts.clone()));
             }
             let body = canonical(&Value::Object(fields.clone()));
-            prev = crate::sha256_hex(body.as_bytes());
+            prev = aiops_sys::sha256_hex(body.as_bytes());
             fields.insert("hash".into(), Value::from(prev.clone()));
             text.push_str(&canonical(&Value::Object(fields)));
             text.push('\n');
@@ -317,7 +335,7 @@ fn check_record(record: &Map<String, Value>, prev: &str) -> Result<(u64, String)
         .ok_or("missing seq")?;
     let mut body = record.clone();
     body.remove("hash");
-    let want = crate::sha256_hex(canonical(&Value::Object(body)).as_bytes());
+    let want = aiops_sys::sha256_hex(canonical(&Value::Object(body)).as_bytes());
     if want != hash {
         return Err("hash does not match the record's contents (edited)".into());
     }

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::approvals::{self, Resolver, Verb};
 use crate::config::Loaded;
-use crate::run::{Answer, exit};
+use crate::contract::{Answer, exit};
 
 /// Default path of the bot's configuration.
 pub const DEFAULT_TELEGRAM_CONFIG: &str = "/opt/aiops/approver-telegram.yml";
@@ -338,7 +338,7 @@ impl State {
 
     fn save(&self, path: &Path) -> Result<(), String> {
         let text = serde_json::to_vec_pretty(self).expect("state serializes");
-        aiops_certs::write_file_mode(path, &text, 0o600)
+        aiops_sys::write_file_mode(path, &text, 0o600)
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
@@ -798,7 +798,7 @@ fn request_text(a: &Value) -> String {
         .map(|t| t.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let expires = a.get("expires_ms").and_then(Value::as_i64).unwrap_or(0);
-    let minutes = (expires - aiops_certs::now_ms()).max(0) / 60_000;
+    let minutes = (expires - aiops_sys::now_ms()).max(0) / 60_000;
     let command = s("command");
     let command = if command.chars().count() > 2500 {
         format!(
@@ -815,7 +815,7 @@ fn request_text(a: &Value) -> String {
             s("requester"),
             s("reason"),
             reasons.join("; "),
-            aiops_certs::rfc3339_ms(expires),
+            aiops_sys::rfc3339_ms(expires),
             s("id"),
         ),
         MESSAGE_MAX - 600,

@@ -254,7 +254,7 @@ pub fn cmd(config: &Path, command: HermesCmd) -> ExitCode {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".hermes")));
     let Some(home) = home else {
         eprintln!("aiops hermes install: no --hermes-home, $HERMES_HOME or $HOME");
-        return ExitCode::from(crate::run::exit::SETUP);
+        return ExitCode::from(crate::contract::exit::SETUP);
     };
     let aiops = match args
         .aiops_command
@@ -265,7 +265,7 @@ pub fn cmd(config: &Path, command: HermesCmd) -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             eprintln!("aiops hermes install: {e}");
-            return ExitCode::from(crate::run::exit::SETUP);
+            return ExitCode::from(crate::contract::exit::SETUP);
         }
     };
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
@@ -288,7 +288,7 @@ pub fn cmd(config: &Path, command: HermesCmd) -> ExitCode {
                 "{}",
                 json!({"status": "error", "error": {"code": "hermes_install", "message": e}})
             );
-            ExitCode::from(crate::run::exit::FAILED)
+            ExitCode::from(crate::contract::exit::FAILED)
         }
     }
 }

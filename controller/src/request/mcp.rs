@@ -1,7 +1,7 @@
 //! `aiops mcp`: the controller as an MCP server over stdio, for Hermes.
 //!
 //! Four tools, each calling the same library functions as the CLI:
-//! `run_action` ([`crate::run::run_json`]), `approval_status`
+//! `run_action` ([`super::run::run_json`]), `approval_status`
 //! ([`crate::approvals::list`] plus the audit log), `list_targets` (the
 //! configuration) and `explain_policy` (the policy engine). There is no tool
 //! that approves, in any mode: approvals come from an approver (the Telegram
@@ -218,9 +218,9 @@ impl AiopsMcp {
             "reason": args.reason,
         });
         let bytes = serde_json::to_vec(&input).unwrap_or_default();
-        let (answer, code) = crate::run::run_json(&loaded, &bytes).await;
+        let (answer, code) = super::run::run_json(&loaded, &bytes).await;
         let v = cap_answer(serde_json::to_value(&answer).unwrap_or(Value::Null));
-        Ok(result(&v, code != crate::run::exit::HANDLED))
+        Ok(result(&v, code != crate::contract::exit::HANDLED))
     }
 
     #[tool(
@@ -343,7 +343,7 @@ impl ServerHandler for AiopsMcp {
 pub fn cmd(config: &Path, args: McpArgs) -> ExitCode {
     if let Err(e) = Loaded::load(config) {
         eprintln!("aiops mcp: {e}");
-        return ExitCode::from(crate::run::exit::SETUP);
+        return ExitCode::from(crate::contract::exit::SETUP);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -828,7 +828,7 @@ pub fn to_targets(inv: &Inventory, opts: &ImportOptions) -> Result<Imported, Str
     let mut errs = Vec::new();
     let mut out = Imported::default();
     for (name, host) in &inv.hosts {
-        if !crate::config::valid_target_name(name) {
+        if !aiops_types::TargetName::is_valid(name) {
             errs.push(format!(
                 "host {name:?}: not a valid target name (1-64 of A-Z a-z 0-9 . - _)"
             ));
@@ -866,7 +866,7 @@ pub fn to_targets(inv: &Inventory, opts: &ImportOptions) -> Result<Imported, Str
                 format!("{h}:{port}")
             }
         };
-        if let Err(e) = crate::setup::host_port(&address) {
+        if let Err(e) = aiops_types::TargetAddress::parse(&address) {
             errs.push(format!("host {name:?}: {e}"));
             continue;
         }
@@ -899,7 +899,7 @@ pub fn to_targets(inv: &Inventory, opts: &ImportOptions) -> Result<Imported, Str
             }
         }
         for g in &host.groups {
-            if !crate::config::valid_target_name(g) {
+            if !aiops_types::TargetName::is_valid(g) {
                 errs.push(format!("group {g:?}: not a valid group name"));
                 continue;
             }

@@ -1,0 +1,267 @@
+//! Granting or denying: run by whoever resolves an approval, which in
+//! production is only the approver account (`aiops approvals approve|deny`,
+//! the approver chat), and in lab mode also `echo Approve | aiops run`. An
+//! approval is signed with the approver key, which only the approver account
+//! can read; the signed grant is then released by the controller account
+//! ([`super::release`]).
+
+use aiops_audit::AuditLog;
+use aiops_policy::Mode;
+use aiops_proto::agent::v1 as pb;
+use prost::Message;
+use serde_json::Value;
+
+use super::release::{release, release_via_sudo};
+use super::store::{
+    Approval, State, Store, approval_record, audit_error, controller_public, err, expire, read_key,
+};
+use crate::config::Loaded;
+use crate::contract::{Answer, Failure, audit, exit};
+
+/// `Approve` or `Deny`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// Run it.
+    Approve,
+    /// Do not run it.
+    Deny,
+}
+
+/// Parses `Approve`, `deny`, `Approve <id>` (case-insensitive, trimmed). `None`: not a verb.
+pub fn parse_verb(input: &[u8]) -> Option<(Verb, Option<String>)> {
+    let text = std::str::from_utf8(input).ok()?.trim();
+    let mut words = text.split_whitespace();
+    let verb = match words.next()?.to_ascii_lowercase().as_str() {
+        "approve" | "approved" => Verb::Approve,
+        "deny" | "denied" => Verb::Deny,
+        _ => return None,
+    };
+    let id = words.next().map(str::to_string);
+    if words.next().is_some() {
+        return None;
+    }
+    Some((verb, id))
+}
+
+/// Who resolves an approval.
+#[derive(Debug, Clone)]
+pub enum Resolver {
+    /// Through `aiops run` stdin: that requester's pending approval (or the newest one).
+    Requester(Option<String>),
+    /// A human at a terminal (`aiops approvals approve|deny`).
+    Human(String),
+}
+
+/// Signs a grant for `a` with the approver key; fails when this account cannot read it.
+fn sign_grant(loaded: &Loaded, a: &Approval, approver: &str) -> Result<Vec<u8>, Failure> {
+    let path = loaded
+        .config
+        .approvals
+        .approver_key
+        .as_ref()
+        .ok_or_else(|| {
+            err(
+                "no_approver_key",
+                "no approver key is configured (approvals.approver_key)",
+                exit::SETUP,
+            )
+        })?;
+    let key = read_key(path).map_err(|mut f| {
+        f.answer = Box::new(Answer::error(
+            "approver_key_unreadable",
+            format!(
+                "{}: only the approver account can sign approvals{}",
+                path.display(),
+                f.answer
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" ({})", e.message))
+                    .unwrap_or_default()
+            ),
+        ));
+        f
+    })?;
+    // One signed grant per target of the exact set, length-delimited in one file.
+    let mut out = Vec::new();
+    for target in a.target_set() {
+        let grant = pb::ApprovalGrant {
+            approval_id: a.id.clone(),
+            target,
+            command_sha256: a.command_sha256.clone(),
+            expires_at_ms: a.expires_ms,
+            approver: approver.to_string(),
+            requester: a.requester.clone(),
+        }
+        .encode_to_vec();
+        pb::SignedApproval {
+            signature: key.sign(&grant),
+            key_id: key.verifying_key().key_id(),
+            grant,
+        }
+        .encode_length_delimited(&mut out)
+        .expect("a Vec grows");
+    }
+    Ok(out)
+}
+
+/// Resolves a pending approval. Approving signs a grant with the approver key
+/// and then runs exactly the approved command on exactly the approved target.
+pub async fn resolve(
+    loaded: &Loaded,
+    verb: Verb,
+    id: Option<&str>,
+    resolver: Resolver,
+) -> Result<Answer, Failure> {
+    let log = AuditLog::new(&loaded.config.audit_log);
+    let who = match &resolver {
+        Resolver::Requester(r) => format!("stdin:{}", r.as_deref().unwrap_or("any")),
+        Resolver::Human(r) => r.clone(),
+    };
+    let audited = |f: Failure| -> Failure { audit_error(&log, f, id, &who) };
+    let production = loaded.policy.mode() == Mode::Production;
+    match &resolver {
+        Resolver::Requester(_) if production => {
+            return Err(audited(err(
+                "approval_not_allowed",
+                "production mode: approvals cannot be given through `aiops run` or the assistant; an approver must run `aiops approvals approve`",
+                exit::FAILED,
+            )));
+        }
+        Resolver::Human(name)
+            if production && !loaded.config.approvals.approvers.contains(name) =>
+        {
+            return Err(audited(err(
+                "not_an_approver",
+                format!("{name:?} is not in approvals.approvers"),
+                exit::FAILED,
+            )));
+        }
+        _ => {}
+    }
+    let controller = controller_public(loaded)?;
+    let store = Store::new(&loaded.config.runtime_dir);
+    let approval = {
+        let locked = store.lock()?;
+        let now = aiops_sys::now_ms();
+        let mut all = locked.all()?;
+        // Find the candidate before expiring, so an expired one is named as such.
+        let candidate = match (&resolver, id) {
+            (_, Some(id)) => all.iter().position(|a| a.id == id),
+            (Resolver::Requester(r), None) => all.iter().rposition(|a| {
+                a.state == State::Pending && r.as_ref().is_none_or(|r| &a.requester == r)
+            }),
+            (Resolver::Human(_), None) => {
+                let pending: Vec<usize> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.state == State::Pending && a.expires_ms >= now)
+                    .map(|(i, _)| i)
+                    .collect();
+                match pending.as_slice() {
+                    [one] => Some(*one),
+                    [] => None,
+                    _ => {
+                        return Err(audited(err(
+                            "ambiguous",
+                            "several approvals are pending; name one (aiops approvals list)",
+                            exit::FAILED,
+                        )));
+                    }
+                }
+            }
+        };
+        let Some(i) = candidate else {
+            return Err(audited(err(
+                "no_pending_approval",
+                "there is no pending approval to resolve",
+                exit::FAILED,
+            )));
+        };
+        if let (Resolver::Requester(Some(r)), Some(_)) = (&resolver, id)
+            && &all[i].requester != r
+        {
+            return Err(audited(err(
+                "no_pending_approval",
+                "that approval belongs to another requester",
+                exit::FAILED,
+            )));
+        }
+        expire(&locked, &log, &mut all, now)?;
+        let a = &mut all[i];
+        check_pending(a).map_err(&audited)?;
+        if !a.intact(&controller) {
+            return Err(audited(err(
+                "approval_tampered",
+                "the stored approval does not match what the controller recorded; nothing was run",
+                exit::FAILED,
+            )));
+        }
+        if production && a.requester == who {
+            return Err(audited(err(
+                "self_approval",
+                "the requester cannot approve their own request",
+                exit::FAILED,
+            )));
+        }
+        let grant = match verb {
+            Verb::Approve => Some(sign_grant(loaded, a, &who).map_err(&audited)?),
+            Verb::Deny => None,
+        };
+        a.state = if grant.is_some() {
+            State::Granted
+        } else {
+            State::Denied
+        };
+        a.resolver = Some(who.clone());
+        let event = if grant.is_some() {
+            "approved"
+        } else {
+            "denied"
+        };
+        let mut rec = approval_record(event, a);
+        rec.insert("resolver".into(), who.clone().into());
+        audit(&log, Value::Object(rec))?;
+        if let Some(g) = &grant {
+            aiops_sys::write_file_mode(&locked.grant_path(&a.id), g, 0o640)
+                .map_err(|e| err("runtime", e.to_string(), exit::SETUP))?;
+        }
+        locked.save(a)?;
+        a.clone()
+    };
+    if verb == Verb::Deny {
+        return Ok(Answer {
+            status: "denied",
+            risk: Some("approval_required"),
+            approval_id: Some(approval.id),
+            target: Some(approval.target),
+            command: Some(approval.command),
+            message: Some("Denied. Nothing was run.".into()),
+            ..Answer::default()
+        });
+    }
+    match crate::dispatch::Sender::load(loaded) {
+        Ok(_) => release(loaded, &approval.id).await,
+        Err(f) => match &loaded.config.approvals.controller_user {
+            // The approver account cannot read the controller's keys: hand the
+            // signed grant to the controller account, which verifies it again.
+            Some(user) => release_via_sudo(loaded, user, &approval.id),
+            None => Err(f),
+        },
+    }
+}
+
+fn check_pending(a: &Approval) -> Result<(), Failure> {
+    match a.state {
+        State::Pending => Ok(()),
+        State::Expired => Err(err(
+            "approval_expired",
+            format!("approval {} expired; request the command again", a.id),
+            exit::FAILED,
+        )),
+        State::Granted | State::Used | State::Denied | State::Superseded => Err(err(
+            "approval_not_pending",
+            format!("approval {} is {:?}, not pending", a.id, a.state).to_lowercase(),
+            exit::FAILED,
+        )),
+    }
+}

@@ -1,0 +1,192 @@
+//! Releasing a granted approval: run by the controller account
+//! (`aiopsexec`, which holds the controller's TLS and signing keys). It checks
+//! the approver's signature on the stored grant, marks the approval used and
+//! sends exactly the approved command to exactly the approved targets. An
+//! approver account without the controller's keys reaches it through
+//! `sudo -n -u CONTROLLER aiops approvals release ID`.
+
+use aiops_audit::AuditLog;
+use aiops_certs::signing::VerifyingKey;
+use aiops_policy::Risk;
+use aiops_proto::agent::v1 as pb;
+use prost::Message;
+use serde_json::Value;
+
+use super::store::{
+    State, Store, audit_approval, audit_error, controller_public, err, read_public,
+    read_public_file,
+};
+use crate::config::Loaded;
+use crate::contract::{Answer, Failure, RunInput, exit};
+use crate::dispatch;
+
+pub(super) fn approver_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
+    match (
+        &loaded.config.approvals.approver_public_key,
+        &loaded.config.approvals.approver_key,
+    ) {
+        (Some(k), _) => read_public(k),
+        (None, Some(private)) => read_public_file(&private.with_extension("pub")),
+        (None, None) => Err(err(
+            "no_approver_key",
+            "no approver key is configured (approvals.approver_key / approver_public_key)",
+            exit::SETUP,
+        )),
+    }
+}
+
+pub(super) fn release_via_sudo(loaded: &Loaded, user: &str, id: &str) -> Result<Answer, Failure> {
+    let exe = std::env::current_exe().map_err(|e| err("release", e.to_string(), exit::SETUP))?;
+    let out = std::process::Command::new("/usr/bin/sudo")
+        .args(["-n", "-u", user, "--"])
+        .arg(exe)
+        .arg("--config")
+        .arg(&loaded.path)
+        .args(["approvals", "release", id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| err("release", format!("sudo: {e}"), exit::SETUP))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answer: Value = serde_json::from_str(text.trim()).map_err(|_| {
+        err(
+            "release",
+            format!(
+                "`sudo -u {user} aiops approvals release` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            exit::FAILED,
+        )
+    })?;
+    let code = u8::try_from(out.status.code().unwrap_or(1)).unwrap_or(1);
+    Failure::from_exit(Answer::relayed(answer), code)
+}
+
+/// Runs a granted approval: checks the approver's signature on the stored
+/// grant, marks the approval used, and sends the command with the grant.
+pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
+    let log = AuditLog::new(&loaded.config.audit_log);
+    let audited = |f: Failure| -> Failure { audit_error(&log, f, Some(id), "release") };
+    let controller = controller_public(loaded)?;
+    let approver = approver_public(loaded)?;
+    let (approval, grant) = {
+        let locked = Store::new(&loaded.config.runtime_dir).lock()?;
+        let mut all = locked.all()?;
+        let Some(a) = all.iter_mut().find(|a| a.id == id) else {
+            return Err(audited(err(
+                "no_pending_approval",
+                format!("no approval {id}"),
+                exit::FAILED,
+            )));
+        };
+        if a.state != State::Granted {
+            return Err(audited(err(
+                "approval_not_granted",
+                format!("approval {id} is {:?}, not granted", a.state).to_lowercase(),
+                exit::FAILED,
+            )));
+        }
+        let bytes = std::fs::read(locked.grant_path(id))
+            .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
+        let mut grants = std::collections::BTreeMap::new();
+        let mut buf = bytes.as_slice();
+        let mut expires = i64::MAX;
+        while !buf.is_empty() {
+            let signed = pb::SignedApproval::decode_length_delimited(&mut buf).map_err(|e| {
+                audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED))
+            })?;
+            let grant = pb::ApprovalGrant::decode(signed.grant.as_slice()).map_err(|e| {
+                audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED))
+            })?;
+            let valid = signed.key_id == approver.key_id()
+                && approver.verify(&signed.grant, &signed.signature).is_ok()
+                && grant.approval_id == a.id
+                && grant.command_sha256 == a.command_sha256;
+            if !valid {
+                grants.clear();
+                break;
+            }
+            expires = expires.min(grant.expires_at_ms);
+            grants.insert(grant.target, signed);
+        }
+        // Exactly the approved set: not one target more, not one less.
+        let set: Vec<String> = grants.keys().cloned().collect();
+        if set != a.target_set() || !a.intact(&controller) {
+            return Err(audited(err(
+                "approval_invalid",
+                "the grant is not signed by the approver key for exactly this approval; nothing was run",
+                exit::FAILED,
+            )));
+        }
+        if aiops_sys::now_ms() > expires {
+            a.state = State::Expired;
+            audit_approval(&log, "expired", a)?;
+            locked.save(a)?;
+            return Err(audited(err(
+                "approval_expired",
+                format!("approval {id} expired"),
+                exit::FAILED,
+            )));
+        }
+        // Used before anything runs: a crash can lose a run, never repeat one.
+        a.state = State::Used;
+        locked.save(a)?;
+        (a.clone(), grants)
+    };
+    let req = RunInput {
+        target: approval.target.clone(),
+        targets: approval.fanout.then(|| approval.target_set()),
+        command: approval.command.clone(),
+        requester: approval.requester.clone(),
+        reason: approval.reason.clone(),
+        max_concurrency: None,
+        max_errors: None,
+        canary: None,
+        save_output: false,
+    };
+    let names = approval.target_set();
+    if let Some(gone) = names
+        .iter()
+        .find(|n| !loaded.config.targets.contains_key(*n))
+    {
+        return Err(audited(err(
+            "unknown_target",
+            format!("target {gone:?} is no longer configured"),
+            exit::FAILED,
+        )));
+    }
+    // Policy may have changed since the request: never run what is now forbidden.
+    let decision = names
+        .iter()
+        .map(|n| loaded.policy.classify_for(Some(n), &req.command))
+        .max_by_key(|d| d.risk)
+        .expect("an approval has at least one target");
+    if matches!(decision.risk, Risk::Forbidden | Risk::Rejected) {
+        return Err(audited(err(
+            "policy_changed",
+            format!(
+                "the command is now {} by policy; nothing was run",
+                decision.risk.as_str()
+            ),
+            exit::FAILED,
+        )));
+    }
+    let results = dispatch::execute_targets(
+        loaded,
+        &log,
+        &req,
+        &names,
+        &decision,
+        pb::Decision::Approved,
+        Some((&approval.id, &grant)),
+    )
+    .await;
+    let (answer, code) = dispatch::finish(
+        &req,
+        &names,
+        approval.fanout,
+        &decision,
+        Some(&approval.id),
+        results,
+    );
+    Failure::from_exit(answer, code)
+}

@@ -1,0 +1,355 @@
+//! The approval store: pending approvals in `<runtime_dir>/approvals`, one
+//! JSON file each, written atomically under an exclusive lock so concurrent
+//! `aiops` processes never see or leave a half-written approval.
+//!
+//! Run by every account that touches approvals (the AI-facing `aiopsexec`
+//! that requests them, the approver that grants them, the controller account
+//! that releases them); it only reads and writes the store and the audit log.
+//!
+//! An approval is bound to one requester, one target and the exact command
+//! bytes (with their SHA-256); it expires and can be used once. A requester
+//! has at most one pending approval: a new one supersedes the older.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use aiops_audit::AuditLog;
+use aiops_certs::signing::{SigningKey, VerifyingKey};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::Loaded;
+use crate::contract::{Answer, Failure, audit, exit};
+
+/// Default lifetime of a pending approval.
+pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
+
+/// Lifecycle of an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for a human.
+    Pending,
+    /// Approved and signed by an approver; waiting to be released to the agent.
+    Granted,
+    /// Approved and handed to execution (used; cannot run again).
+    Used,
+    /// Denied.
+    Denied,
+    /// Replaced by a newer request of the same requester.
+    Superseded,
+    /// Not resolved in time.
+    Expired,
+}
+
+/// One approval as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Approval id (uuid v4).
+    pub id: String,
+    /// Target as requested (a name, a selector, or a comma list).
+    pub target: String,
+    /// The exact resolved target set the approval covers (one name for a single target).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Answer as a fan-out (a selector or list was used).
+    #[serde(default)]
+    pub fanout: bool,
+    /// Exact command text.
+    pub command: String,
+    /// SHA-256 of the command bytes.
+    pub command_sha256: String,
+    /// Policy risk at request time.
+    pub risk: String,
+    /// Policy reasons.
+    pub reasons: Vec<String>,
+    /// Who asked.
+    pub requester: String,
+    /// Why.
+    pub reason: String,
+    /// Unix ms.
+    pub created_ms: i64,
+    /// Unix ms.
+    pub expires_ms: i64,
+    /// Where it is in its life.
+    pub state: State,
+    /// Controller signature over the record's binding fields (detects edits).
+    pub record_signature: String,
+    /// Who approved or denied it.
+    #[serde(default)]
+    pub resolver: Option<String>,
+}
+
+impl Approval {
+    /// The bytes the controller signs when it stores the approval.
+    pub(super) fn binding(&self) -> Vec<u8> {
+        format!(
+            "aiops-approval-v2\n{}\n{}\n{}\n{}\n{}\n{}",
+            self.id,
+            self.target_set().join(","),
+            self.command_sha256,
+            self.requester,
+            self.created_ms,
+            self.expires_ms
+        )
+        .into_bytes()
+    }
+
+    /// The exact target set (older single-target records have only `target`).
+    pub fn target_set(&self) -> Vec<String> {
+        if self.targets.is_empty() {
+            vec![self.target.clone()]
+        } else {
+            self.targets.clone()
+        }
+    }
+
+    /// True when the command, its hash and the controller's signature all agree.
+    pub(super) fn intact(&self, controller: &VerifyingKey) -> bool {
+        aiops_sys::sha256_hex(self.command.as_bytes()) == self.command_sha256
+            && hex::decode(&self.record_signature)
+                .is_ok_and(|sig| controller.verify(&self.binding(), &sig).is_ok())
+    }
+}
+
+/// The approvals directory with its lock.
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Holds the store's exclusive lock while alive.
+pub struct Locked {
+    dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+pub(super) fn err(code: &str, message: impl Into<String>, exit_code: u8) -> Failure {
+    Failure {
+        answer: Box::new(Answer::error(code, message)),
+        exit: exit_code,
+    }
+}
+
+impl Store {
+    /// The store under `runtime_dir/approvals`.
+    pub fn new(runtime_dir: &Path) -> Store {
+        Store {
+            dir: runtime_dir.join("approvals"),
+        }
+    }
+
+    /// Takes the exclusive lock (creating the directory when needed).
+    pub fn lock(&self) -> Result<Locked, Failure> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| {
+                err(
+                    "runtime",
+                    format!("{}: {e}", self.dir.display()),
+                    exit::SETUP,
+                )
+            })?;
+        let lock_path = self.dir.join(".lock");
+        let opened = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o660)
+            .open(&lock_path);
+        // flock works on a read-only descriptor too: an account that may not
+        // write the lock file (another member of the group) still serializes.
+        let f = match opened {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&lock_path),
+            other => other,
+        }
+        .map_err(|e| {
+            err(
+                "runtime",
+                format!("{}: {e}", lock_path.display()),
+                exit::SETUP,
+            )
+        })?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| {
+            err(
+                "runtime",
+                format!("lock {}: {e}", lock_path.display()),
+                exit::SETUP,
+            )
+        })?;
+        Ok(Locked {
+            dir: self.dir.clone(),
+            _lock: lock,
+        })
+    }
+}
+
+impl Locked {
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Every approval, oldest first. Unreadable files are reported, not skipped silently.
+    pub fn all(&self) -> Result<Vec<Approval>, Failure> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| {
+            err(
+                "runtime",
+                format!("{}: {e}", self.dir.display()),
+                exit::SETUP,
+            )
+        })?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| err("runtime", format!("{}: {e}", p.display()), exit::SETUP))?;
+            let a: Approval = serde_json::from_str(&text).map_err(|e| {
+                err(
+                    "corrupt_approval",
+                    format!("{}: {e}", p.display()),
+                    exit::SETUP,
+                )
+            })?;
+            out.push(a);
+        }
+        out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    pub(super) fn grant_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.grant"))
+    }
+
+    /// Writes one approval atomically.
+    pub fn save(&self, a: &Approval) -> Result<(), Failure> {
+        let text = serde_json::to_vec_pretty(a).expect("approval serializes");
+        // Group-readable: in production the approver account (same group) reads and grants them.
+        aiops_sys::write_file_mode(&self.path(&a.id), &text, 0o640).map_err(|e| {
+            err(
+                "runtime",
+                format!("{}: {e}", self.path(&a.id).display()),
+                exit::SETUP,
+            )
+        })
+    }
+}
+
+pub(super) fn approval_record(event: &str, a: &Approval) -> serde_json::Map<String, Value> {
+    let Value::Object(m) = json!({
+        "event": event,
+        "approval_id": a.id,
+        "target": a.target,
+        "targets": a.target_set(),
+        "command": a.command,
+        "command_sha256": a.command_sha256,
+        "requester": a.requester,
+        "reason": a.reason,
+        "risk": a.risk,
+        "expires_ms": a.expires_ms,
+    }) else {
+        unreachable!("json! object")
+    };
+    m
+}
+
+pub(super) fn audit_approval(log: &AuditLog, event: &str, a: &Approval) -> Result<(), Failure> {
+    audit(log, Value::Object(approval_record(event, a)))
+}
+
+/// Expires pending approvals past their time, auditing each.
+pub(super) fn expire(
+    locked: &Locked,
+    log: &AuditLog,
+    all: &mut [Approval],
+    now: i64,
+) -> Result<(), Failure> {
+    for a in all.iter_mut() {
+        if a.state == State::Pending && now > a.expires_ms {
+            a.state = State::Expired;
+            audit_approval(log, "expired", a)?;
+            locked.save(a)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn read_key(path: &Path) -> Result<SigningKey, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(
+            "key_unreadable",
+            format!("{}: {e}", path.display()),
+            exit::SETUP,
+        )
+    })?;
+    SigningKey::from_pem(&text).map_err(|e| {
+        err(
+            "key_unreadable",
+            format!("{}: {e}", path.display()),
+            exit::SETUP,
+        )
+    })
+}
+
+/// A public key given as `ed25519:<hex>` or as the path of a file holding
+/// it (the configuration made that path absolute when it loaded).
+pub(super) fn read_public(text_or_path: &str) -> Result<VerifyingKey, Failure> {
+    if text_or_path.trim().starts_with("ed25519:") {
+        VerifyingKey::parse(text_or_path)
+            .map_err(|e| err("key_unreadable", e.to_string(), exit::SETUP))
+    } else {
+        read_public_file(Path::new(text_or_path.trim()))
+    }
+}
+
+/// The public key in the file `path`.
+pub(super) fn read_public_file(path: &Path) -> Result<VerifyingKey, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(
+            "key_unreadable",
+            format!("{}: {e}", path.display()),
+            exit::SETUP,
+        )
+    })?;
+    VerifyingKey::parse(&text).map_err(|e| err("key_unreadable", e.to_string(), exit::SETUP))
+}
+
+pub(super) fn controller_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
+    read_public_file(&loaded.pki().signing_pub())
+}
+
+pub(super) fn audit_error(log: &AuditLog, f: Failure, id: Option<&str>, who: &str) -> Failure {
+    let rec = json!({
+        "event": "error",
+        "status": "error",
+        "code": f.answer.error.as_ref().map(|e| e.code.clone()),
+        "message": f.answer.error.as_ref().map(|e| e.message.clone()),
+        "approval_id": id,
+        "resolver": who,
+    });
+    match audit(log, rec) {
+        Ok(()) => f,
+        Err(a) => a,
+    }
+}
+
+/// Lists approvals (pending first) after expiring stale ones.
+pub fn list(loaded: &Loaded) -> Result<Vec<Approval>, Failure> {
+    let log = AuditLog::new(&loaded.config.audit_log);
+    let locked = Store::new(&loaded.config.runtime_dir).lock()?;
+    let mut all = locked.all()?;
+    expire(&locked, &log, &mut all, aiops_sys::now_ms())?;
+    Ok(all)
+}
+
+/// Serializes an approval list for `--json`.
+pub fn to_json(all: &[Approval]) -> Value {
+    json!(all)
+}

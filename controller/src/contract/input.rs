@@ -1,0 +1,152 @@
+//! The request of `aiops run` as read from stdin, and its checks: size,
+//! UTF-8, the JSON shape, command hygiene, field lengths.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::answer::{Failure, exit, fail, object};
+
+/// Largest stdin accepted, in bytes.
+pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+/// Longest `requester`.
+pub const MAX_REQUESTER: usize = 128;
+/// Longest `reason`.
+pub const MAX_REASON: usize = 2048;
+
+/// The request as read from stdin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    /// Target name, or `group:NAME`, or `label:KEY=VALUE`.
+    #[serde(default)]
+    pub target: String,
+    /// Several targets (each a name or a `group:` / `label:` selector).
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    /// Exact command text.
+    pub command: String,
+    /// Who asks (e.g. `hermes`, `manual`).
+    pub requester: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+    /// Fan-out: targets running at once [default: `defaults.max_concurrency`].
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Fan-out: stop starting new targets once more than this many failed.
+    #[serde(default)]
+    pub max_errors: Option<usize>,
+    /// Fan-out: run on the first target alone, and continue only if it succeeded.
+    #[serde(default)]
+    pub canary: Option<bool>,
+    /// Stream each target's stdout and stderr to files under
+    /// `<runtime_dir>/outputs/` (cap `defaults.saved_output_cap_bytes`); the
+    /// answer carries an excerpt, the files' paths and their SHA-256.
+    #[serde(default)]
+    pub save_output: bool,
+}
+
+impl RunInput {
+    /// How the request named its targets, for answers and audit records.
+    pub fn target_spec(&self) -> String {
+        match &self.targets {
+            Some(list) => list.join(","),
+            None => self.target.clone(),
+        }
+    }
+}
+
+/// Parses and checks stdin; never panics on any bytes.
+pub fn parse_input(input: &[u8]) -> Result<RunInput, Failure> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(fail(
+            "input_too_large",
+            format!("request is larger than {MAX_INPUT_BYTES} bytes"),
+            exit::FAILED,
+        ));
+    }
+    let text = std::str::from_utf8(input).map_err(|e| {
+        fail(
+            "invalid_utf8",
+            format!("request is not UTF-8: {e}"),
+            exit::FAILED,
+        )
+    })?;
+    let req: RunInput = serde_json::from_str(text).map_err(|e| {
+        fail(
+            "invalid_json",
+            format!("expected {{\"target\",\"command\",\"requester\",\"reason\"}}: {e}"),
+            exit::FAILED,
+        )
+    })?;
+    if let Some(why) = aiops_policy::hygiene(&req.command) {
+        return Err(fail("invalid_command", why, exit::FAILED));
+    }
+    for (field, value, max) in [
+        ("requester", &req.requester, MAX_REQUESTER),
+        ("reason", &req.reason, MAX_REASON),
+    ] {
+        if value.len() > max {
+            return Err(fail(
+                "invalid_field",
+                format!("{field} is longer than {max} bytes"),
+                exit::FAILED,
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(fail(
+                "invalid_field",
+                format!("{field} contains control characters"),
+                exit::FAILED,
+            ));
+        }
+    }
+    if req.requester.trim().is_empty() {
+        return Err(fail("invalid_field", "requester is empty", exit::FAILED));
+    }
+    match (&req.targets, req.target.is_empty()) {
+        (None, true) => {
+            return Err(fail(
+                "invalid_field",
+                "target (or targets) is required",
+                exit::FAILED,
+            ));
+        }
+        (Some(_), false) => {
+            return Err(fail(
+                "invalid_field",
+                "give either target or targets, not both",
+                exit::FAILED,
+            ));
+        }
+        (Some(list), true) if list.is_empty() || list.len() > 10_000 => {
+            return Err(fail(
+                "invalid_field",
+                "targets must name 1 to 10000 targets",
+                exit::FAILED,
+            ));
+        }
+        _ => {}
+    }
+    if req.max_concurrency == Some(0) {
+        return Err(fail(
+            "invalid_field",
+            "max_concurrency must be at least 1",
+            exit::FAILED,
+        ));
+    }
+    Ok(req)
+}
+
+/// A safe description of raw input for the audit log (never the bytes themselves).
+pub fn input_summary(input: &[u8]) -> Map<String, Value> {
+    let preview: String = String::from_utf8_lossy(&input[..input.len().min(200)])
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    object(json!({
+        "input_bytes": input.len(),
+        "input_sha256": aiops_sys::sha256_hex(input),
+        "input_preview": preview,
+    }))
+}

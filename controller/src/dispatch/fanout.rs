@@ -1,0 +1,606 @@
+//! Fan-out dispatch, run by the controller account (`aiopsexec`, which holds
+//! the controller's TLS and signing keys): signs one decided command for
+//! each target, audits it, sends it to every agent with bounded concurrency
+//! and collects one answer per target.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_audit::AuditLog;
+use aiops_certs::signing::SigningKey;
+use aiops_policy::Decision;
+use aiops_proto::agent::v1 as pb;
+use serde_json::{Map, Value, json};
+
+use super::client::{self, ClientError, Collected};
+use super::saved::{SavedOutput, outputs_dir};
+use crate::config::Loaded;
+use crate::contract::{Answer, Failure, RunInput, Summary, exit, fail, object};
+
+/// Everything `run` needs that is loaded lazily, only when a command is sent.
+pub struct Sender {
+    tls: Arc<rustls::ClientConfig>,
+    key: SigningKey,
+}
+
+impl Sender {
+    /// Loads the controller certificate, key and signing key.
+    pub fn load(loaded: &Loaded) -> Result<Sender, Failure> {
+        let pki = loaded.pki();
+        let tls = aiops_certs::tls::client_config(
+            &pki.ca_cert(),
+            &pki.controller_cert(),
+            &pki.controller_key(),
+        )
+        .map_err(|e| fail("config", e.to_string(), exit::SETUP))?;
+        let key_text = std::fs::read_to_string(pki.signing_key()).map_err(|e| {
+            fail(
+                "config",
+                format!("{}: {e}", pki.signing_key().display()),
+                exit::SETUP,
+            )
+        })?;
+        let key = SigningKey::from_pem(&key_text).map_err(|e| {
+            fail(
+                "config",
+                format!("{}: {e}", pki.signing_key().display()),
+                exit::SETUP,
+            )
+        })?;
+        Ok(Sender {
+            tls: Arc::new(tls),
+            key,
+        })
+    }
+
+    /// The client TLS configuration.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+}
+
+/// Turns per-target results into the printed answer: the single answer for a
+/// single named target, else a fan-out answer with `results` and `summary`.
+pub fn finish(
+    req: &RunInput,
+    names: &[String],
+    fanout: bool,
+    decision: &Decision,
+    approval_id: Option<&str>,
+    mut results: Vec<Answer>,
+) -> (Answer, u8) {
+    // Nothing ran because of our own set-up (config, keys, audit): exit 2, not 1.
+    let setup_failure = |a: &Answer| {
+        a.error.as_ref().is_some_and(|e| {
+            matches!(
+                e.code.as_str(),
+                "audit_failed" | "config" | "key_unreadable" | "output_file"
+            )
+        })
+    };
+    if !fanout && results.len() == 1 {
+        let a = results.pop().expect("one result");
+        let code = match (a.status, setup_failure(&a)) {
+            ("executed", _) => exit::HANDLED,
+            (_, true) => exit::SETUP,
+            _ => exit::FAILED,
+        };
+        return (a, code);
+    }
+    let mut summary = Summary {
+        total: names.len(),
+        ..Summary::default()
+    };
+    for r in &results {
+        match r.status {
+            "executed" if r.exit_code == Some(0) && r.timed_out != Some(true) => {
+                summary.executed += 1;
+                summary.succeeded += 1;
+            }
+            "executed" => {
+                summary.executed += 1;
+                summary.failed += 1;
+            }
+            "skipped" => summary.skipped += 1,
+            _ => summary.errors += 1,
+        }
+    }
+    let status = match (summary.executed, summary.executed == summary.total) {
+        (_, true) => "executed",
+        (0, false) => "failed",
+        _ => "partial",
+    };
+    let code = match (summary.executed, results.iter().any(setup_failure)) {
+        (0, true) => exit::SETUP,
+        (0, false) => exit::FAILED,
+        _ => exit::HANDLED,
+    };
+    (
+        Answer {
+            status,
+            risk: Some(decision.risk.as_str()),
+            target: Some(req.target_spec()),
+            command: Some(req.command.clone()),
+            approval_id: approval_id.map(str::to_string),
+            targets: Some(names.to_vec()),
+            results: Some(results),
+            summary: Some(summary),
+            ..Answer::default()
+        },
+        code,
+    )
+}
+
+/// Fan-out limits.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    concurrency: usize,
+    max_errors: Option<usize>,
+    canary: bool,
+}
+
+/// A target's request, signed and ready to send.
+struct Prepared {
+    name: String,
+    request_id: String,
+    signed: pb::SignedCommand,
+    base: Map<String, Value>,
+    /// `save_output`: the target's output files, created before anything is sent.
+    saved: Option<SavedOutput>,
+}
+
+impl Prepared {
+    /// `save_output`: deletes the (empty) files of a request that did not run.
+    fn drop_files(&mut self) {
+        if let Some(s) = self.saved.take() {
+            s.remove();
+            self.base.remove("stdout_file");
+            self.base.remove("stderr_file");
+        }
+    }
+}
+
+/// Signs, sends and audits one decided command on each target; used for
+/// auto-allowed and approved commands. Returns one answer per target, in
+/// order: `executed`, `error` (with `error`), or `skipped`. Every target gets
+/// its own audit records: `requested` before anything is sent (one fsync for
+/// the set), then its outcome (one fsync for the set) before the answer.
+pub async fn execute_targets(
+    loaded: &Loaded,
+    log: &AuditLog,
+    req: &RunInput,
+    names: &[String],
+    decision: &Decision,
+    wire_decision: pb::Decision,
+    approval: Option<(
+        &str,
+        &std::collections::BTreeMap<String, pb::SignedApproval>,
+    )>,
+) -> Vec<Answer> {
+    let approval_id = approval.map(|(id, _)| id);
+    let common = {
+        let mut m = object(json!({
+            "command": req.command,
+            "requester": req.requester,
+            "reason": req.reason,
+            "risk": decision.risk.as_str(),
+        }));
+        if let Some(id) = approval_id {
+            m.insert("approval_id".into(), id.into());
+        }
+        if names.len() > 1 || req.targets.is_some() {
+            m.insert("fanout".into(), req.target_spec().into());
+        }
+        m
+    };
+    let error_all = |f: Failure| -> Vec<Answer> {
+        let records: Vec<Map<String, Value>> = names
+            .iter()
+            .map(|n| error_record(&common, n, None, &f.answer))
+            .collect();
+        let answer = match log.append_many(records) {
+            Ok(_) => *f.answer,
+            Err(e) => Answer::error(
+                "audit_failed",
+                format!("{e}; nothing was run (fail closed)"),
+            ),
+        };
+        names
+            .iter()
+            .map(|n| Answer {
+                target: Some(n.clone()),
+                ..answer.clone()
+            })
+            .collect()
+    };
+    let sender = match Sender::load(loaded) {
+        Ok(s) => s,
+        Err(f) => return error_all(f),
+    };
+    let defaults = &loaded.config.defaults;
+    let now = aiops_sys::now_ms();
+    let output_cap_bytes = if req.save_output {
+        defaults.saved_output_cap_bytes
+    } else {
+        defaults.output_cap_bytes
+    };
+    let outputs = if req.save_output {
+        match outputs_dir(&loaded.config.runtime_dir) {
+            Ok(d) => Some(d),
+            Err(f) => return error_all(f),
+        }
+    } else {
+        None
+    };
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(names.len());
+    for name in names {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let request = pb::CommandRequest {
+            request_id: request_id.clone(),
+            target: name.clone(),
+            command: req.command.clone(),
+            plan: Some(aiops_proto::plan::to_proto(&decision.plan)),
+            decision: wire_decision as i32,
+            requester: req.requester.clone(),
+            reason: req.reason.clone(),
+            issued_at_ms: now,
+            expires_at_ms: now + i64::from(defaults.request_ttl_secs) * 1000,
+            timeout_ms: defaults.timeout_secs.saturating_mul(1000),
+            output_cap_bytes,
+            policy_digest: loaded.policy.digest().to_string(),
+            approval_id: approval_id.unwrap_or_default().to_string(),
+        };
+        let mut signed = client::sign(&request, &sender.key);
+        if let Some((_, grants)) = approval {
+            match grants.get(name) {
+                Some(g) => signed.approval = prost::Message::encode_to_vec(g),
+                None => {
+                    return error_all(fail(
+                        "approval_invalid",
+                        format!("no grant for target {name}"),
+                        exit::FAILED,
+                    ));
+                }
+            }
+        }
+        let mut base = common.clone();
+        base.insert("target".into(), name.clone().into());
+        base.insert("request_id".into(), request_id.clone().into());
+        // The files exist before anything is sent: if one cannot be created, nothing runs.
+        let saved = match &outputs {
+            Some(dir) => {
+                match SavedOutput::create(dir, &request_id, name, defaults.output_cap_bytes) {
+                    Ok(s) => {
+                        base.insert("stdout_file".into(), s.stdout.path_text().into());
+                        base.insert("stderr_file".into(), s.stderr.path_text().into());
+                        Some(s)
+                    }
+                    Err(f) => {
+                        prepared.iter_mut().for_each(Prepared::drop_files);
+                        return error_all(f);
+                    }
+                }
+            }
+            None => None,
+        };
+        prepared.push(Prepared {
+            name: name.clone(),
+            request_id,
+            signed,
+            base,
+            saved,
+        });
+    }
+    let sent: Vec<Map<String, Value>> = prepared
+        .iter()
+        .map(|p| {
+            let mut r = p.base.clone();
+            r.insert("event".into(), "requested".into());
+            r.insert("policy_digest".into(), loaded.policy.digest().into());
+            r
+        })
+        .collect();
+    // Written (a failed write stops everything here) but not waited on: the
+    // outcome's append below fsyncs the file, this record with it, and each
+    // agent has already made its own record durable before running anything.
+    if let Err(e) = log.append_many_written(sent) {
+        prepared.iter_mut().for_each(Prepared::drop_files);
+        let a = Answer::error(
+            "audit_failed",
+            format!("{e}; nothing was run (fail closed)"),
+        );
+        return names
+            .iter()
+            .map(|n| Answer {
+                target: Some(n.clone()),
+                ..a.clone()
+            })
+            .collect();
+    }
+
+    let limits = Limits {
+        concurrency: req
+            .max_concurrency
+            .unwrap_or(defaults.max_concurrency)
+            .max(1),
+        max_errors: req.max_errors,
+        canary: req.canary.unwrap_or(false) && prepared.len() > 1,
+    };
+    let outcomes = send_all(loaded, &sender, prepared, decision, approval_id, limits).await;
+    let mut records = Vec::with_capacity(outcomes.len());
+    let mut answers = Vec::with_capacity(outcomes.len());
+    for (base, answer) in outcomes {
+        records.push(outcome_record(base, &answer));
+        answers.push(answer);
+    }
+    if let Err(e) = log.append_many(records) {
+        // The commands ran (the agents audited them) but the controller cannot
+        // record the outcome: say so rather than print an unaudited answer.
+        let a = Answer::error(
+            "audit_failed",
+            format!("{e}; the command was sent but its outcome is not audited here"),
+        );
+        return answers
+            .iter()
+            .map(|r| Answer {
+                target: r.target.clone(),
+                request_id: r.request_id.clone(),
+                ..a.clone()
+            })
+            .collect();
+    }
+    answers
+}
+
+fn error_record(
+    common: &Map<String, Value>,
+    target: &str,
+    request_id: Option<&str>,
+    a: &Answer,
+) -> Map<String, Value> {
+    let mut r = common.clone();
+    r.insert("target".into(), target.into());
+    if let Some(id) = request_id {
+        r.insert("request_id".into(), id.into());
+    }
+    r.insert("event".into(), "error".into());
+    r.insert("status".into(), "error".into());
+    if let Some(e) = &a.error {
+        r.insert("code".into(), e.code.clone().into());
+        r.insert("message".into(), e.message.clone().into());
+    }
+    r
+}
+
+fn outcome_record(mut rec: Map<String, Value>, a: &Answer) -> Map<String, Value> {
+    match a.status {
+        "executed" => {
+            rec.insert("event".into(), "executed".into());
+            rec.insert("status".into(), "executed".into());
+            rec.insert("exit_code".into(), a.exit_code.into());
+            rec.insert("timed_out".into(), a.timed_out.into());
+            rec.insert("truncated".into(), a.truncated.into());
+            rec.insert("duration_ms".into(), a.duration_ms.into());
+            if a.stdout_file.is_some() {
+                // save_output: the content is in the files, never in the audit log.
+                rec.insert("stdout_dropped_bytes".into(), a.stdout_dropped_bytes.into());
+                rec.insert("stderr_dropped_bytes".into(), a.stderr_dropped_bytes.into());
+            } else {
+                rec.insert("stdout".into(), a.stdout.clone().into());
+                rec.insert("stderr".into(), a.stderr.clone().into());
+            }
+            if let Some([(so, sn), (se, en)]) = &a.output_digest {
+                rec.insert("stdout_sha256".into(), so.clone().into());
+                rec.insert("stdout_bytes".into(), (*sn).into());
+                rec.insert("stderr_sha256".into(), se.clone().into());
+                rec.insert("stderr_bytes".into(), (*en).into());
+            }
+            rec
+        }
+        "skipped" => {
+            rec.insert("event".into(), "skipped".into());
+            rec.insert("status".into(), "skipped".into());
+            rec.insert("message".into(), a.message.clone().into());
+            rec
+        }
+        _ => {
+            rec.insert("event".into(), "error".into());
+            rec.insert("status".into(), "error".into());
+            if let Some(e) = &a.error {
+                rec.insert("code".into(), e.code.clone().into());
+                rec.insert("message".into(), e.message.clone().into());
+            }
+            rec
+        }
+    }
+}
+
+/// Sends every prepared request with bounded concurrency, `max_errors` and
+/// the optional canary; returns (audit base, answer) per target, in order.
+async fn send_all(
+    loaded: &Loaded,
+    sender: &Sender,
+    prepared: Vec<Prepared>,
+    decision: &Decision,
+    approval_id: Option<&str>,
+    limits: Limits,
+) -> Vec<(Map<String, Value>, Answer)> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let total = prepared.len();
+    let errors = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let progress = total > 1 && std::io::stderr().is_terminal();
+    let slots = tokio::sync::Semaphore::new(limits.concurrency);
+    let one = |p: Prepared| {
+        let (errors, done, stop, slots) = (&errors, &done, &stop, &slots);
+        async move {
+            let Ok(_slot) = slots.acquire().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            if stop.load(Ordering::SeqCst) {
+                let mut p = p;
+                p.drop_files();
+                let a = Answer {
+                    status: "skipped",
+                    target: Some(p.name.clone()),
+                    command: None,
+                    request_id: Some(p.request_id.clone()),
+                    message: Some("not attempted: max_errors reached or the canary failed".into()),
+                    ..Answer::default()
+                };
+                return (p.base, a);
+            }
+            let mut p = p;
+            let a = send_one(loaded, sender, &mut p, decision, approval_id).await;
+            let failed =
+                a.status != "executed" || a.exit_code != Some(0) || a.timed_out == Some(true);
+            if failed {
+                let n = errors.fetch_add(1, Ordering::SeqCst) + 1;
+                if limits.max_errors.is_some_and(|max| n > max) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            let d = done.fetch_add(1, Ordering::SeqCst) + 1;
+            if progress {
+                eprint!(
+                    "\raiops: {d}/{total} done, {} failed   ",
+                    errors.load(Ordering::SeqCst)
+                );
+            }
+            (p.base, a)
+        }
+    };
+    let mut queue = prepared.into_iter();
+    let mut out = Vec::with_capacity(total);
+    if limits.canary
+        && let Some(first) = queue.next()
+    {
+        let (base, a) = one(first).await;
+        if a.status != "executed" || a.exit_code != Some(0) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        out.push((base, a));
+    }
+    out.extend(futures_util::future::join_all(queue.map(one)).await);
+    if progress {
+        eprintln!();
+    }
+    out
+}
+
+async fn send_one(
+    loaded: &Loaded,
+    sender: &Sender,
+    p: &mut Prepared,
+    decision: &Decision,
+    approval_id: Option<&str>,
+) -> Answer {
+    let defaults = &loaded.config.defaults;
+    let Some(target) = loaded.config.targets.get(&p.name) else {
+        p.drop_files();
+        return Answer::error("unknown_target", format!("no target named {:?}", p.name));
+    };
+    let server_name = target.server_name.as_deref().unwrap_or(&p.name);
+    let connect_timeout = Duration::from_millis(defaults.connect_timeout_ms);
+    let deadline = Duration::from_secs(u64::from(defaults.timeout_secs) + 15);
+    let mut collected = Collected::default();
+    let result =
+        match client::connect(&target.address, server_name, sender.tls(), connect_timeout).await {
+            Ok(channel) => {
+                let sink: &mut (dyn client::OutputSink + Send) = match p.saved.as_mut() {
+                    Some(s) => s,
+                    None => &mut collected,
+                };
+                client::execute_into(channel, p.signed.clone(), deadline, sink).await
+            }
+            Err(e) => Err(e),
+        };
+    let st = match result {
+        Ok(st) => st,
+        Err(e) => {
+            let code = match &e {
+                ClientError::Unreachable { .. } => "unreachable",
+                ClientError::Refused { .. } => "agent_refused",
+                ClientError::Incomplete(_) => "incomplete",
+                ClientError::Output(_) => "output_file",
+            };
+            let mut message = e.to_string();
+            if let Some(s) = &p.saved {
+                match &e {
+                    // The command may have run: keep what arrived.
+                    ClientError::Incomplete(_) | ClientError::Output(_) => {
+                        message.push_str(&format!(
+                            "; the output received so far is in {} and {}",
+                            s.stdout.path_text(),
+                            s.stderr.path_text()
+                        ));
+                    }
+                    ClientError::Refused { .. } if e.reason() == Some("limits") => {
+                        message.push_str(&format!(
+                            " (save_output asks for defaults.saved_output_cap_bytes = {}; \
+                             the agent allows up to its max_output_cap_bytes)",
+                            defaults.saved_output_cap_bytes
+                        ));
+                        p.drop_files();
+                    }
+                    _ => p.drop_files(),
+                }
+            }
+            let mut a = Answer::error(code, message);
+            a.target = Some(p.name.clone());
+            a.request_id = Some(p.request_id.clone());
+            return a;
+        }
+    };
+    collected.exit = st;
+    let st = &collected.exit;
+    let truncated = st.stdout_dropped > 0 || st.stderr_dropped > 0;
+    let digest = |t: &str| (aiops_sys::sha256_hex(t.as_bytes()), t.len() as u64);
+    let (stdout, stderr, output_digest, files) = match &p.saved {
+        Some(s) => {
+            let d = [s.stdout.digest(), s.stderr.digest()];
+            (
+                s.stdout.excerpt(st.stdout_dropped),
+                s.stderr.excerpt(st.stderr_dropped),
+                d,
+                Some((s.stdout.path_text(), s.stderr.path_text())),
+            )
+        }
+        None => {
+            let (o, e) = (collected.stdout_text(), collected.stderr_text());
+            let d = [digest(&o), digest(&e)];
+            (o, e, d, None)
+        }
+    };
+    // Secrets never reach the assistant: redact what it is shown, like the audit.
+    Answer {
+        status: "executed",
+        risk: Some(decision.risk.as_str()),
+        target: Some(p.name.clone()),
+        command: Some(
+            p.base
+                .get("command")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        exit_code: Some(st.exit_code),
+        stdout: Some(super::redact::redact(&stdout)),
+        stderr: Some(super::redact::redact(&stderr)),
+        saved_digest: files.is_some().then(|| output_digest.clone()),
+        output_digest: Some(output_digest),
+        stdout_file: files.as_ref().map(|f| f.0.clone()),
+        stderr_file: files.map(|f| f.1),
+        truncated: Some(truncated),
+        stdout_dropped_bytes: truncated.then_some(st.stdout_dropped),
+        stderr_dropped_bytes: truncated.then_some(st.stderr_dropped),
+        timed_out: Some(st.timed_out),
+        signal: (st.signal != 0).then_some(st.signal),
+        duration_ms: Some(st.duration_ms),
+        request_id: Some(p.request_id.clone()),
+        approval_id: approval_id.map(str::to_string),
+        ..Answer::default()
+    }
+}

@@ -1,0 +1,17 @@
+//! Sending decided commands to agents, run by the controller account
+//! (`aiopsexec`: the only account that can read the controller's TLS key and
+//! request-signing key):
+//!
+//! - [`client`]: the mutual-TLS gRPC client (connect, execute, describe);
+//! - [`fanout`]: sign, audit and send one command to a set of targets;
+//! - [`saved`]: `save_output` files;
+//! - [`redact`]: secrets removed from what the assistant is shown.
+//!
+//! It knows nothing of approvals or of `aiops run`; both call it.
+
+pub mod client;
+pub mod fanout;
+pub mod redact;
+pub mod saved;
+
+pub use fanout::{Sender, execute_targets, finish};
