@@ -146,8 +146,22 @@ impl Verifier<'_> {
                 ),
             ));
         }
-        let own = self.policy.classify_for(Some(self.name), &req.command);
+        let mut own = self.policy.classify_for(Some(self.name), &req.command);
         let claimed = pb::Decision::try_from(req.decision).unwrap_or(pb::Decision::Unspecified);
+        // Glob operands: expanded against this host's file system and classified again;
+        // only that decision counts, and its plan is what runs.
+        let mut expanded = false;
+        if own.risk == Risk::ApprovalRequired
+            && claimed == pb::Decision::AutoAllowed
+            && let Some(d) = self.policy.classify_expanded(
+                Some(self.name),
+                &req.command,
+                &mut aiops_exec::run::list_dir,
+            )
+        {
+            own = d;
+            expanded = true;
+        }
         match (own.risk, claimed) {
             (Risk::Forbidden, _) => {
                 return Err(Refusal::new(
@@ -190,7 +204,7 @@ impl Verifier<'_> {
             None
         };
         let requested = plan_from_proto(req.plan.as_ref());
-        if requested != own.plan {
+        if requested != own.plan && !expanded {
             return Err(Refusal::new(
                 "plan_mismatch",
                 PermissionDenied,

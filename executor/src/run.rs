@@ -76,6 +76,18 @@ pub fn resolve(argv0: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{argv0}: command not found"))
 }
 
+/// Names in a directory (for glob expansion), at most 10,000; none when unreadable.
+pub fn list_dir(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .take(10_000)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The directory pipeline `upto` runs in: earlier single-stage `cd`s applied
 /// the way the agent applies them.
 pub fn cwd_for(plan: &Plan, upto: usize) -> PathBuf {

@@ -110,7 +110,17 @@ pub fn verify(
     if req.timeout_ms == 0 || i64::from(req.timeout_ms) > cfg.max_timeout_ms {
         return Err(refuse("limits", "timeout out of range"));
     }
-    let own = cfg.policy.classify_for(Some(&cfg.name), &req.command);
+    let mut own = cfg.policy.classify_for(Some(&cfg.name), &req.command);
+    // Glob operands of an auto-allowed request: expanded here, as root, and classified
+    // again (the agent did the same; the structure of the plan is the same).
+    if own.risk == Risk::ApprovalRequired
+        && req.decision == wire::AUTO_ALLOWED
+        && let Some(d) =
+            cfg.policy
+                .classify_expanded(Some(&cfg.name), &req.command, &mut crate::run::list_dir)
+    {
+        own = d;
+    }
     match own.risk {
         Risk::Forbidden => return Err(refuse("policy_forbidden", own.reasons.join("; "))),
         Risk::Rejected => return Err(refuse("policy_rejected", own.reasons.join("; "))),
