@@ -1,22 +1,25 @@
 //! Real incidents, fixed through `aiops run` on a real target with the package as shipped.
 //!
-//! Each incident is of a kind found in public Linux troubleshooting sets (SadServers-style:
-//! a service down, a file a daemon cannot read, disk space that will not come back, a broken
-//! timer, a process to find and stop, files to write under /etc and /home, a bad cron entry,
-//! a port taken by another process, a drop-in to remove), written here from scratch. One
-//! booted Debian bookworm container (see `aiops_e2e::nspawn`) with the agent .deb installed
-//! and enrolled serves all of them, one after the other.
+//! Eight incidents of kinds found in public Linux troubleshooting sets (SadServers-style:
+//! a service down because of a leftover drop-in, a file the daemon cannot read, disk space
+//! held by a deleted-but-open file, a broken timer, a runaway writer to find and stop, a
+//! file to write under /etc, files to fix under /home/admin, a port taken by another
+//! process), written here from scratch; and a ninth, a bad cron line, whose fix the policy
+//! forbids by design (checked as a refusal). One booted Debian bookworm container (see
+//! `aiops_e2e::nspawn`) with the agent .deb installed and enrolled serves all of them, one
+//! after the other.
 //!
 //! For each: the target is broken from the host side (files under the container root,
 //! `nsenter` for set-up only); then the commands an SRE would type go through `aiops run`:
-//! diagnostics first, which must be `auto_allowed` and run at once, then the fix, each
-//! command of which must be `approval_requested`, approved by a human (`Approve` on
-//! `aiops run`'s stdin), `executed` with exit 0; then the incident's check, from the host
-//! against the container. No sudoers rule and no policy entry is written for any incident:
-//! the test asserts that the package's files are as shipped.
+//! diagnostics first, which must be `auto_allowed`, run at once and show what the SRE reads
+//! from them; then the fix, each command of which must be `approval_requested`, approved by
+//! a human (`Approve` on `aiops run`'s stdin), `executed` with exit 0 and recorded so in the
+//! target's own audit; then the incident's check, from the host against the container. No
+//! sudoers rule and no policy entry is written for any incident: the test asserts that the
+//! package's files are as shipped.
 //!
-//! Every incident runs even when an earlier one failed; the test fails at the end with one
-//! line per failed incident naming the step and why.
+//! Every incident runs even when an earlier one failed (each set-up restores what it needs);
+//! the test fails at the end with one line per failed step, naming the incident and the step.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -859,16 +862,16 @@ fn holder_of_port(c: &Container, addr: &str) -> String {
 }
 
 /// A bad cron entry: a deploy tool prepended a line without `#` to the backup job's file;
-/// cron ignores the whole file. Its check runs last (cron acts on the minute): `cron_ran`.
-fn cron_entry(t: &Target) -> Result<(), Vec<String>> {
-    let mut i = Incident::new("cron-entry", t);
+/// cron ignores the whole file. The diagnostics run; the fix an SRE types is *forbidden*,
+/// even with an approval: the policy never lets aiops write cron files (persistence as
+/// root, knowledge/AI_OPS_RULES.md rule 5). This class cannot be fixed through aiops by
+/// design, so it is not counted as an incident fixed; what is checked is the refusal: the
+/// answer, the file unchanged, the job still not run, the controller's audit record.
+fn cron_entry_refused(t: &Target) -> Result<(), Vec<String>> {
+    let mut i = Incident::new("cron-entry (fix refused by design)", t);
     let file = "/etc/cron.d/aiops-backup";
-    write(
-        &t.c.root,
-        file,
-        "deployed by config-sync on 2026-11-30\n# Backup heartbeat, every minute.\n* * * * * root /usr/local/bin/aiops-backup >/dev/null 2>&1\n",
-        0o644,
-    );
+    let body = "deployed by config-sync on 2026-11-30\n# Backup heartbeat, every minute.\n* * * * * root /usr/local/bin/aiops-backup >/dev/null 2>&1\n";
+    write(&t.c.root, file, body, 0o644);
     t.c.sh("systemctl restart cron");
     wait_until("cron to reject the file (set-up)", 30, || {
         String::from_utf8_lossy(&t.c.exec(&["journalctl", "-u", "cron", "--no-pager"]).stdout)
@@ -878,29 +881,36 @@ fn cron_entry(t: &Target) -> Result<(), Vec<String>> {
         i.look_for("systemctl status cron --no-pager", "active (running)");
         i.look_for("sudo journalctl -u cron -n 50 --no-pager", "Syntax error");
         i.look_for(&format!("cat {file}"), "deployed by");
-        i.fix(&format!("sudo sed -i '1d' {file}"))?;
+        let fix = format!("sudo sed -i '1d' {file}");
+        let a = t.ctl.run("srv1", &fix);
+        i.check(
+            "the fix is forbidden, no approval offered",
+            a["status"] == "forbidden" && a["risk"] == "forbidden" && a["approval_id"].is_null(),
+            brief(&a),
+        )?;
         let now = std::fs::read_to_string(t.c.root.join(file.trim_start_matches('/')))
             .unwrap_or_default();
+        i.check("the file is unchanged", now == body, format!("{now:?}"))?;
         i.check(
-            "only the bad line is gone",
-            now.starts_with("# Backup heartbeat"),
-            format!("{now:?}"),
+            "the job never ran",
+            !t.c.root.join("var/backups/aiops/last-run").exists(),
+            "it ran",
+        )?;
+        let audit = aiops_e2e::read_jsonl(&t.ctl.dir().join("audit.jsonl"));
+        i.check(
+            "the controller audited the refusal",
+            audit
+                .iter()
+                .any(|r| r["command"] == fix.as_str() && r["event"] == "forbidden"),
+            format!(
+                "{:?}",
+                audit
+                    .iter()
+                    .filter(|r| r["command"] == fix.as_str())
+                    .collect::<Vec<_>>()
+            ),
         )
     })();
-    finish(i, r)
-}
-
-fn cron_ran(t: &Target) -> Result<(), Vec<String>> {
-    let i = Incident::new("cron-entry (check)", t);
-    let stamp = t.c.root.join("var/backups/aiops/last-run");
-    // cron reads changed files and runs jobs at the top of each minute.
-    let r = i.check_soon("the backup job ran", 130, || {
-        if stamp.is_file() {
-            Ok(())
-        } else {
-            Err("no /var/backups/aiops/last-run".into())
-        }
-    });
     finish(i, r)
 }
 
@@ -910,7 +920,7 @@ fn finish(i: Incident, r: Step<()>) -> Result<(), Vec<String>> {
         errs.push(e);
     }
     if errs.is_empty() {
-        eprintln!("== incident {}: FIXED", i.name);
+        eprintln!("== incident {}: passed", i.name);
         Ok(())
     } else {
         for e in &errs {
@@ -978,7 +988,6 @@ fn incidents_are_fixed_through_aiops_run_on_a_real_target() {
     as_shipped(&t);
     type Case = (&'static str, fn(&Target) -> Result<(), Vec<String>>);
     let cases: &[Case] = &[
-        ("cron-entry", cron_entry),
         ("nginx-dropin", nginx_dropin),
         ("index-permissions", index_permissions),
         ("deleted-open-file", deleted_open_file),
@@ -987,49 +996,38 @@ fn incidents_are_fixed_through_aiops_run_on_a_real_target() {
         ("hosts-entry", hosts_entry),
         ("crlf-scripts", crlf_scripts),
         ("port-taken", port_taken),
-        ("cron-entry", cron_ran),
     ];
     let mut failed: Vec<(&str, Vec<String>)> = Vec::new();
-    for (i, (name, f)) in cases.iter().enumerate() {
-        // A later part of an incident (cron's deferred check) runs only if its first part passed.
-        if cases[..i].iter().any(|(n, _)| n == name) && failed.iter().any(|(n, _)| n == name) {
-            continue;
-        }
+    for (name, f) in cases {
         if let Err(e) = f(&t) {
-            match failed.iter_mut().find(|(n, _)| n == name) {
-                Some((_, v)) => v.extend(e),
-                None => failed.push((name, e)),
-            }
+            failed.push((name, e));
         }
     }
+    let refusal = cron_entry_refused(&t);
     as_shipped(&t);
     let v = t.ctl.ok(&["audit", "verify"]);
     assert_eq!(v["status"], "ok", "controller audit: {v}");
     let agent: Value =
         serde_json::from_str(&t.c.sh("aiops-agent audit verify")).expect("agent verify JSON");
     assert_eq!(agent["status"], "ok", "agent audit: {agent}");
-    let names: Vec<&str> = {
-        let mut n: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
-        n.dedup();
-        n.sort_unstable();
-        n.dedup();
-        n
-    };
     eprintln!(
         "incidents: {} of {} fixed in {:?}",
-        names.len() - failed.len(),
-        names.len(),
+        cases.len() - failed.len(),
+        cases.len(),
         t0.elapsed()
     );
     assert!(
         failed.is_empty(),
         "{} of {} incidents not fixed:\n{}",
         failed.len(),
-        names.len(),
+        cases.len(),
         failed
             .iter()
             .flat_map(|(_, e)| e.iter().map(|l| format!("- {l}")))
             .collect::<Vec<_>>()
             .join("\n")
     );
+    if let Err(e) = refusal {
+        panic!("the forbidden cron fix:\n{}", e.join("\n"));
+    }
 }
