@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aiops_policy::{Connector, Plan, Redirect, Stage};
 
-use crate::sandbox::{Account, Confinement, Limits, ReadOnly};
+use crate::sandbox::{Account, Confinement, Limits};
 
 /// Directories programs are resolved in; `$PATH` is never consulted.
 pub const PATH_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -28,10 +28,6 @@ pub const CLEAN_ENV: [(&str, &str); 8] = [
     ("LESSSECURE", "1"),
     ("SYSTEMD_COLORS", "0"),
 ];
-
-/// A privileged read may append to existing files here (`nginx -t` opens its
-/// logs); it can create, truncate or remove nothing.
-pub const PRIVILEGED_APPEND: [&str; 1] = ["/var/log"];
 
 /// Lexical normalisation: `.` dropped, `..` pops (never above `/`).
 pub fn normalize(path: &Path) -> PathBuf {
@@ -161,8 +157,11 @@ fn redirect(cmd: &mut Command, stage: &Stage, cwd: &Path, stdout: OwnedFd) -> Re
     Ok(())
 }
 
-/// Replaces this process with one privileged stage: root, the limits,
-/// `no_new_privs`, and the read-only Landlock domain when the kernel has one.
+/// Replaces this process with one privileged stage: root, the limits and
+/// `no_new_privs`. No Landlock domain here: a domain also denies ptrace-mode
+/// access to every process outside it, which is what `ss -p`, `lsof` and
+/// `ls -l /proc/N/fd` need; the compiled policy and the agent unit's mount
+/// protections are what keep a privileged read from writing (SECURITY.md).
 pub fn exec_stage(plan: &Plan, p: usize, s: usize, limits: Limits) -> String {
     let Some(stage) = plan.pipelines.get(p).and_then(|pl| pl.stages.get(s)) else {
         return "no such stage".into();
@@ -175,15 +174,9 @@ pub fn exec_stage(plan: &Plan, p: usize, s: usize, limits: Limits) -> String {
     if let Err(e) = own_fd(std::io::stdout()).and_then(|o| redirect(&mut cmd, stage, &cwd, o)) {
         return e;
     }
-    let dirs: Vec<&Path> = PRIVILEGED_APPEND.iter().map(Path::new).collect();
-    let ruleset = match ReadOnly::new(&dirs) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
     Confinement {
         limits: Some(limits),
         no_new_privs: true,
-        landlock: ruleset.as_ref(),
         die_with_parent: true,
         ..Confinement::default()
     }
