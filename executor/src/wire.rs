@@ -99,3 +99,88 @@ pub struct SignedApproval {
     #[prost(string, tag = "3")]
     pub key_id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use aiops_proto::agent::v1 as pb;
+    use prost::Message;
+
+    #[test]
+    fn field_numbers_match_the_generated_code() {
+        let req = pb::CommandRequest {
+            request_id: "r".into(),
+            target: "t".into(),
+            command: "c".into(),
+            decision: pb::Decision::Approved as i32,
+            requester: "q".into(),
+            reason: "w".into(),
+            issued_at_ms: 1,
+            expires_at_ms: 2,
+            timeout_ms: 3,
+            approval_id: "a".into(),
+            ..Default::default()
+        };
+        let w = super::CommandRequest::decode(req.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            (
+                w.request_id.as_str(),
+                w.target.as_str(),
+                w.command.as_str(),
+                w.decision,
+                w.requester.as_str(),
+                w.reason.as_str(),
+                (w.issued_at_ms, w.expires_at_ms, w.timeout_ms),
+                w.approval_id.as_str()
+            ),
+            ("r", "t", "c", super::APPROVED, "q", "w", (1, 2, 3), "a")
+        );
+        let g = pb::ApprovalGrant {
+            approval_id: "a".into(),
+            target: "t".into(),
+            command_sha256: "h".into(),
+            expires_at_ms: 9,
+            approver: "p".into(),
+            requester: "q".into(),
+        };
+        let wg = super::ApprovalGrant::decode(g.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            (
+                wg.approval_id,
+                wg.target,
+                wg.command_sha256,
+                wg.expires_at_ms,
+                wg.approver,
+                wg.requester
+            ),
+            (
+                "a".into(),
+                "t".into(),
+                "h".into(),
+                9,
+                "p".into(),
+                "q".into()
+            )
+        );
+        let s = pb::SignedCommand {
+            request: vec![1],
+            signature: vec![2],
+            key_id: "k".into(),
+            approval: pb::SignedApproval {
+                grant: vec![3],
+                signature: vec![4],
+                key_id: "j".into(),
+            }
+            .encode_to_vec(),
+        };
+        let ws = super::SignedCommand::decode(s.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            (ws.request, ws.signature, ws.key_id),
+            (vec![1], vec![2], "k".into())
+        );
+        let wa = super::SignedApproval::decode(ws.approval.as_slice()).unwrap();
+        assert_eq!(
+            (wa.grant, wa.signature, wa.key_id),
+            (vec![3], vec![4], "j".into())
+        );
+    }
+}

@@ -385,4 +385,66 @@ fn approved_fixes_escape_the_unit_sandbox_limits_hold_and_the_sudoers_rule_is_va
     assert_eq!(last["limit_exceeded"], "memory", "{last}");
     let a = t.ctl.run("srv1", "hostname");
     assert_eq!(a["status"], "executed", "{a}");
+
+    // `targets check` shows how unprivileged stages are confined.
+    let check = |ctl: &Controller| -> Value {
+        let out = ctl.aiops(&["targets", "check", "--json"], b"");
+        let v = aiops_e2e::parse_answer(&out);
+        v[0].clone()
+    };
+    let d = check(&t.ctl);
+    assert!(d["landlock_abi"].as_i64().unwrap_or(0) >= 1, "{d}");
+    assert!(
+        d["confinement"]
+            .as_str()
+            .unwrap_or("")
+            .contains("account=aiops-run"),
+        "{d}"
+    );
+
+    // 64 memory hogs at once (a small limit keeps this test's host safe): every one ends
+    // with limit_exceeded, and the agent answers its health check throughout.
+    let cfg = t.c.root.join("etc/aiops-agent/agent.yml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replacen("memory_mb: 512", "memory_mb: 64", 1)).unwrap();
+    t.c.sh("systemctl restart aiops-agent");
+    aiops_e2e::nspawn::wait_until("the agent to serve again", 30, || {
+        std::net::TcpStream::connect(&t.address).is_ok()
+    });
+    let hogs: Vec<_> = (0..64)
+        .map(|_| {
+            let config = t.ctl.config();
+            std::thread::spawn(move || {
+                let out = aiops_e2e::run_cmd(
+                    &aiops_e2e::aiops_bin(),
+                    &["run"],
+                    &aiops_e2e::request("srv1", "sort /dev/zero"),
+                    &[("AIOPS_CONFIG", config.to_str().unwrap())],
+                    &[],
+                );
+                aiops_e2e::parse_answer(&out)
+            })
+        })
+        .collect();
+    let mut checks = 0;
+    while hogs.iter().any(|h| !h.is_finished()) {
+        let d = check(&t.ctl);
+        assert_eq!(
+            d["health"], "SERVING",
+            "health check missed during the hogs: {d}"
+        );
+        checks += 1;
+    }
+    for h in hogs {
+        let a = h.join().unwrap();
+        assert_eq!(a["status"], "executed", "{a}");
+        assert!(
+            a["stderr"]
+                .as_str()
+                .unwrap_or("")
+                .contains("limit_exceeded: memory"),
+            "{a}"
+        );
+    }
+    assert!(checks >= 1);
 }
