@@ -96,6 +96,8 @@ install -m 0755 "$bin_dir/aiops" "$c/opt/aiops/bin/aiops"
 strip --strip-unneeded "$c/opt/aiops/bin/aiops"
 ln -s aiops "$c/opt/aiops/bin/run_action"
 ln -s bin/aiops "$c/opt/aiops/run_action"
+# The MVP's exact path (`echo '{...}' | sudo -u aiopsexec /opt/aiops/run_action.py`) keeps working.
+ln -s bin/aiops "$c/opt/aiops/run_action.py"
 install -m 0755 packaging/setup-aiops.sh "$c/opt/aiops/bin/setup-aiops.sh"
 if [ -d knowledge ]; then
   (cd knowledge && find . -type f ! -name '*.swp' -print0) | while IFS= read -r -d '' f; do
@@ -106,6 +108,12 @@ fi
 # (README: Approver chat).
 install -D -m 0644 packaging/aiops-approver-telegram.service \
   "$c/lib/systemd/system/aiops-approver-telegram.service"
+# The audit exporter's unit ships disabled too: it needs /opt/aiops/export.yml (AUDIT_EXPORT.md).
+install -D -m 0644 packaging/export/aiops-audit-export.service \
+  "$c/lib/systemd/system/aiops-audit-export.service"
+install -m 0644 packaging/export/export.yml.example packaging/export/otelcol-aiops-audit.yaml \
+  "$c/usr/share/aiops-controller/"
+install -m 0644 packaging/export/README.md "$c/usr/share/doc/aiops-controller/AUDIT_EXPORT.md"
 install -m 0644 packaging/controller/config.yml "$c/usr/share/aiops-controller/config.yml"
 install -m 0440 packaging/controller/sudoers "$c/usr/share/aiops-controller/sudoers"
 install -m 0644 packaging/README.md "$c/usr/share/doc/aiops-controller/README.md"

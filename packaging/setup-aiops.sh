@@ -113,6 +113,7 @@ update_aiops() {
   mv -f "$AIOPS_HOME/bin/.aiops.new" "$AIOPS"
   ln -sfn aiops "$AIOPS_HOME/bin/run_action"
   ln -sfn bin/aiops "$AIOPS_HOME/run_action"
+  ln -sfn bin/aiops "$AIOPS_HOME/run_action.py"
   if [ -d "$knowledge" ]; then
     rm -rf "$AIOPS_HOME/.knowledge.new"
     cp -r "$knowledge" "$AIOPS_HOME/.knowledge.new"

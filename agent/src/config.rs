@@ -180,38 +180,23 @@ fn default_concurrency() -> usize {
 }
 
 /// A configuration that could not be loaded (exit 64).
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    /// The file.
-    pub path: String,
-    /// What is wrong (with line and column where known).
-    pub message: String,
-}
+pub use aiops_sys::ConfigError;
 
 impl AgentConfig {
     /// Reads `path`; relative paths inside are relative to the file's directory.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let err = |message: String| ConfigError {
-            path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let file = aiops_sys::ConfigFile::read(path)?;
+        let err = |message: String| file.error(message);
         let mut config: AgentConfig =
-            serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+            serde_yaml::from_str(&file.text).map_err(|e| err(e.to_string()))?;
         {
             use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+            let meta = std::fs::metadata(&file.path).map_err(|e| err(e.to_string()))?;
             if meta.mode() & 0o002 != 0 {
                 return Err(err("is world-writable; refusing to trust it".into()));
             }
         }
-        let base = path.parent().unwrap_or(Path::new("."));
-        let abs = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let abs = |p: &mut PathBuf| file.resolve(p);
         abs(&mut config.tls.ca);
         abs(&mut config.tls.cert);
         abs(&mut config.tls.key);
@@ -234,7 +219,7 @@ impl AgentConfig {
                     .map_err(|e| err(format!("approver_keys {}: {e}", p.display())))?;
             }
         }
-        if config.name.is_empty() || !config.name.bytes().all(valid_name_byte) {
+        if !aiops_types::TargetName::is_valid(&config.name) {
             return Err(err(format!(
                 "name {:?} is not a valid target name",
                 config.name

@@ -320,11 +320,13 @@ impl Agent {
             let mut tick = tokio::time::interval(Duration::from_secs(every));
             loop {
                 tick.tick().await;
-                let mut w = flush_state
-                    .refusals
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                flush_state.roll_refusals(&mut w);
+                let state = flush_state.clone();
+                // Off the async workers: rolling may append a summary record.
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut w = state.refusals.lock().unwrap_or_else(|p| p.into_inner());
+                    state.roll_refusals(&mut w);
+                })
+                .await;
             }
         });
         let (conn_tx, conn_rx) = mpsc::channel(64);
@@ -434,6 +436,35 @@ impl Agent {
 }
 
 impl State {
+    /// Appends a record from async code: the append (flock, write,
+    /// fdatasync) runs on the blocking pool, so a slow audit disk holds up
+    /// this request only, never the async workers serving the others.
+    async fn audit_off_worker(self: &Arc<State>, fields: Value) -> Result<(), String> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.audit(fields))
+            .await
+            .unwrap_or_else(|e| Err(format!("audit writer: {e}")))
+    }
+
+    /// Records `id` in the replay cache from async code (its lock is held
+    /// across a write and maybe an fsync: on the blocking pool, like the audit).
+    async fn replay_off_worker(
+        self: &Arc<State>,
+        id: String,
+        expires_ms: i64,
+        durable: bool,
+    ) -> Result<(), ReplayError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.replay.check_and_insert(&id, expires_ms, durable))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ReplayError::Io {
+                    path: String::new(),
+                    message: format!("replay writer: {e}"),
+                })
+            })
+    }
+
     fn audit(&self, fields: Value) -> Result<(), String> {
         let Value::Object(mut map) = fields else {
             return Err("audit record is not an object".into());
@@ -449,8 +480,18 @@ impl State {
     /// `refusal_records_per_window`, then only counted; the counts of a
     /// window go into one `refused_summary` record once the window is over
     /// (at the next refusal, or by the periodic flush).
-    fn refused(&self, peer: SocketAddr, reason: &'static str, message: &str) {
+    ///
+    /// Called from the accept loop: the record (flock, write, fdatasync) is
+    /// written on the blocking pool, so a slow audit disk never stalls
+    /// accepting connections.
+    fn refused(self: &Arc<Self>, peer: SocketAddr, reason: &'static str, message: &str) {
         tracing::warn!(%peer, reason, message, "connection refused");
+        let state = self.clone();
+        let message = message.to_string();
+        tokio::task::spawn_blocking(move || state.record_refusal(peer, reason, &message));
+    }
+
+    fn record_refusal(&self, peer: SocketAddr, reason: &'static str, message: &str) {
         let record = {
             let mut w = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
             self.roll_refusals(&mut w);
@@ -669,18 +710,20 @@ impl pb::agent_server::Agent for AgentService {
             .and_then(|c| c.first().cloned())
             .is_some_and(|c| aiops_certs::tls::has_identity(&c, &state.config.controller.identity));
         let signed = request.into_inner();
-        let refuse =
-            |code: &str, message: &str, extra: Option<&pb::CommandRequest>, status: Status| {
-                let mut rec = extra.map(request_fields).unwrap_or_default();
-                rec.insert("event".into(), "refused".into());
-                rec.insert("reason".into(), code.into());
-                rec.insert("message".into(), message.into());
-                rec.insert("peer".into(), peer.clone().into());
-                if let Err(e) = state.audit(Value::Object(rec)) {
-                    return Status::unavailable(format!("audit_failed: {e}"));
-                }
-                status
-            };
+        let refuse = async |code: &str,
+                            message: &str,
+                            extra: Option<&pb::CommandRequest>,
+                            status: Status| {
+            let mut rec = extra.map(request_fields).unwrap_or_default();
+            rec.insert("event".into(), "refused".into());
+            rec.insert("reason".into(), code.into());
+            rec.insert("message".into(), message.into());
+            rec.insert("peer".into(), peer.clone().into());
+            if let Err(e) = state.audit_off_worker(Value::Object(rec)).await {
+                return Status::unavailable(format!("audit_failed: {e}"));
+            }
+            status
+        };
         if !identity_ok {
             return Err(refuse(
                 "wrong_identity",
@@ -689,7 +732,8 @@ impl pb::agent_server::Agent for AgentService {
                 Status::permission_denied(
                     "wrong_identity: client certificate is not the controller's",
                 ),
-            ));
+            )
+            .await);
         }
         let verifier = verify::Verifier {
             name: &state.config.name,
@@ -705,10 +749,13 @@ impl pb::agent_server::Agent for AgentService {
             Ok(v) => v,
             Err(r) => {
                 // Only a signature-checked request's fields are worth recording as such.
-                let decoded = (r.code != "bad_signature" && r.code != "unknown_key")
+                let decoded = (r.code != aiops_types::RefusalCode::BadSignature
+                    && r.code != aiops_types::RefusalCode::UnknownKey)
                     .then(|| prost::Message::decode(signed.request.as_slice()).ok())
                     .flatten();
-                return Err(refuse(r.code, &r.message, decoded.as_ref(), r.status()));
+                return Err(
+                    refuse(r.code.as_str(), &r.message, decoded.as_ref(), r.status()).await,
+                );
             }
         };
         let req = verified.request;
@@ -725,17 +772,18 @@ impl pb::agent_server::Agent for AgentService {
             && state.config.without_landlock == config::WithoutLandlock::Refuse
         {
             return Err(refuse(
-                "landlock_unavailable",
+                aiops_types::RefusalCode::LandlockUnavailable.as_str(),
                 "this kernel has no Landlock and without_landlock is refuse",
                 Some(&req),
                 Status::failed_precondition(
                     "landlock_unavailable: this kernel has no Landlock; unprivileged commands are refused (without_landlock: refuse)",
                 ),
-            ));
+            )
+            .await);
         }
         if let Err(e) = state
-            .replay
-            .check_and_insert(&req.request_id, req.expires_at_ms, false)
+            .replay_off_worker(req.request_id.clone(), req.expires_at_ms, false)
+            .await
         {
             let (code, status) = match &e {
                 ReplayError::Replayed(_) => (
@@ -747,14 +795,14 @@ impl pb::agent_server::Agent for AgentService {
                     Status::unavailable(format!("replay_cache: {e}")),
                 ),
             };
-            return Err(refuse(code, &e.to_string(), Some(&req), status));
+            return Err(refuse(code, &e.to_string(), Some(&req), status).await);
         }
         if let Some(grant) = &verified.grant {
             // An approval is used once, whatever request carries it.
             let key = format!("approval:{}:{}", grant.approval_id, state.config.name);
             if let Err(e) = state
-                .replay
-                .check_and_insert(&key, grant.expires_at_ms, true)
+                .replay_off_worker(key, grant.expires_at_ms, true)
+                .await
             {
                 let (code, status) = match &e {
                     ReplayError::Replayed(_) => (
@@ -769,7 +817,7 @@ impl pb::agent_server::Agent for AgentService {
                         Status::unavailable(format!("replay_cache: {e}")),
                     ),
                 };
-                return Err(refuse(code, &e.to_string(), Some(&req), status));
+                return Err(refuse(code, &e.to_string(), Some(&req), status).await);
             }
         }
         let mut accepted = request_fields(&req);
@@ -781,7 +829,7 @@ impl pb::agent_server::Agent for AgentService {
         accepted.insert("expires_at_ms".into(), req.expires_at_ms.into());
         accepted.insert("risk".into(), verified.decision.risk.as_str().into());
         accepted.insert("peer".into(), peer.clone().into());
-        if let Err(e) = state.audit(Value::Object(accepted)) {
+        if let Err(e) = state.audit_off_worker(Value::Object(accepted)).await {
             // Fail closed: nothing runs without its audit record.
             return Err(Status::unavailable(format!("audit_failed: {e}")));
         }
@@ -812,7 +860,7 @@ impl pb::agent_server::Agent for AgentService {
             if let Some(which) = outcome.limit_exceeded {
                 rec.insert("limit_exceeded".into(), which.into());
             }
-            if let Err(e) = state.audit(Value::Object(rec)) {
+            if let Err(e) = state.audit_off_worker(Value::Object(rec)).await {
                 tracing::error!("audit write failed after execution: {e}");
                 let _ = tx
                     .send(Err(Status::unavailable(format!("audit_failed: {e}"))))

@@ -67,22 +67,15 @@ impl ReplayCache {
         // Newest first; stop at the first record older than the horizon.
         let oldest = now - horizon_ms;
         audit
-            .scan_back(|r| {
-                let ts = r
-                    .get("ts")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(aiops_sys::parse_rfc3339_ms);
-                if ts.is_some_and(|t| t < oldest) {
+            .scan_back_events(|e| {
+                if e.ts_ms().is_some_and(|t| t < oldest) {
                     return false;
                 }
-                if r.get("event").and_then(serde_json::Value::as_str) == Some("accepted")
-                    && let (Some(id), Some(exp)) = (
-                        r.get("request_id").and_then(serde_json::Value::as_str),
-                        r.get("expires_at_ms").and_then(serde_json::Value::as_i64),
-                    )
+                if e.event == "accepted"
+                    && let (Some(id), Some(exp)) = (&e.request_id, e.expires_at_ms)
                     && exp + skew_ms >= now
                 {
-                    seen.entry(id.to_string()).or_insert(exp);
+                    seen.entry(id.clone()).or_insert(exp);
                 }
                 true
             })

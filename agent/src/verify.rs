@@ -6,13 +6,14 @@ use aiops_certs::signing::VerifyingKey;
 use aiops_policy::{Decision as PolicyDecision, Policy, Risk};
 use aiops_proto::agent::v1 as pb;
 use aiops_proto::plan::from_proto as plan_from_proto;
+use aiops_types::{NonEmptyArgv, RefusalCode, TargetName};
 use prost::Message;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// Stable reason code, e.g. `bad_signature`, `replayed`.
-    pub code: &'static str,
+    pub code: RefusalCode,
     /// Human explanation.
     pub message: String,
     /// gRPC status to answer with.
@@ -20,7 +21,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: &'static str, grpc: tonic::Code, message: impl Into<String>) -> Refusal {
+    fn new(code: RefusalCode, grpc: tonic::Code, message: impl Into<String>) -> Refusal {
         Refusal {
             code,
             message: message.into(),
@@ -70,7 +71,7 @@ impl Verifier<'_> {
         use tonic::Code::{InvalidArgument, PermissionDenied};
         if signed.key_id != self.controller_key.key_id() {
             return Err(Refusal::new(
-                "unknown_key",
+                RefusalCode::UnknownKey,
                 PermissionDenied,
                 format!(
                     "request signed by key {:?}, not the pinned controller key",
@@ -82,30 +83,38 @@ impl Verifier<'_> {
             .verify(&signed.request, &signed.signature)
             .map_err(|_| {
                 Refusal::new(
-                    "bad_signature",
+                    RefusalCode::BadSignature,
                     PermissionDenied,
                     "signature does not verify",
                 )
             })?;
         let req = pb::CommandRequest::decode(signed.request.as_slice())
-            .map_err(|e| Refusal::new("malformed", InvalidArgument, e.to_string()))?;
+            .map_err(|e| Refusal::new(RefusalCode::Malformed, InvalidArgument, e.to_string()))?;
+        // Names are checked as the controller checks them (1-64 plain bytes).
+        if let Err(e) = TargetName::new(req.target.as_str()) {
+            return Err(Refusal::new(
+                RefusalCode::Malformed,
+                InvalidArgument,
+                e.to_string(),
+            ));
+        }
         if req.target != self.name {
             return Err(Refusal::new(
-                "wrong_target",
+                RefusalCode::WrongTarget,
                 PermissionDenied,
                 format!("request is for {:?}, this is {:?}", req.target, self.name),
             ));
         }
         if now_ms > req.expires_at_ms + self.skew_ms {
             return Err(Refusal::new(
-                "expired",
+                RefusalCode::Expired,
                 PermissionDenied,
                 format!("request expired {} ms ago", now_ms - req.expires_at_ms),
             ));
         }
         if req.issued_at_ms > now_ms + self.skew_ms {
             return Err(Refusal::new(
-                "not_yet_valid",
+                RefusalCode::NotYetValid,
                 PermissionDenied,
                 "request issued in the future (clock skew?)",
             ));
@@ -114,21 +123,21 @@ impl Verifier<'_> {
             || req.expires_at_ms < req.issued_at_ms
         {
             return Err(Refusal::new(
-                "lifetime",
+                RefusalCode::Lifetime,
                 PermissionDenied,
                 "request lifetime is longer than this agent accepts",
             ));
         }
         if uuid::Uuid::parse_str(&req.request_id).map(|u| u.get_version_num()) != Ok(4) {
             return Err(Refusal::new(
-                "malformed",
+                RefusalCode::Malformed,
                 InvalidArgument,
                 "request_id is not a UUID v4",
             ));
         }
         if req.timeout_ms == 0 || req.timeout_ms > self.max_timeout_ms {
             return Err(Refusal::new(
-                "limits",
+                RefusalCode::Limits,
                 InvalidArgument,
                 format!(
                     "timeout {} ms outside 1..={}",
@@ -138,7 +147,7 @@ impl Verifier<'_> {
         }
         if req.output_cap_bytes > self.max_output_cap {
             return Err(Refusal::new(
-                "limits",
+                RefusalCode::Limits,
                 InvalidArgument,
                 format!(
                     "output cap {} above {}",
@@ -146,7 +155,12 @@ impl Verifier<'_> {
                 ),
             ));
         }
-        let mut own = self.policy.classify_for(Some(self.name), &req.command);
+        // Re-checked against this host's file system just before exec: a
+        // path that reaches a sensitive file through a symbolic link (or a
+        // recursive read whose tree holds one) is not automatic here.
+        let mut own = self
+            .policy
+            .classify_on_host(Some(self.name), &req.command, &HostFiles);
         let claimed = pb::Decision::try_from(req.decision).unwrap_or(pb::Decision::Unspecified);
         // Glob operands: expanded against this host's file system and classified again;
         // only that decision counts, and its plan is what runs.
@@ -165,7 +179,7 @@ impl Verifier<'_> {
         match (own.risk, claimed) {
             (Risk::Forbidden, _) => {
                 return Err(Refusal::new(
-                    "policy_forbidden",
+                    RefusalCode::PolicyForbidden,
                     PermissionDenied,
                     format!(
                         "forbidden by this agent's policy: {}",
@@ -175,7 +189,7 @@ impl Verifier<'_> {
             }
             (Risk::Rejected, _) => {
                 return Err(Refusal::new(
-                    "policy_rejected",
+                    RefusalCode::PolicyRejected,
                     PermissionDenied,
                     format!(
                         "rejected by this agent's policy: {}",
@@ -184,11 +198,15 @@ impl Verifier<'_> {
                 ));
             }
             (_, pb::Decision::Unspecified) => {
-                return Err(Refusal::new("malformed", InvalidArgument, "no decision"));
+                return Err(Refusal::new(
+                    RefusalCode::Malformed,
+                    InvalidArgument,
+                    "no decision",
+                ));
             }
             (Risk::ApprovalRequired, pb::Decision::AutoAllowed) => {
                 return Err(Refusal::new(
-                    "policy_stricter",
+                    RefusalCode::PolicyStricter,
                     PermissionDenied,
                     format!(
                         "this agent's policy requires approval: {}",
@@ -204,22 +222,39 @@ impl Verifier<'_> {
             None
         };
         let requested = plan_from_proto(req.plan.as_ref());
+        // Every stage names a program: nothing later indexes an empty argv.
+        let empty_stage = requested
+            .pipelines
+            .iter()
+            .flat_map(|p| &p.stages)
+            .any(|s| NonEmptyArgv::new(s.argv.clone()).is_none());
+        if empty_stage {
+            return Err(Refusal::new(
+                RefusalCode::Malformed,
+                InvalidArgument,
+                "a stage of the plan has an empty argv",
+            ));
+        }
         if requested != own.plan && !expanded {
             return Err(Refusal::new(
-                "plan_mismatch",
+                RefusalCode::PlanMismatch,
                 PermissionDenied,
                 "the plan sent differs from the plan this agent derives from the command",
             ));
         }
         if own.plan.shell && claimed != pb::Decision::Approved {
             return Err(Refusal::new(
-                "policy_stricter",
+                RefusalCode::PolicyStricter,
                 PermissionDenied,
                 "shell plans run only when approved",
             ));
         }
         if own.plan.pipelines.is_empty() && !own.plan.shell {
-            return Err(Refusal::new("malformed", InvalidArgument, "empty plan"));
+            return Err(Refusal::new(
+                RefusalCode::Malformed,
+                InvalidArgument,
+                "empty plan",
+            ));
         }
         Ok(Verified {
             request: req,
@@ -236,10 +271,11 @@ impl Verifier<'_> {
         now_ms: i64,
     ) -> Result<pb::ApprovalGrant, Refusal> {
         use tonic::Code::PermissionDenied;
-        let refuse = |msg: String| Refusal::new("approval_invalid", PermissionDenied, msg);
+        let refuse =
+            |msg: String| Refusal::new(RefusalCode::ApprovalInvalid, PermissionDenied, msg);
         if approval.is_empty() {
             return Err(Refusal::new(
-                "approval_missing",
+                RefusalCode::ApprovalMissing,
                 PermissionDenied,
                 "an approved request must carry an approver-signed grant",
             ));
@@ -273,7 +309,7 @@ impl Verifier<'_> {
         }
         if now_ms > grant.expires_at_ms + self.skew_ms {
             return Err(Refusal::new(
-                "approval_expired",
+                RefusalCode::ApprovalExpired,
                 PermissionDenied,
                 "the approval has expired",
             ));
@@ -284,5 +320,84 @@ impl Verifier<'_> {
             ));
         }
         Ok(grant)
+    }
+}
+
+/// This host's file system as the policy's re-check sees it: `realpath`
+/// with every symbolic link resolved, and bounded walks of the trees that
+/// recursive reads would enter.
+pub struct HostFiles;
+
+impl aiops_policy::HostFs for HostFiles {
+    fn realpath(&self, path: &str) -> Option<String> {
+        let p = std::path::Path::new(path);
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return Some(c.to_string_lossy().into_owned());
+        }
+        // A path that does not exist (yet): resolve its longest existing
+        // ancestor, which is where a link would redirect it.
+        let mut rest = Vec::new();
+        let mut cur = p;
+        while let (Some(parent), Some(name)) = (cur.parent(), cur.file_name()) {
+            rest.push(name.to_owned());
+            cur = parent;
+            if let Ok(mut c) = std::fs::canonicalize(cur) {
+                for n in rest.iter().rev() {
+                    c.push(n);
+                }
+                return Some(c.to_string_lossy().into_owned());
+            }
+        }
+        None
+    }
+
+    fn walk(&self, dir: &str, limit: usize) -> aiops_policy::Walk {
+        use std::collections::HashSet;
+        let mut entries = Vec::new();
+        let mut complete = true;
+        let mut seen: HashSet<std::path::PathBuf> = HashSet::new();
+        let Ok(root) = std::fs::canonicalize(dir) else {
+            return aiops_policy::Walk::Entries {
+                entries,
+                complete: false,
+            };
+        };
+        let mut todo = vec![root];
+        while let Some(d) = todo.pop() {
+            if !seen.insert(d.clone()) {
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                if d.is_dir() {
+                    complete = false;
+                }
+                continue;
+            };
+            for e in rd.flatten() {
+                if entries.len() >= limit {
+                    return aiops_policy::Walk::TooLarge;
+                }
+                let path = e.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    complete = false;
+                    continue;
+                };
+                // A link is judged by its target; a linked directory is
+                // walked too (`grep -R` follows it).
+                let real = if meta.file_type().is_symlink() {
+                    match std::fs::canonicalize(&path) {
+                        Ok(r) => r,
+                        Err(_) => continue,
+                    }
+                } else {
+                    path
+                };
+                if std::fs::metadata(&real).is_ok_and(|m| m.is_dir()) {
+                    todo.push(real.clone());
+                }
+                entries.push(real.to_string_lossy().into_owned());
+            }
+        }
+        aiops_policy::Walk::Entries { entries, complete }
     }
 }

@@ -57,6 +57,128 @@ pub struct Verified {
     pub head: String,
 }
 
+/// One audit record as its writers fill it and its readers (`audit tail`,
+/// `aiops mcp`'s approval status, the approver chat, the agent's replay
+/// cache) use it: the fields they name, typed, and everything else in
+/// `other`. Reading never fails: a field of the wrong type is absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditEvent {
+    /// Sequence number (set by the log).
+    pub seq: Option<u64>,
+    /// RFC 3339 time (set by the log when missing).
+    pub ts: Option<String>,
+    /// What happened: `requested`, `executed`, `accepted`, `refused`, `error`, ...
+    pub event: String,
+    /// Target name (or the selection as requested).
+    pub target: Option<String>,
+    /// Who asked.
+    pub requester: Option<String>,
+    /// Policy risk.
+    pub risk: Option<String>,
+    /// Error code of an `error` record.
+    pub code: Option<String>,
+    /// The command text.
+    pub command: Option<String>,
+    /// The approval involved.
+    pub approval_id: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// Exit status of an executed command.
+    pub exit_code: Option<i64>,
+    /// A request's expiry (Unix ms), on the agent's `accepted` records.
+    pub expires_at_ms: Option<i64>,
+    /// Every other field.
+    pub other: Map<String, Value>,
+}
+
+impl AuditEvent {
+    /// An event named `event` with no other fields yet.
+    pub fn new(event: impl Into<String>) -> AuditEvent {
+        AuditEvent {
+            event: event.into(),
+            ..AuditEvent::default()
+        }
+    }
+
+    /// The typed view of a record.
+    pub fn from_record(record: &Map<String, Value>) -> AuditEvent {
+        let mut other = record.clone();
+        let mut s = |k: &str| match other.remove(k) {
+            Some(Value::String(v)) => Some(v),
+            Some(v) => {
+                other.insert(k.to_string(), v);
+                None
+            }
+            None => None,
+        };
+        let (ts, event, target, requester, risk, code, command, approval_id, request_id) = (
+            s("ts"),
+            s("event").unwrap_or_default(),
+            s("target"),
+            s("requester"),
+            s("risk"),
+            s("code"),
+            s("command"),
+            s("approval_id"),
+            s("request_id"),
+        );
+        let mut n = |k: &str| {
+            let v = other.get(k).and_then(Value::as_i64);
+            if v.is_some() {
+                other.remove(k);
+            }
+            v
+        };
+        let (exit_code, expires_at_ms) = (n("exit_code"), n("expires_at_ms"));
+        let seq = other.get("seq").and_then(Value::as_u64);
+        if seq.is_some() {
+            other.remove("seq");
+        }
+        AuditEvent {
+            seq,
+            ts,
+            event,
+            target,
+            requester,
+            risk,
+            code,
+            command,
+            approval_id,
+            request_id,
+            exit_code,
+            expires_at_ms,
+            other,
+        }
+    }
+
+    /// The record to append (`seq`, `prev` and `hash` are the log's own).
+    pub fn into_record(self) -> Map<String, Value> {
+        let mut m = self.other;
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("ts", self.ts.map(Value::from));
+        put("event", Some(Value::from(self.event)));
+        put("target", self.target.map(Value::from));
+        put("requester", self.requester.map(Value::from));
+        put("risk", self.risk.map(Value::from));
+        put("code", self.code.map(Value::from));
+        put("command", self.command.map(Value::from));
+        put("approval_id", self.approval_id.map(Value::from));
+        put("request_id", self.request_id.map(Value::from));
+        put("exit_code", self.exit_code.map(Value::from));
+        put("expires_at_ms", self.expires_at_ms.map(Value::from));
+        m
+    }
+
+    /// Unix ms of `ts`, when it has one.
+    pub fn ts_ms(&self) -> Option<i64> {
+        self.ts.as_deref().and_then(aiops_sys::parse_rfc3339_ms)
+    }
+}
+
 /// `audit verify` of both binaries (`aiops` and `aiops-agent`): checks the
 /// log at `path` and returns the JSON report they print, and whether the
 /// chain is intact (the process exits 0 only then).
@@ -300,6 +422,24 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Appends one [`AuditEvent`].
+    pub fn append_event(&self, event: AuditEvent) -> Result<Appended, AuditError> {
+        self.append(event.into_record())
+    }
+
+    /// [`AuditLog::scan_back`] over typed events.
+    pub fn scan_back_events(
+        &self,
+        mut visit: impl FnMut(&AuditEvent) -> bool,
+    ) -> Result<(), AuditError> {
+        self.scan_back(|r| visit(&AuditEvent::from_record(r)))
+    }
+
+    /// The last `n` records as typed events, oldest first.
+    pub fn tail_events(&self, n: usize) -> Result<Vec<AuditEvent>, AuditError> {
+        Ok(self.tail(n)?.iter().map(AuditEvent::from_record).collect())
+    }
+
     /// The last `n` records, oldest first.
     pub fn tail(&self, n: usize) -> Result<Vec<Map<String, Value>>, AuditError> {
         let file = File::open(&self.path).map_err(|e| self.err("open", e))?;
@@ -422,6 +562,34 @@ pub fn canonical(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_round_trips_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("a.jsonl"));
+        let mut e = AuditEvent::new("executed");
+        e.target = Some("srv1".into());
+        e.exit_code = Some(3);
+        e.other.insert("stdout".into(), "x".into());
+        log.append_event(e).unwrap();
+        let back = log.tail_events(1).unwrap().pop().unwrap();
+        assert_eq!(back.event, "executed");
+        assert_eq!(back.seq, Some(1));
+        assert_eq!(
+            (back.target.as_deref(), back.exit_code),
+            (Some("srv1"), Some(3))
+        );
+        assert_eq!(back.other["stdout"], "x");
+        assert!(back.ts_ms().is_some());
+        // A field of the wrong type stays in `other`, it does not fail the read.
+        let mut odd = Map::new();
+        odd.insert("event".into(), "x".into());
+        odd.insert("exit_code".into(), "not a number".into());
+        let e = AuditEvent::from_record(&odd);
+        assert_eq!(e.exit_code, None);
+        assert_eq!(e.other["exit_code"], "not a number");
+    }
+
     use serde_json::json;
 
     fn rec(i: u64) -> Map<String, Value> {

@@ -60,6 +60,11 @@ pub const DOCS: &[Doc] = &[
         "Step-by-step incident handling: scope, read-only triage, explain, request the fix for approval, verify, report."
     ),
     doc!(
+        "INCIDENT_REPORT.md",
+        "aiops-incident-report",
+        "End of every incident: have the operator run aiops incident report (timeline, approvals, changes, digests, a hash-chain verification line) and check it against your summary."
+    ),
+    doc!(
         "SYSTEMD_TROUBLESHOOTING.md",
         "aiops-systemd-troubleshooting",
         "Diagnosing systemd units read-only: status codes such as 203/EXEC, crash loops, which changes need approval."

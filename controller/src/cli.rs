@@ -47,7 +47,7 @@ impl From<Failure> for Error {
 fn failed(code: ErrorCode, message: impl Into<String>) -> Error {
     let exit = code.exit().code();
     Error::Failed(Failure {
-        answer: Box::new(Answer::error(code.as_str(), message)),
+        answer: Box::new(Answer::error(code, message)),
         exit,
     })
 }
@@ -84,6 +84,13 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         command: AuditCmd,
+    },
+    /// Bring an installation of the old run_action.py MVP over: config.yml mappings, its audit log as a sealed prior segment.
+    Migrate(crate::operator::migrate::MigrateArgs),
+    /// Incident reports from the audit trail.
+    Incident {
+        #[command(subcommand)]
+        command: crate::operator::incident::IncidentCmd,
     },
     /// Certificates and keys.
     Certs {
@@ -206,6 +213,8 @@ enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ship every record, in order and at least once, to syslog (RFC 5424/5425) and OTLP sinks.
+    Export(crate::export::cli::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -474,6 +483,8 @@ pub fn run() -> Result<ExitCode, Error> {
         }
         Cmd::Approvals { command } => cmd_approvals(&config, command),
         Cmd::Audit { command } => cmd_audit(&config, command),
+        Cmd::Migrate(args) => Ok(crate::operator::migrate::cmd(&config, args)),
+        Cmd::Incident { command } => Ok(crate::operator::incident::cmd(&config, command)),
         Cmd::Certs { command } => cmd_certs(&config, command),
         Cmd::Targets { command } => cmd_targets(&config, command),
         Cmd::Lab { command } => cmd_lab(command),
@@ -663,6 +674,7 @@ fn audit_file(config: &Path, file: Option<PathBuf>) -> Result<PathBuf, Error> {
 
 fn cmd_audit(config: &Path, command: AuditCmd) -> Result<ExitCode, Error> {
     match command {
+        AuditCmd::Export(args) => Ok(crate::export::cli::cmd(config, args)),
         AuditCmd::Verify { file } => {
             let file = audit_file(config, file)?;
             let (intact, report) = aiops_audit::verify_report(&file);
@@ -679,34 +691,42 @@ fn cmd_audit(config: &Path, command: AuditCmd) -> Result<ExitCode, Error> {
             json: as_json,
         } => {
             let file = audit_file(config, file)?;
-            let records = AuditLog::new(&file).tail(n).map_err(|e| Error::Message {
+            let log = AuditLog::new(&file);
+            let failed = |e: aiops_audit::AuditError| Error::Message {
                 message: e.to_string(),
                 code: 1,
-            })?;
+            };
             let mut out = output::Lines::new();
-            for r in records {
-                if as_json {
+            if as_json {
+                for r in log.tail(n).map_err(failed)? {
                     out.json(&r)?;
-                    continue;
                 }
-                let get = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                out.finish()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for e in log.tail_events(n).map_err(failed)? {
                 let mut line = format!(
                     "{} #{} {:<18}",
-                    get("ts"),
-                    r.get("seq").and_then(|v| v.as_u64()).unwrap_or(0),
-                    get("event")
+                    e.ts.as_deref().unwrap_or(""),
+                    e.seq.unwrap_or(0),
+                    e.event
                 );
-                for k in ["target", "requester", "risk", "code"] {
-                    let v = get(k);
-                    if !v.is_empty() {
+                for (k, v) in [
+                    ("target", &e.target),
+                    ("requester", &e.requester),
+                    ("risk", &e.risk),
+                    ("code", &e.code),
+                ] {
+                    if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                         line.push_str(&format!(" {k}={v}"));
                     }
                 }
-                if let Some(code) = r.get("exit_code") {
-                    line.push_str(&format!(" exit={code}"));
+                match (e.exit_code, e.other.get("exit_code")) {
+                    (Some(code), _) => line.push_str(&format!(" exit={code}")),
+                    (None, Some(v)) => line.push_str(&format!(" exit={v}")),
+                    (None, None) => {}
                 }
-                let cmd = get("command");
-                if !cmd.is_empty() {
+                if let Some(cmd) = e.command.as_deref().filter(|c| !c.is_empty()) {
                     line.push_str(&format!(" cmd={cmd:?}"));
                 }
                 out.line(&line)?;

@@ -154,14 +154,7 @@ fn d_runtime() -> PathBuf {
 }
 
 /// A configuration that could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    /// The file.
-    pub path: String,
-    /// What is wrong, with line and column where known.
-    pub message: String,
-}
+pub use aiops_sys::ConfigError;
 
 /// A loaded configuration with its policy.
 #[derive(Debug)]
@@ -180,23 +173,17 @@ impl Loaded {
     /// relative `AIOPS_CONFIG=aiops-lab/config.yml` works from anywhere later
     /// code looks at it).
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-        let err = |message: String| ConfigError {
-            path: path.display().to_string(),
-            message,
-        };
-        let path = &std::path::absolute(path).map_err(|e| err(e.to_string()))?;
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let file = aiops_sys::ConfigFile::read(path)?;
+        let err = |message: String| file.error(message);
         let mut config: ControllerConfig =
-            serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("/"));
+            serde_yaml::from_str(&file.text).map_err(|e| err(e.to_string()))?;
+        let base = file.dir();
         for p in [
             &mut config.pki_dir,
             &mut config.audit_log,
             &mut config.runtime_dir,
         ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
+            file.resolve(p);
         }
         let policy = match (&config.policy, &config.policy_file) {
             (Some(_), Some(_)) => {
@@ -206,19 +193,14 @@ impl Loaded {
                 Policy::from_file(file.clone()).map_err(|e| err(e.to_string()))?
             }
             (None, Some(p)) => {
-                let p = if p.is_relative() {
-                    base.join(p)
-                } else {
-                    p.clone()
-                };
+                let mut p = p.clone();
+                file.resolve(&mut p);
                 Policy::load(&p).map_err(|e| err(e.to_string()))?
             }
             (None, None) => Policy::builtin(),
         };
-        if let Some(p) = config.approvals.approver_key.as_mut()
-            && p.is_relative()
-        {
-            *p = base.join(&*p);
+        if let Some(p) = config.approvals.approver_key.as_mut() {
+            file.resolve(p);
         }
         // `approver_public_key` is `ed25519:<hex>` or a file, relative to the config's directory.
         if let Some(k) = config.approvals.approver_public_key.as_mut()
@@ -243,7 +225,7 @@ impl Loaded {
             }
         }
         Ok(Loaded {
-            path: path.to_path_buf(),
+            path: file.path.clone(),
             config,
             policy,
         })

@@ -13,7 +13,8 @@
 //! | [`approvals`] | request / grant / release of approvals | `aiopsexec` / the approver / the controller account |
 //! | [`approver`] | the Telegram approver chat | the approver account |
 //! | [`dispatch`] | signing, fan-out, mTLS client, saved output, redaction | the controller account (`aiopsexec`) |
-//! | [`operator`] | certificates, targets, inventory import, labs, Hermes set-up | the operator (root / admin) |
+//! | [`operator`] | certificates, targets, inventory import, labs, Hermes set-up, incident reports | the operator (root / admin) |
+//! | [`export`] | `aiops audit export`: the audit log to syslog / OTLP sinks | its own read-only account (`aiops-audit-export.service`) |
 //! | [`contract`] | the JSON request and answer, exit codes | shared (a leaf) |
 //! | [`config`] | the configuration file | shared (a leaf) |
 //! | [`bootstrap`] | the knowledge folder, compiled in | shared (a leaf) |
@@ -32,6 +33,7 @@ mod cli;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
+pub mod export;
 pub mod operator;
 pub mod output;
 pub mod request;

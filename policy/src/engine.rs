@@ -2,11 +2,11 @@
 //! scan together. Strictest wins.
 
 use crate::file::{Operands, PolicyFile, UnknownDefault};
-use crate::paths::{basename, resolve};
+use crate::paths::{Cwd, basename};
 use crate::specs::{self, Ctx, Level, Pos, Spec, Verdict, v};
 use crate::{
-    BUILTIN_REVISION, Decision, Pipeline, Plan, Policy, PolicyError, Redirect, Risk, Stage,
-    hygiene, lex, rules, tree,
+    BUILTIN_REVISION, Connector, Decision, HostFs, Pipeline, Plan, Policy, PolicyError, Redirect,
+    Risk, Stage, hygiene, lex, rules, tree,
 };
 
 /// Programs known to change state or run arbitrary code: covered by a rule
@@ -369,7 +369,7 @@ fn trusted_name(name: &str) -> bool {
             && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
     };
-    if bare(name) {
+    if bare(name) || name == "[" {
         return true;
     }
     ["/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/"]
@@ -379,14 +379,19 @@ fn trusted_name(name: &str) -> bool {
 
 struct Run<'a> {
     policy: &'a Policy,
-    sensitive: Vec<String>,
+    sensitive: std::borrow::Cow<'a, [String]>,
     approval: Vec<&'a Pattern>,
     forbid: Vec<&'a Pattern>,
     extra_approval: Vec<Pattern>,
     extra_forbid: Vec<Pattern>,
 }
 
-pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> Decision {
+pub(crate) fn classify(
+    policy: &Policy,
+    target: Option<&str>,
+    command: &str,
+    fs: Option<&dyn HostFs>,
+) -> Decision {
     if let Some(reason) = hygiene(command) {
         return Decision {
             risk: Risk::Forbidden,
@@ -397,7 +402,7 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
     let mut unknown_default = policy.unknown_default();
     let mut run = Run {
         policy,
-        sensitive: policy.sensitive.clone(),
+        sensitive: std::borrow::Cow::Borrowed(&policy.sensitive),
         approval: policy.approval_rules.iter().collect(),
         forbid: policy.forbid_rules.iter().collect(),
         extra_approval: Vec::new(),
@@ -407,7 +412,11 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
         if o.unknown_default == Some(UnknownDefault::Reject) {
             unknown_default = UnknownDefault::Reject;
         }
-        run.sensitive.extend(o.sensitive_paths.iter().cloned());
+        if !o.sensitive_paths.is_empty() {
+            run.sensitive
+                .to_mut()
+                .extend(o.sensitive_paths.iter().cloned());
+        }
         // Validated at load time.
         run.extra_approval = o
             .require_approval
@@ -465,9 +474,12 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
     if plan.shell {
         // Still judge every literal command so unknown programs follow
         // unknown_default even inside shell syntax.
+        let unknown = Cwd::Unknown;
         let ctx = Ctx {
-            cwd: None,
+            cwd: &unknown,
             sensitive: &run.sensitive,
+            fs,
+            privileged: false,
         };
         for c in &syn.commands {
             let argv: Vec<String> = c
@@ -493,39 +505,69 @@ pub(crate) fn classify(policy: &Policy, target: Option<&str>, command: &str) -> 
             }
         }
     } else {
-        let mut cwd: Option<String> = None;
+        // Where the executor may be when each pipeline runs: `ok` when the
+        // last status was 0, `failed` when it was not (`None`: impossible).
+        // A failed `cd` leaves the directory as it was.
+        let mut ok: Option<Cwd> = Some(Cwd::start());
+        let mut failed: Option<Cwd> = None;
         for p in &mut plan.pipelines {
-            let n = p.stages.len();
-            if n == 1 && p.stages[0].argv[0] == "cd" {
+            let (runs, skipped_ok, skipped_failed) = match p.connector {
+                Connector::Seq => (either(&ok, &failed), None, None),
+                Connector::And => (ok.clone(), None, failed.clone()),
+                Connector::Or => (failed.clone(), ok.clone(), None),
+            };
+            let Some(here) = runs else {
+                // Never runs (`a || b` after something that cannot fail).
+                continue;
+            };
+            if p.stages.len() == 1 && p.stages[0].argv[0] == "cd" {
                 let s = &p.stages[0];
-                match s.argv.as_slice() {
+                let landed = match s.argv.as_slice() {
                     [_, dir] if !dir.starts_with('-') && s.redirects.is_empty() => {
-                        cwd = Some(resolve(cwd.as_deref(), dir));
-                        if !cwd.as_deref().is_some_and(|c| c.starts_with('/')) {
-                            cwd = None;
-                        }
                         found.push(v(
                             Level::Auto,
                             "cd changes the executor's working directory",
                         ));
+                        here.cd(dir)
                     }
-                    _ => found.push(v(
-                        Level::Approval,
-                        "cd with options, no directory or redirects",
-                    )),
-                }
+                    _ => {
+                        found.push(v(
+                            Level::Approval,
+                            "cd with options, no directory or redirects",
+                        ));
+                        Cwd::Unknown
+                    }
+                };
+                // Even a `cd` that succeeded may have followed a symbolic
+                // link (`cd /x` with /x -> /): relative paths after it are
+                // also judged from where it started.
+                ok = either(&Some(landed.union(&here)), &skipped_ok);
+                failed = either(&Some(here), &skipped_failed);
                 continue;
             }
             let ctx = Ctx {
-                cwd: cwd.as_deref(),
+                cwd: &here,
                 sensitive: &run.sensitive,
+                fs,
+                privileged: false,
             };
             for s in &mut p.stages {
                 run.stage(s, &ctx, &mut found);
             }
+            ok = either(&Some(here.clone()), &skipped_ok);
+            failed = either(&Some(here), &skipped_failed);
         }
     }
     decide(found, plan, unknown_default)
+}
+
+/// Every directory of both (`None`: no directory is possible).
+fn either(a: &Option<Cwd>, b: &Option<Cwd>) -> Option<Cwd> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.union(b)),
+        (Some(x), None) | (None, Some(x)) => Some(x.clone()),
+        (None, None) => None,
+    }
 }
 
 fn known_program(policy: &Policy, name: &str) -> bool {
@@ -626,7 +668,11 @@ impl Run<'_> {
             if i < args.len() && !args[i].starts_with('-') && basename(&args[i]) != "sudo" {
                 stage.argv = args[i..].to_vec();
                 stage.privileged = true;
-                self.program(&stage.argv, ctx, 0, out);
+                let ctx = Ctx {
+                    privileged: true,
+                    ..*ctx
+                };
+                self.program(&stage.argv, &ctx, 0, out);
                 return;
             }
             out.push(v(

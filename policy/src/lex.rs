@@ -282,6 +282,11 @@ impl Lexer {
                     }
                     None => return Err("trailing backslash".into()),
                 },
+                // A lone `[` or `]` (the test command and its end) is literal.
+                '[' | ']' if first && is_delim(self.peek(1)) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
                 '$' | '`' | '(' | ')' | '{' | '}' | '*' | '?' | '[' | ']' | '~' => {
                     return Err(format!("{c} is not in the auto grammar"));
                 }

@@ -34,6 +34,35 @@ pub use aiops_types::{
 
 use serde::Serialize;
 
+pub use paths::EXEC_CWD;
+
+/// What a recursive walk of a directory tree found on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Walk {
+    /// Canonical paths of the entries (symbolic links resolved, their
+    /// target directories walked too); `complete` is false when some
+    /// directory could not be read.
+    Entries {
+        /// Canonical absolute paths.
+        entries: Vec<String>,
+        /// Every directory was read.
+        complete: bool,
+    },
+    /// More entries than the limit.
+    TooLarge,
+}
+
+/// The host's file system as the agent sees it just before exec: the
+/// policy crate does no I/O itself, so the agent passes this in and
+/// [`Policy::classify_on_host`] re-checks every path operand through it.
+pub trait HostFs {
+    /// The canonical absolute path of `path` with every symbolic link
+    /// resolved (`realpath`), or `None` when it cannot be resolved.
+    fn realpath(&self, path: &str) -> Option<String>;
+    /// Every entry under the directory `dir`, at most `limit` of them.
+    fn walk(&self, dir: &str, limit: usize) -> Walk;
+}
+
 /// The outcome of classifying one command.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,7 +88,7 @@ pub struct Policy {
 }
 
 /// Bumped whenever the built-in rules change, so [`Policy::digest`] changes.
-const BUILTIN_REVISION: &str = "aiops-policy builtin rules r1";
+const BUILTIN_REVISION: &str = "aiops-policy builtin rules r2";
 
 impl Policy {
     /// The built-in policy (lab mode, unknown commands need approval).
@@ -128,7 +157,21 @@ impl Policy {
     /// Classifies `command` as it would run on `target` (per-target overrides).
     /// Deterministic: the same policy, target and text give the same decision.
     pub fn classify_for(&self, target: Option<&str>, command: &str) -> Decision {
-        engine::classify(self, target, command)
+        engine::classify(self, target, command, None)
+    }
+
+    /// Classifies `command` as [`Policy::classify_for`] does, and also
+    /// checks every path the command reads against the host's real file
+    /// system (symbolic links resolved, recursive reads walked): the agent's
+    /// re-check just before exec. Never looser than `classify_for`; the
+    /// plan is the same.
+    pub fn classify_on_host(
+        &self,
+        target: Option<&str>,
+        command: &str,
+        fs: &dyn HostFs,
+    ) -> Decision {
+        engine::classify(self, target, command, Some(fs))
     }
 }
 
@@ -209,5 +252,14 @@ mod tests {
         let err = Policy::from_yaml("mode: lab\nbogus: 1\n", "f.yml").unwrap_err();
         assert!(err.to_string().contains("f.yml"), "{err}");
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}
+#[cfg(test)]
+mod examples_tests {
+    #[test]
+    fn builtin_examples_hold() {
+        if let Err(e) = super::Policy::check_builtin_examples() {
+            panic!("{e}");
+        }
     }
 }

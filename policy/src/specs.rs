@@ -2,7 +2,8 @@
 //! operands keep a program read-only. Anything a spec does not know is
 //! "unknown", never auto.
 
-use crate::paths::{basename, glob_match, resolve};
+use crate::paths::{Cwd, alias, glob_match};
+use crate::{HostFs, Walk};
 
 /// How strict one finding is. Ordered: later is stricter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,16 +30,28 @@ pub(crate) fn v(level: Level, reason: impl Into<String>) -> Verdict {
 }
 
 /// What a stage is checked against besides its spec.
+#[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
-    /// Working directory set by an earlier `cd`, if any.
-    pub cwd: Option<&'a str>,
+    /// Where relative paths resolve.
+    pub cwd: &'a Cwd,
     /// Sensitive-path glob patterns (built-in plus policy file).
     pub sensitive: &'a [String],
+    /// The host's file system (agent side, just before exec), if any.
+    pub fs: Option<&'a dyn HostFs>,
+    /// The stage runs through `sudo`: it can read what the agent cannot.
+    pub privileged: bool,
 }
 
+/// Most entries a recursive read's tree is walked for on the host.
+const WALK_LIMIT: usize = 20_000;
+
 impl Ctx<'_> {
-    /// `Some(reason)` when reading `path` could expose a secret.
+    /// `Some(reason)` when reading `path` (a directory tree when
+    /// `recursive`) could expose a secret.
     pub(crate) fn sensitive(&self, path: &str, recursive: bool) -> Option<String> {
+        if path.is_empty() || path == "-" {
+            return None;
+        }
         if path.split('/').any(|c| c == "..") {
             // Lexical `..` disagrees with the kernel across symlinks
             // (`/var/run/../etc` is `/etc`).
@@ -46,58 +59,242 @@ impl Ctx<'_> {
                 "path {path:?} contains `..` (symlinks make it unverifiable)"
             ));
         }
-        let full = resolve(self.cwd, path);
-        if path.ends_with(".pub") {
-            return None;
+        let Some(fulls) = self.cwd.paths(path) else {
+            return Some(format!(
+                "relative path {path:?} after a `cd` whose directory is unknown"
+            ));
+        };
+        for full in &fulls {
+            if let Some(r) = self.sensitive_abs(path, full, recursive) {
+                return Some(r);
+            }
+            let Some(fs) = self.fs else { continue };
+            let real = fs.realpath(full);
+            if let Some(real) = &real
+                && real != full
+                && let Some(r) = self.sensitive_abs(path, real, recursive)
+            {
+                return Some(format!("{r}, through a symbolic link ({full} is {real})"));
+            }
+            if recursive {
+                let root = real.as_deref().unwrap_or(full);
+                match fs.walk(root, WALK_LIMIT) {
+                    Walk::Entries { entries, complete } => {
+                        for e in &entries {
+                            if let Some(r) = self.sensitive_abs(path, e, false) {
+                                return Some(format!("{r}, inside the tree {root}"));
+                            }
+                        }
+                        if !complete && self.privileged {
+                            return Some(format!(
+                                "reads the tree {root}, which has parts this agent cannot verify"
+                            ));
+                        }
+                    }
+                    Walk::TooLarge => {
+                        return Some(format!(
+                            "reads the tree {root}, larger than {WALK_LIMIT} entries (cannot verify)"
+                        ));
+                    }
+                }
+            }
         }
+        None
+    }
+
+    /// The check of one absolute, normalised path.
+    fn sensitive_abs(&self, path: &str, full: &str, recursive: bool) -> Option<String> {
+        if let Some(a) = alias(full) {
+            return Some(format!("reads {path}: {a}"));
+        }
+        if device(full) {
+            return Some(format!(
+                "reads the device {full} (bypasses file permissions)"
+            ));
+        }
+        if recursive {
+            for t in SENSITIVE_TREES {
+                let inside = full == *t || full.starts_with(&format!("{t}/"));
+                let above = full == "/" || t.starts_with(&format!("{full}/"));
+                if inside || above {
+                    return Some(format!(
+                        "recursive read of {full} reaches {t}, which holds keys or credentials"
+                    ));
+                }
+            }
+        }
+        let lower = full.to_ascii_lowercase();
+        let base = full.rsplit('/').next().unwrap_or(full);
+        // Public keys are not secrets; neither are ssh's known hosts and
+        // authorized keys (unless a stricter pattern names them).
+        let public = full.ends_with(".pub");
+        let ssh_public = base.starts_with("known_hosts") || base.starts_with("authorized_keys");
         for p in self.sensitive {
-            let hit = glob_match(p, &full)
-                || (!full.starts_with('/')
-                    && basename(p).chars().any(|c| c != '*' && c != '?')
-                    && glob_match(basename(p), basename(&full)))
+            let text = if p.starts_with("*.") { &lower } else { full };
+            let public = public || (ssh_public && p == "*/.ssh/*");
+            let hit = (glob_match(p, text) && !public)
                 || (recursive && {
                     // A recursive read of an ancestor directory reaches the secret.
                     let lit: String = p.chars().take_while(|c| *c != '*' && *c != '?').collect();
                     lit.starts_with('/') && (full == "/" || lit.starts_with(&format!("{full}/")))
                 });
             if hit {
-                return Some(format!("reads a sensitive path ({path} matches {p})"));
+                let shown = if path == full {
+                    path.to_string()
+                } else {
+                    format!("{path} = {full}")
+                };
+                return Some(format!("reads a sensitive path ({shown} matches {p})"));
             }
         }
         None
     }
 }
 
-/// Built-in sensitive-path patterns: read-only access to these needs approval.
+/// Built-in sensitive-path patterns: read-only access to these needs
+/// approval. `*` matches across `/`; patterns starting `*.` ignore case.
 pub(crate) const SENSITIVE: &[&str] = &[
+    // Accounts and privileges.
     "/etc/shadow*",
     "/etc/gshadow*",
     "/etc/sudoers*",
     "/etc/security/opasswd",
     "/var/backups/shadow*",
     "/var/backups/gshadow*",
-    "*/.ssh/id_*",
-    "*/.ssh/*_key",
+    // Keys and certificates' private halves.
+    "*/.ssh/*",
     "/etc/ssh/ssh_host_*key",
     "/etc/ssl/private*",
+    "/etc/*/private/*",
+    "/etc/letsencrypt/archive/*",
+    "/etc/letsencrypt/keys/*",
+    "/etc/letsencrypt/accounts/*",
+    "*privkey*",
     "*.key",
     "*.keytab",
     "*.p12",
     "*.pfx",
-    "*/.aws/credentials",
+    "*.jks",
+    "*.keystore",
+    "*.keyring",
+    "*.secret",
+    "*.secrets",
+    "*-secrets",
+    "*/secrets/*",
+    "*/credentials/*",
+    "*/credentials",
+    "*credentials*.json",
+    "*.htpasswd",
+    // Service secrets.
+    "/run/secrets/*",
+    "/var/run/secrets/*",
+    "/run/credentials/*",
+    "/var/lib/systemd/credential.secret",
+    "/etc/kubernetes/*",
+    "/var/lib/kubelet/*",
+    "/etc/rancher/*",
+    "/var/lib/rancher/*",
+    "/etc/mysql/debian.cnf",
+    "/etc/wireguard/*",
+    "/etc/NetworkManager/system-connections/*",
+    "/etc/wpa_supplicant/*",
+    "/etc/ipsec.secrets",
+    "/etc/ipsec.d/private/*",
+    "/etc/ppp/*secrets",
+    "/etc/sssd/sssd.conf",
+    "/etc/ldap.secret",
+    "/etc/*ldap*.secret",
+    "/etc/postfix/sasl_passwd*",
+    "/etc/gitlab/gitlab-secrets.json",
+    "/etc/gitlab-runner/config.toml",
+    "/var/lib/jenkins/secrets/*",
+    "/var/lib/docker/containers/*/config.v2.json",
+    "/etc/docker/key.json",
+    "*/wp-config.php",
+    "*/.env",
+    "*/.env.*",
+    // Per-user credentials and histories.
+    "*/.git-credentials",
+    "*/.vault-token",
+    "*/.config/gh/hosts.yml",
+    "*/.config/gcloud/*",
+    "*/.azure/*",
+    "*/.terraform.d/credentials*",
+    "*/.npmrc",
+    "*/.pypirc",
+    "*/.s3cfg",
+    "*/.aws/*",
     "*/.docker/config.json",
     "*/.kube/config",
     "*/.netrc",
     "*/.pgpass",
     "*/.my.cnf",
+    "*/.mylogin.cnf",
     "*/.gnupg/*",
-    "*/.bash_history",
+    "*_history",
     "/root/*",
+    "*/krb5cc_*",
+    "/boot/grub*/user.cfg",
+    "/etc/openvpn/*",
+    "/var/lib/sss/*",
+    "/var/lib/samba/private/*",
+    "/etc/security/pwquality.conf.d/*",
+    // Other processes' memory and environments, the kernel's memory.
     "/proc/*/environ",
+    "/proc/*/mem",
     "/proc/kcore",
-    "/dev/mem",
-    "/dev/kmem",
+    "/proc/kmsg",
 ];
+
+/// Trees that hold keys and credentials: a recursive read into, above or
+/// below one of these needs approval.
+pub(crate) const SENSITIVE_TREES: &[&str] = &[
+    "/home",
+    "/root",
+    "/srv",
+    "/opt",
+    "/var/lib",
+    "/var/www",
+    "/var/backups",
+    "/var/spool",
+    "/var/mail",
+    "/run/secrets",
+    "/run/credentials",
+    "/var/run/secrets",
+    "/etc/letsencrypt",
+    "/etc/pki",
+    "/etc/ssl/private",
+    "/etc/mysql",
+    "/etc/postgresql",
+    "/etc/NetworkManager",
+    "/etc/wireguard",
+    "/etc/ipsec.d",
+    "/etc/openvpn",
+    "/etc/kubernetes",
+    "/etc/rancher",
+    "/etc/docker",
+    "/etc/gitlab",
+    "/etc/gitlab-runner",
+    "/etc/ssh",
+    "/etc/sudoers.d",
+    "/etc/ppp",
+    "/etc/wpa_supplicant",
+    "/proc",
+    "/dev",
+    "/sys/firmware",
+];
+
+/// Reading a device node bypasses every file permission (block devices,
+/// consoles, input, ports); these few are harmless.
+fn device(full: &str) -> bool {
+    let Some(d) = full.strip_prefix("/dev/") else {
+        return false;
+    };
+    !(matches!(d, "null" | "zero" | "full" | "random" | "urandom")
+        || d.starts_with("shm/")
+        || d.starts_with("mqueue/")
+        || d.starts_with("hugepages/"))
+}
 
 /// Value type of an option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +351,11 @@ pub(crate) enum Custom {
     Docker,
     Echo,
     Sysctl,
+    Systemctl,
+    Lsof,
+    Openssl,
+    /// `test` / `[`: only looks at file metadata and strings.
+    Test,
 }
 
 /// A program spec.
@@ -169,6 +371,9 @@ pub(crate) struct Spec {
     custom: Custom,
     /// `-20` means `-n 20` (head, tail, grep context).
     numeric_short: bool,
+    /// At least one of these (canonical) options must be given: the
+    /// read-only modes of a program that has others (`dpkg -l`).
+    require: Vec<String>,
     /// Read-only examples (must be auto) and counter-examples (must not be).
     pub examples_ok: Vec<String>,
     pub examples_not: Vec<String>,
@@ -262,6 +467,7 @@ impl Spec {
             no_sub: Level::Auto,
             custom: Custom::None,
             numeric_short: false,
+            require: Vec::new(),
             examples_ok: Vec::new(),
             examples_not: Vec::new(),
         }
@@ -299,6 +505,10 @@ impl Spec {
     }
     fn custom(mut self, c: Custom) -> Spec {
         self.custom = c;
+        self
+    }
+    fn require(mut self, opts: &str) -> Spec {
+        self.require = opts.split_whitespace().map(String::from).collect();
         self
     }
     fn numeric(mut self) -> Spec {
@@ -418,7 +628,21 @@ impl Spec {
                         Arg::None => push_opt(o, None, out, &mut p),
                         Arg::Optional(_) => {
                             let rest: String = chars[k..].iter().collect();
-                            push_opt(o, (!rest.is_empty()).then_some(rest), out, &mut p);
+                            let mut val = (!rest.is_empty()).then_some(rest);
+                            // journalctl takes `-b -1` (a boot offset as the next word).
+                            if val.is_none()
+                                && self.name == "journalctl"
+                                && c == 'b'
+                                && let Some(n) = args.get(i)
+                                && n.trim_start_matches(['-', '+'])
+                                    .chars()
+                                    .all(|d| d.is_ascii_digit())
+                                && !n.trim_start_matches(['-', '+']).is_empty()
+                            {
+                                val = Some(n.clone());
+                                i += 1;
+                            }
+                            push_opt(o, val, out, &mut p);
                             break;
                         }
                         Arg::Required(_) => {
@@ -490,9 +714,30 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
         Custom::Curl => return curl(spec, args, ctx, out),
         Custom::Tar => return tar(spec, args, ctx, out),
         Custom::Docker => return docker(args, out),
+        Custom::Lsof => return lsof(args, out),
+        Custom::Openssl => return openssl(args, ctx, out),
+        Custom::Test => {
+            if spec.name == "[" && args.last().map(String::as_str) != Some("]") {
+                out.push(v(Level::Unknown, "unknown: [ without a closing ]"));
+            }
+            return;
+        }
         _ => {}
     }
     let p = spec.parse(args, ctx, out);
+    if !spec.require.is_empty() && !spec.require.iter().any(|r| p.has(r)) {
+        out.push(v(
+            Level::Approval,
+            format!(
+                "{} without one of its read-only modes ({})",
+                spec.name,
+                spec.require.join(" ")
+            ),
+        ));
+    }
+    if let Some(why) = loopback_host_opts(&spec.name, &p) {
+        out.push(v(Level::Approval, why));
+    }
     let mut operands: &[String] = &p.operands;
     if !spec.subs.is_empty() {
         match operands.first() {
@@ -563,6 +808,33 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
             }
             return;
         }
+        Custom::Systemctl => {
+            if p.operands.first().map(String::as_str) == Some("show") {
+                let props: Vec<&str> = p
+                    .opts
+                    .iter()
+                    .filter(|(n, _)| n == "-p" || n == "-P")
+                    .filter_map(|(_, v)| v.as_deref())
+                    .flat_map(|v| v.split(','))
+                    .collect();
+                if props.is_empty() {
+                    out.push(v(
+                        Level::Approval,
+                        "systemctl show without -p prints every property, Environment= included",
+                    ));
+                }
+                for pr in props {
+                    if pr.contains("Environment") && pr != "EnvironmentFiles" {
+                        out.push(v(
+                            Level::Approval,
+                            format!(
+                                "systemctl show -p {pr} prints the unit's environment (secrets)"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         Custom::Sysctl => {
             if operands.iter().any(|o| o.contains('=')) {
                 out.push(v(
@@ -574,7 +846,11 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
         }
         _ => {}
     }
-    let recursive = p.has("-r") || p.has("-R");
+    let recursive = p.has("-r")
+        || p.has("-R")
+        || p.opts
+            .iter()
+            .any(|(n, v)| n == "-d" && v.as_deref() == Some("recurse"));
     match spec.pos {
         Pos::Any => {}
         Pos::None => {
@@ -597,16 +873,14 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
             if operands.len() <= skip && recursive {
                 // grep -r PATTERN with no path searches the working directory,
                 // which may be `/` when no `cd` set it.
-                match ctx.cwd.map(|c| ctx.sensitive(c, true)) {
-                    Some(None) => {}
-                    Some(Some(r)) => out.push(v(Level::Approval, format!("{} {r}", spec.name))),
-                    None => out.push(v(
+                if let Some(r) = ctx.sensitive(".", true) {
+                    out.push(v(
                         Level::Approval,
                         format!(
-                            "{} -r without a path searches an unknown directory",
+                            "{} -r without a path searches the working directory: {r}",
                             spec.name
                         ),
-                    )),
+                    ));
                 }
             }
             for o in operands.iter().skip(skip) {
@@ -618,17 +892,92 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
     }
 }
 
-fn ps(args: &[String], out: &mut Vec<Verdict>) {
-    for (i, a) in args.iter().enumerate() {
-        // BSD-style `e` shows every process's environment (secrets).
-        let bsd = !a.starts_with('-') && (i == 0 || args[i - 1] != "-o" && args[i - 1] != "o");
-        if bsd && i == 0 && a.contains('e') {
-            out.push(v(Level::Approval, "ps e shows process environments"));
-        }
+/// procps `ps`: UNIX (`-ef`), BSD (`aux`) and GNU (`--sort`) options
+/// parsed with their values, so a BSD `e` (every process's environment)
+/// is found wherever it stands.
+pub(crate) fn ps(args: &[String], out: &mut Vec<Verdict>) {
+    const UNIX: &str = "AaCcdeFfGgHhjLlMmNnOopqsTtUuVvwxyZ";
+    const UNIX_VAL: &str = "CGgOopqstuU";
+    const BSD: &str = "acefghjkLlmnOopqrSsTtUuVvwXxZ";
+    const BSD_VAL: &str = "kOopqtU";
+    const LONG_VAL: &[&str] = &[
+        "pid",
+        "ppid",
+        "quick-pid",
+        "user",
+        "User",
+        "group",
+        "Group",
+        "sid",
+        "tty",
+        "cols",
+        "columns",
+        "width",
+        "lines",
+        "rows",
+        "sort",
+        "format",
+    ];
+    const LONG: &[&str] = &[
+        "context",
+        "headers",
+        "no-headers",
+        "forest",
+        "cumulative",
+        "deselect",
+        "info",
+        "help",
+        "version",
+    ];
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
         if a.chars()
             .any(|c| !(c.is_ascii_alphanumeric() || "-,=:%+_ ".contains(c)))
         {
             out.push(v(Level::Unknown, format!("unknown: ps argument {a:?}")));
+            continue;
+        }
+        if let Some(l) = a.strip_prefix("--") {
+            let (n, has_val) = match l.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (l, false),
+            };
+            if LONG_VAL.contains(&n) {
+                if !has_val {
+                    i += 1;
+                }
+            } else if !LONG.contains(&n) {
+                out.push(v(Level::Unknown, format!("unknown: ps option {a:?}")));
+            }
+            continue;
+        }
+        let (letters, allowed, with_val, bsd) = match a.strip_prefix('-') {
+            Some(l) => (l, UNIX, UNIX_VAL, false),
+            None if a.chars().all(|c| c.is_ascii_digit() || c == ',') => continue,
+            None => (a.as_str(), BSD, BSD_VAL, true),
+        };
+        for (k, c) in letters.char_indices() {
+            if !allowed.contains(c) {
+                out.push(v(
+                    Level::Unknown,
+                    format!("unknown: ps option {c:?} in {a:?}"),
+                ));
+                break;
+            }
+            if bsd && c == 'e' {
+                out.push(v(
+                    Level::Approval,
+                    "ps e shows every process's environment (secrets)",
+                ));
+            }
+            if with_val.contains(c) {
+                if k + 1 == letters.len() {
+                    i += 1;
+                }
+                break;
+            }
         }
     }
 }
@@ -861,25 +1210,123 @@ fn awk(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
         out.push(v(Level::Unknown, "unknown: awk without a program"));
         return;
     };
-    const BAD: &[&str] = &[
-        "system", "getline", "|", ">", "@", "close", "fflush", "/inet", "ENVIRON", "PROCINFO",
-    ];
-    for b in BAD {
-        if prog.contains(b) {
-            out.push(v(
-                Level::Approval,
-                format!("awk program uses {b} (may run commands or write files)"),
-            ));
-        }
+    if let Some(why) = awk_program_risk(prog) {
+        out.push(v(Level::Approval, format!("awk program {why}")));
     }
     for f in &args[i + 1..] {
-        if f.contains('=') && !f.starts_with('/') {
+        // `NAME=value` operands are assignments, not files.
+        if let Some((name, _)) = f.split_once('=')
+            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             continue;
         }
         if let Some(r) = ctx.sensitive(f, false) {
             out.push(v(Level::Approval, format!("awk {r}")));
         }
     }
+}
+
+/// `Some(why)` when an awk program can run commands, write or open files
+/// other than its operands, or read the environment: `system`, `getline`,
+/// pipes, output redirection in `print`/`printf`, `ARGV`/`ARGC` (which
+/// name the files awk reads), `ENVIRON`, `PROCINFO`, gawk's `@` directives
+/// and indirect calls. Strings and regular expressions are skipped, so
+/// `$3 >= 1000` and `/a|b/` are fine.
+pub(crate) fn awk_program_risk(prog: &str) -> Option<String> {
+    const BAD_NAMES: &[&str] = &[
+        "system", "getline", "ARGV", "ARGC", "ENVIRON", "PROCINFO", "close", "SYMTAB", "FUNCTAB",
+    ];
+    let c: Vec<char> = prog.chars().collect();
+    let mut i = 0;
+    let mut depth = 0usize;
+    // Paren depth of the innermost `print`/`printf` statement in progress.
+    let mut print_at: Option<usize> = None;
+    // The last significant character: decides whether `/` starts a regex.
+    let mut prev = '\n';
+    while i < c.len() {
+        let ch = c[i];
+        match ch {
+            '"' => {
+                i += 1;
+                while i < c.len() && c[i] != '"' {
+                    if c[i] == '\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                prev = '"';
+            }
+            '/' if "\n(,{};!~&|=?:<>+-*%^[".contains(prev) => {
+                i += 1;
+                let mut class = false;
+                while i < c.len() && (c[i] != '/' || class) {
+                    match c[i] {
+                        '\\' => i += 1,
+                        '[' => class = true,
+                        ']' => class = false,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                prev = '/';
+            }
+            '#' => {
+                while i < c.len() && c[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            '@' => return Some("uses @ (gawk directives and indirect calls)".into()),
+            '|' => {
+                if c.get(i + 1) == Some(&'|') {
+                    i += 2;
+                    prev = '|';
+                    continue;
+                }
+                return Some("uses a pipe (runs a command)".into());
+            }
+            '>' => {
+                if print_at == Some(depth) {
+                    return Some("redirects print output to a file".into());
+                }
+                prev = '>';
+            }
+            '(' | '[' => {
+                depth += 1;
+                prev = ch;
+            }
+            ')' | ']' => {
+                depth = depth.saturating_sub(1);
+                prev = ch;
+            }
+            ';' | '\n' | '{' | '}' => {
+                print_at = None;
+                prev = ch;
+            }
+            c0 if c0.is_ascii_alphabetic() || c0 == '_' => {
+                let start = i;
+                while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '_') {
+                    i += 1;
+                }
+                let word: String = c[start..i].iter().collect();
+                if BAD_NAMES.contains(&word.as_str()) {
+                    return Some(format!(
+                        "uses {word} (runs commands, opens files or reads the environment)"
+                    ));
+                }
+                if word == "print" || word == "printf" {
+                    print_at = Some(depth);
+                }
+                prev = 'a';
+                continue;
+            }
+            c0 if c0.is_whitespace() => {}
+            c0 => prev = c0,
+        }
+        i += 1;
+    }
+    None
 }
 
 fn nginx(args: &[String], out: &mut Vec<Verdict>) {
@@ -976,8 +1423,24 @@ fn curl(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
         out.push(v(Level::Approval, format!("curl -X {m} may change state")));
     }
     for (n, val) in &p.opts {
-        if matches!(n.as_str(), "-H" | "-w") && val.as_deref().is_some_and(|x| x.starts_with('@')) {
+        let val = val.as_deref().unwrap_or("");
+        if matches!(n.as_str(), "-H" | "-w") && val.starts_with('@') {
             out.push(v(Level::Approval, format!("curl {n} @file reads a file")));
+        }
+        if n == "-w" && val.contains("%output{") {
+            out.push(v(Level::Approval, "curl -w %output{FILE} writes a file"));
+        }
+        if matches!(n.as_str(), "-o" | "-D") && !matches!(val, "/dev/null" | "-") {
+            out.push(v(
+                Level::Approval,
+                format!("curl {n} {val} writes a file (only /dev/null is automatic)"),
+            ));
+        }
+        if matches!(n.as_str(), "--resolve" | "--connect-to") {
+            out.push(v(
+                Level::Approval,
+                format!("curl {n} {val} sends the request to another address than the URL names"),
+            ));
         }
     }
     let urls = p.operands.iter().chain(
@@ -998,11 +1461,15 @@ fn curl(spec: &Spec, args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
 
 /// `http(s)://localhost|127.0.0.1|[::1][:port][/path]` with a plain path.
 pub(crate) fn loopback_url(u: &str) -> bool {
-    let Some(rest) = u
+    // Without a scheme curl guesses http (no loopback name starts like
+    // the `ftp.`/`dict.` hosts it guesses other protocols for).
+    let rest = match u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"))
-    else {
-        return false;
+    {
+        Some(r) => r,
+        None if !u.contains("://") => u,
+        None => return false,
     };
     let (auth, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -1085,6 +1552,327 @@ fn docker(args: &[String], out: &mut Vec<Verdict>) {
             Level::Approval,
             format!("docker {sub} may change containers or the host"),
         ));
+        return;
+    }
+    // What follows the (two-word) subcommand.
+    let (verb, rest) = match (sub.as_str(), second) {
+        ("container" | "image" | "network" | "volume", Some(s)) => (s, &args[2..]),
+        (s, _) => (s, &args[1..]),
+    };
+    if verb == "inspect" && !matches!(sub.as_str(), "network" | "volume") {
+        // The default output and most templates include Config.Env.
+        let mut formats = Vec::new();
+        let mut k = 0;
+        while k < rest.len() {
+            let a = rest[k].as_str();
+            if matches!(a, "-f" | "--format") {
+                formats.push(rest.get(k + 1).cloned().unwrap_or_default());
+                k += 1;
+            } else if let Some(f) = a.strip_prefix("--format=").or_else(|| a.strip_prefix("-f")) {
+                formats.push(f.to_string());
+            }
+            k += 1;
+        }
+        if formats.is_empty() || !formats.iter().all(|f| docker_format_safe(f)) {
+            out.push(v(
+                Level::Approval,
+                "docker inspect shows the container's environment (Config.Env) unless a --format names only other fields",
+            ));
+        }
+    }
+    if verb == "top" && rest.len() > 1 {
+        // `docker top CONTAINER [ps options]`
+        let before = out.len();
+        ps(&rest[1..], out);
+        if out.len() > before {
+            out.push(v(Level::Approval, "docker top passes these options to ps"));
+        }
+    }
+}
+
+/// A Go template that prints only plain fields (`{{.State.Status}}`,
+/// `{{json .NetworkSettings}}`), none of which holds the environment.
+pub(crate) fn docker_format_safe(f: &str) -> bool {
+    let mut rest = f;
+    while let Some(start) = rest.find("{{") {
+        let Some(end) = rest[start..].find("}}") else {
+            return false;
+        };
+        let action =
+            rest[start + 2..start + end].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        let words: Vec<&str> = action.split_whitespace().collect();
+        let path = match words.as_slice() {
+            [p] => *p,
+            ["json", p] => *p,
+            _ => return false,
+        };
+        let Some(path) = path.strip_prefix('.') else {
+            return false;
+        };
+        let comps: Vec<&str> = path.split('.').collect();
+        let plain = comps
+            .iter()
+            .all(|c| !c.is_empty() && c.chars().all(|x| x.is_ascii_alphanumeric() || x == '_'));
+        let env = comps.iter().any(|c| {
+            matches!(
+                *c,
+                "Env" | "Spec" | "TaskTemplate" | "ContainerSpec" | "Secrets"
+            )
+        });
+        let whole_config = comps.len() == 1 && matches!(comps[0], "Config" | "ContainerConfig");
+        let ok = !path.is_empty() && plain && !env && !whole_config;
+        if !ok {
+            return false;
+        }
+        rest = &rest[start + end + 2..];
+    }
+    true
+}
+
+/// Network clients limited to this host: `-h HOST` (redis-cli,
+/// pg_isready) must name loopback.
+fn loopback_host_opts(prog: &str, p: &Parsed) -> Option<String> {
+    if !matches!(prog, "redis-cli" | "pg_isready" | "nc" | "chronyc") {
+        return None;
+    }
+    for (n, val) in &p.opts {
+        if n == "-h" && !is_loopback_host(val.as_deref().unwrap_or("")) {
+            return Some(format!("{prog} -h {val:?}: only loopback is automatic"));
+        }
+    }
+    if prog == "nc" {
+        if !p.has("-z") {
+            return Some("nc without -z sends and receives data".into());
+        }
+        if !p.operands.first().is_some_and(|h| is_loopback_host(h)) {
+            return Some("nc -z to a host other than loopback".into());
+        }
+    }
+    None
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1.
+pub(crate) fn is_loopback_host(h: &str) -> bool {
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    if h == "localhost" || h == "::1" {
+        return true;
+    }
+    let parts: Vec<&str> = h.split('.').collect();
+    parts.len() == 4
+        && parts[0] == "127"
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.chars().all(|c| c.is_ascii_digit())
+                && p.parse::<u16>().is_ok_and(|n| n < 256)
+        })
+}
+
+/// lsof only lists open files; its device cache (`-D`) writes a file and
+/// `-m` reads kernel memory from a file.
+fn lsof(args: &[String], out: &mut Vec<Verdict>) {
+    // Option letters that take a value: the rest of the word is the value.
+    const VALUED: &str = "cdDegkmopsSTuxzFiKLr";
+    for a in args {
+        let Some(body) = a.strip_prefix('-').or_else(|| a.strip_prefix('+')) else {
+            continue;
+        };
+        if a.starts_with("--") {
+            if a != "--" {
+                out.push(v(Level::Unknown, format!("unknown: lsof option {a:?}")));
+            }
+            continue;
+        }
+        for c in body.chars() {
+            // `-D`: device cache; `-m`/`+m`: kernel memory file / mount
+            // supplement file (`+D DIR` only lists a directory).
+            if (c == 'D' && a.starts_with('-')) || c == 'm' {
+                out.push(v(
+                    Level::Approval,
+                    format!("lsof -{c} writes its device cache or reads kernel memory"),
+                ));
+                break;
+            }
+            if VALUED.contains(c) || !c.is_ascii_alphabetic() {
+                break;
+            }
+        }
+    }
+}
+
+/// `openssl` read forms: `x509|req|crl -noout ...` (no -out), `s_client`
+/// to loopback, `version`, `ciphers`, `verify`.
+fn openssl(args: &[String], ctx: &Ctx, out: &mut Vec<Verdict>) {
+    const FLAGS: &[&str] = &[
+        "-noout",
+        "-dates",
+        "-subject",
+        "-issuer",
+        "-enddate",
+        "-startdate",
+        "-text",
+        "-fingerprint",
+        "-sha256",
+        "-sha1",
+        "-md5",
+        "-serial",
+        "-purpose",
+        "-modulus",
+        "-pubkey",
+        "-email",
+        "-ocsp_uri",
+        "-hash",
+        "-issuer_hash",
+        "-subject_hash",
+        "-alias",
+        "-nextupdate",
+        "-lastupdate",
+        "-verify",
+        "-noverify",
+        "-ext_noout",
+        "-showcerts",
+        "-brief",
+        "-status",
+        "-prexit",
+        "-tls1_2",
+        "-tls1_3",
+        "-no_tls1_3",
+        "-verify_return_error",
+        "-quiet",
+        "-no_ign_eof",
+        "-crlf",
+        "-ign_eof",
+        "-debug",
+        "-msg",
+        "-state",
+        "-a",
+        "-v",
+        "-V",
+        "-b",
+        "-o",
+        "-f",
+        "-p",
+        "-d",
+        "-e",
+        "-c",
+        "-r",
+        "-s",
+        "-stdname",
+        "-show_chain",
+        "-verbose",
+        "-x509_strict",
+        "-partial_chain",
+        "-check_ss_sig",
+        "-crl_check",
+        "-crl_check_all",
+        "-help",
+    ];
+    const VALUES: &[&str] = &[
+        "-inform",
+        "-nameopt",
+        "-ext",
+        "-checkend",
+        "-certopt",
+        "-servername",
+        "-starttls",
+        "-alpn",
+        "-verify_hostname",
+        "-purpose",
+        "-attime",
+        "-sigopt",
+        "-name",
+        "-groups",
+        "-curves",
+        "-cipher",
+        "-ciphersuites",
+        "-sess_out_never",
+        "-keylogfile_never",
+    ];
+    const PATHS: &[&str] = &[
+        "-in",
+        "-CAfile",
+        "-CApath",
+        "-untrusted",
+        "-CRLfile",
+        "-trusted",
+    ];
+    let Some(sub) = args.first() else {
+        out.push(v(Level::Unknown, "unknown: openssl without a command"));
+        return;
+    };
+    if !matches!(
+        sub.as_str(),
+        "x509" | "req" | "crl" | "s_client" | "version" | "ciphers" | "verify"
+    ) {
+        out.push(v(
+            Level::Approval,
+            format!("openssl {sub} may write keys or files"),
+        ));
+        return;
+    }
+    let mut i = 1;
+    let mut operands = Vec::new();
+    while i < args.len() {
+        let a = args[i].as_str();
+        i += 1;
+        if a == "-connect" {
+            let target = args.get(i).map(String::as_str).unwrap_or("");
+            i += 1;
+            let host = match target.rsplit_once(':') {
+                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+                _ => target,
+            };
+            if !is_loopback_host(host) {
+                out.push(v(
+                    Level::Approval,
+                    format!("openssl s_client -connect {target}: only loopback is automatic"),
+                ));
+            }
+        } else if PATHS.contains(&a) {
+            let f = args.get(i).map(String::as_str).unwrap_or("");
+            i += 1;
+            if let Some(r) = ctx.sensitive(f, false) {
+                out.push(v(Level::Approval, format!("openssl {a} {r}")));
+            }
+        } else if VALUES.contains(&a) {
+            i += 1;
+        } else if FLAGS.contains(&a) {
+        } else if a.starts_with('-') {
+            out.push(v(
+                Level::Unknown,
+                format!("unknown: openssl {sub} option {a:?}"),
+            ));
+        } else {
+            operands.push(a.to_string());
+        }
+    }
+    if sub == "s_client" && !args.iter().any(|a| a == "-connect") {
+        out.push(v(
+            Level::Approval,
+            "openssl s_client without -connect to loopback",
+        ));
+    }
+    if matches!(sub.as_str(), "x509" | "req" | "crl") && !args.iter().any(|a| a == "-noout") {
+        out.push(v(
+            Level::Approval,
+            format!("openssl {sub} without -noout re-encodes its input"),
+        ));
+    }
+    if !operands.is_empty()
+        && matches!(
+            sub.as_str(),
+            "x509" | "req" | "crl" | "s_client" | "version"
+        )
+    {
+        out.push(v(
+            Level::Unknown,
+            format!("unknown: openssl {sub} operand {:?}", operands[0]),
+        ));
+    }
+    for o in operands.iter().filter(|_| sub == "verify") {
+        if let Some(r) = ctx.sensitive(o, false) {
+            out.push(v(Level::Approval, format!("openssl verify {r}")));
+        }
     }
 }
 
@@ -1106,11 +1894,11 @@ pub(crate) fn builtin() -> Vec<Spec> {
             .ex(&["uname -a", "uname -sr"], &["uname -x"]),
         Spec::new("df", "-a|--all -B|--block-size=any -h|--human-readable -H|--si -i|--inodes -k -l|--local --no-sync --output=?any -P|--portability --sync --total -t|--type=any -T|--print-type -x|--exclude-type=any -v --help --version", Pos::Paths)
             .ex(&["df -h", "df -i", "df -hT /var", "df --out=source,pcent"], &["df --bogus"]),
-        Spec::new("du", "-0|--null -a|--all --apparent-size -B|--block-size=any -b|--bytes -c|--total -D|--dereference-args -H -d|--max-depth=num --files0-from=path -h|--human-readable --inodes -k -L|--dereference -l|--count-links -m -P|--no-dereference -S|--separate-dirs --si -s|--summarize -t|--threshold=any --time=?any --time-style=any -X|--exclude-from=path --exclude=any -x|--one-file-system --help --version", Pos::Paths)
+        Spec::new("du", "-0|--null -a|--all --apparent-size -B|--block-size=any -b|--bytes -c|--total -D|--dereference-args -H -d|--max-depth=num !--files0-from=path -h|--human-readable --inodes -k -L|--dereference -l|--count-links -m -P|--no-dereference -S|--separate-dirs --si -s|--summarize -t|--threshold=any --time=?any --time-style=any -X|--exclude-from=path --exclude=any -x|--one-file-system --help --version", Pos::Any)
             .ex(&["du -sh /var/log", "du -h --max-depth=1 /var", "du -d1 /srv"], &["du --files0-from=/etc/shadow"]),
         Spec::new("free", "-b|--bytes -k|--kilo -m|--mega -g|--giga --tera --peta -h|--human --si -l|--lohi -L|--line -t|--total -v|--committed -s|--seconds=num -c|--count=num -w|--wide --kibi --mebi --gibi --tebi --pebi --help -V|--version", Pos::None)
             .ex(&["free -m", "free -h", "free -wh"], &["free -x"]),
-        Spec::new("lsblk", "-a|--all -b|--bytes -D|--discard -d|--nodeps -e|--exclude=any -f|--fs -I|--include=any -i|--ascii -J|--json -l|--list -M|--merge -m|--perms -n|--noheadings -o|--output=any -O|--output-all -p|--paths -P|--pairs -r|--raw -S|--scsi -s|--inverse -t|--topology -T|--tree=?any -x|--sort=any -z|--zoned -w|--width=num -A|--noempty -N|--nvme -v|--virtio -E|--dedup=any -h|--help -V|--version", Pos::Paths)
+        Spec::new("lsblk", "-a|--all -b|--bytes -D|--discard -d|--nodeps -e|--exclude=any -f|--fs -I|--include=any -i|--ascii -J|--json -l|--list -M|--merge -m|--perms -n|--noheadings -o|--output=any -O|--output-all -p|--paths -P|--pairs -r|--raw -S|--scsi -s|--inverse -t|--topology -T|--tree=?any -x|--sort=any -z|--zoned -w|--width=num -A|--noempty -N|--nvme -v|--virtio -E|--dedup=any -h|--help -V|--version", Pos::Any)
             .ex(&["lsblk", "lsblk -f", "lsblk -o NAME,SIZE"], &["lsblk --bogus"]),
         Spec::new("vmstat", "-a|--active -f|--forks -m|--slabs -n|--one-header -s|--stats -d|--disk -D|--disk-sum -p|--partition=any -S|--unit=any -t|--timestamp -w|--wide -y|--no-first -h|--help -V|--version", Pos::Any)
             .ex(&["vmstat 1 5", "vmstat -s"], &["vmstat -z"]),
@@ -1129,8 +1917,9 @@ pub(crate) fn builtin() -> Vec<Spec> {
             .subs(Auto, "status show cat list-units list-unit-files list-timers list-sockets list-dependencies list-jobs list-machines list-paths list-automounts is-active is-enabled is-failed is-system-running get-default help")
             .subs(Approval, "start stop restart reload try-restart reload-or-restart try-reload-or-restart enable disable reenable mask unmask daemon-reload daemon-reexec edit set-property kill clean reset-failed preset preset-all link revert set-default set-environment unset-environment import-environment freeze thaw bind mount-image condreload condrestart condstop force-reload log-level log-target service-watchdogs show-environment")
             .subs(Forbidden, "reboot poweroff halt kexec isolate emergency rescue soft-reboot default suspend hibernate hybrid-sleep suspend-then-hibernate switch-root exit")
+            .custom(Custom::Systemctl)
             .ex(&["systemctl status nginx", "systemctl --no-pager -l status nginx", "systemctl list-units --failed", "systemctl"], &["systemctl restart nginx", "systemctl edit nginx", "systemctl -H host status x", "systemctl frobnicate"]),
-        Spec::new("journalctl", "--system --user -M|--machine=any -m|--merge -D|--directory=path -i|--file=path --root=path --image=path --namespace=any -S|--since=any -U|--until=any -c|--cursor=any --after-cursor=any -b|--boot=?any -k|--dmesg -u|--unit=any --user-unit=any -t|--identifier=any -T|--exclude-identifier=any -p|--priority=any --facility=any -g|--grep=any --case-sensitive=?any -e|--pager-end -f|--follow -n|--lines=?any --no-tail -r|--reverse -o|--output=any --output-fields=any --utc --no-hostname -x|--catalog -a|--all -l|--full -q|--quiet --no-pager --no-full --show-cursor -N|--fields -F|--field=any --list-boots --list-namespaces --disk-usage --header -h|--help --version --verify --truncate-newline --list-invocations -I --invocation=any --list-catalog --dump-catalog !--vacuum-size=any !--vacuum-time=any !--vacuum-files=any !--rotate !--flush !--sync !--relinquish-var !--smart-relinquish-var !--setup-keys !--update-catalog !--new-id128 !--interval=any !--force !--verify-key=any !--cursor-file=any", Pos::Any)
+        Spec::new("journalctl", "--system --user -M|--machine=any -m|--merge -D|--directory=path -i|--file=path --root=path --image=path --namespace=any -S|--since=any -U|--until=any -c|--cursor=any --after-cursor=any !--cursor-file=path -b|--boot=?any -k|--dmesg -u|--unit=any --user-unit=any -t|--identifier=any -T|--exclude-identifier=any -p|--priority=any --facility=any -g|--grep=any --case-sensitive=?any -e|--pager-end -f|--follow -n|--lines=?any --no-tail -r|--reverse -o|--output=any --output-fields=any --utc --no-hostname -x|--catalog -a|--all -l|--full -q|--quiet --no-pager --no-full --show-cursor -N|--fields -F|--field=any --list-boots --list-namespaces --disk-usage --header -h|--help --version --verify --truncate-newline --list-invocations -I --invocation=any --list-catalog --dump-catalog !--vacuum-size=any !--vacuum-time=any !--vacuum-files=any !--rotate !--flush !--sync !--relinquish-var !--smart-relinquish-var !--setup-keys !--update-catalog !--new-id128 !--interval=any !--force !--verify-key=any", Pos::Any)
             .ex(&["journalctl -u nginx --no-pager -n 50", "journalctl -p err -b", "journalctl -fu nginx", "journalctl --since=-1h"], &["journalctl --vacuum-size=1G", "journalctl --vacuum-s=1G", "journalctl --rot", "journalctl --file=/root/x.key"]),
         Spec::new("cat", "-A|--show-all -b|--number-nonblank -e -E|--show-ends -n|--number -s|--squeeze-blank -t -T|--show-tabs -u -v|--show-nonprinting --help --version", Pos::Paths)
             .ex(&["cat /proc/loadavg", "cat -n /etc/hosts"], &["cat /etc/shadow", "cat /root/.ssh/id_rsa", "cat --bogus x"]),
@@ -1153,9 +1942,9 @@ pub(crate) fn builtin() -> Vec<Spec> {
             .ex(&["grep -rn server_name /etc/nginx", "grep -i error", "grep -e x -e y /var/log/syslog", "grep -C3 foo /etc/hosts"], &["grep root /etc/shadow", "grep -r x /etc", "grep -f /etc/shadow x"]),
         Spec::new("egrep", "-i -v -c -n -l -o -w -x -h -H -r -R -s -q -e=any -m=num -A=num -B=num -C=num", Pos::PatternThenPaths)
             .ex(&["egrep -i 'a|b' /var/log/syslog"], &["egrep x /etc/shadow"]),
-        Spec::new("wc", "-c|--bytes -m|--chars -l|--lines -L|--max-line-length -w|--words --files0-from=path --total=any --help --version", Pos::Paths)
+        Spec::new("wc", "-c|--bytes -m|--chars -l|--lines -L|--max-line-length -w|--words !--files0-from=path --total=any --help --version", Pos::Paths)
             .ex(&["wc -l", "wc -l /etc/passwd"], &["wc /etc/shadow"]),
-        Spec::new("sort", "-b|--ignore-leading-blanks -d|--dictionary-order -f|--ignore-case -g|--general-numeric-sort -i|--ignore-nonprinting -M|--month-sort -h|--human-numeric-sort -n|--numeric-sort -R|--random-sort --random-source=path -r|--reverse --sort=any -V|--version-sort --batch-size=num -c|--check=?any -C --debug --files0-from=path -k|--key=any -m|--merge -s|--stable -S|--buffer-size=any -t|--field-separator=any -T|--temporary-directory=any --parallel=num -u|--unique -z|--zero-terminated --help --version !-o|--output=any !--compress-program=any", Pos::Paths)
+        Spec::new("sort", "-b|--ignore-leading-blanks -d|--dictionary-order -f|--ignore-case -g|--general-numeric-sort -i|--ignore-nonprinting -M|--month-sort -h|--human-numeric-sort -n|--numeric-sort -R|--random-sort --random-source=path -r|--reverse --sort=any -V|--version-sort --batch-size=num -c|--check=?any -C --debug !--files0-from=path -k|--key=any -m|--merge -s|--stable -S|--buffer-size=any -t|--field-separator=any !-T|--temporary-directory=any --parallel=num -u|--unique -z|--zero-terminated --help --version !-o|--output=any !--compress-program=any", Pos::Paths)
             .ex(&["sort -rn", "sort -k2,2n -t: /etc/passwd", "sort -u"], &["sort -o /tmp/x y", "sort -uo f", "sort --out=f", "sort --compress-program=gzip"]),
         Spec::new("uniq", "-c|--count -d|--repeated -D --all-repeated=?any -f|--skip-fields=num --group=?any -i|--ignore-case -s|--skip-chars=num -u|--unique -z|--zero-terminated -w|--check-chars=num --help --version", Pos::Paths)
             .custom(Custom::Uniq)
@@ -1165,7 +1954,7 @@ pub(crate) fn builtin() -> Vec<Spec> {
         Spec::new("tr", "-c|-C|--complement -d|--delete -s|--squeeze-repeats -t|--truncate-set1 --help --version", Pos::Any)
             .ex(&["tr ';' ' '", "tr -d x"], &["tr --bogus"]),
         Spec::new("echo", "", Pos::Any).custom(Custom::Echo).ex(&["echo reboot", "echo -n x"], &["echo $x"]),
-        Spec::new("awk", "-F|--field-separator=any -v|--assign=any -f|--file=path --posix --traditional -b|--characters-as-bytes -c -C -e=any -P -r -S|--sandbox -N", Pos::Paths)
+        Spec::new("awk", "-F|--field-separator=any -v|--assign=any -f|--file=path --posix --traditional -b|--characters-as-bytes -c -C !-e|--source=any -P -r -S|--sandbox -N", Pos::Paths)
             .custom(Custom::Awk)
             .ex(&["awk '{print $1}' /var/log/nginx/access.log", "awk -F: '{print $1}' /etc/passwd"], &["awk 'BEGIN{system(\"id\")}'", "awk '{print > \"/tmp/x\"}' /etc/hosts", "awk '{\"id\" | getline x}'", "awk -f /tmp/x.awk /etc/hosts"]),
         Spec::new("sed", "-n|--quiet|--silent -e|--expression=any -E|-r|--regexp-extended -s|--separate -u|--unbuffered -z|--null-data --debug --posix !-i|--in-place=?any !-f|--file=any", Pos::Paths)
@@ -1178,7 +1967,7 @@ pub(crate) fn builtin() -> Vec<Spec> {
         Spec::new("getent", "-s|--service=any -i|--no-idn -A|--no-addrconfig --help", Pos::Any)
             .custom(Custom::Getent)
             .ex(&["getent passwd root", "getent hosts example.com"], &["getent shadow root"]),
-        Spec::new("curl", "-s|--silent -S|--show-error -f|--fail --fail-with-body -i|--include -I|--head -v|--verbose -m|--max-time=any --connect-timeout=any -w|--write-out=any -H|--header=any -X|--request=any -k|--insecure -4|--ipv4 -6|--ipv6 --compressed --url=any -A|--user-agent=any --retry=num --no-progress-meter -N|--no-buffer --http1.1 --http2 -G|--get --resolve=any -q|--disable !-o|--output=any !-O|--remote-name !-L|--location !-d|--data=any !-x|--proxy=any", Pos::Any)
+        Spec::new("curl", "-s|--silent -S|--show-error -f|--fail --fail-with-body -i|--include -I|--head -v|--verbose -m|--max-time=any --connect-timeout=any -w|--write-out=any -H|--header=any -X|--request=any -k|--insecure -4|--ipv4 -6|--ipv6 --compressed --url=any -A|--user-agent=any --retry=num --no-progress-meter -N|--no-buffer --http1.1 --http2 -G|--get --resolve=any --connect-to=any -q|--disable -o|--output=any -D|--dump-header=any -g|--globoff --http1.0 -Z|--parallel !-O|--remote-name !-L|--location !-d|--data=any !-x|--proxy=any", Pos::Any)
             .custom(Custom::Curl)
             .ex(&["curl -fsS http://127.0.0.1:8080/health", "curl -s http://localhost/healthz", "curl -I 'http://[::1]:80/'"], &["curl -o /tmp/x http://127.0.0.1/", "curl https://example.com/", "curl http://127.0.0.1.evil.com/", "curl http://user@localhost/", "curl -K /tmp/cfg http://localhost/", "curl --out x http://localhost/"]),
         Spec::new("dig", "-4 -6 -b=any -c=any -p=num -q=any -t=any -x=any -m -u -v -h -r !-k=any !-f=any", Pos::Any)
@@ -1214,5 +2003,134 @@ pub(crate) fn builtin() -> Vec<Spec> {
         Spec::new("true", "", Pos::Any).ex(&["true"], &[]),
         Spec::new("sleep", "--help --version", Pos::Any).ex(&["sleep 1"], &[]),
         Spec::new("printenv", "-0|--null --help --version", Pos::Any).ex(&["printenv PATH"], &["printenv --bogus"]),
+
+        // The long tail of read-only diagnostics an SRE types in an incident.
+        Spec::new("lsof", "", Pos::Any).custom(Custom::Lsof)
+            .ex(&["lsof -i :443", "lsof -nP -iTCP -sTCP:LISTEN", "lsof +L1", "lsof -p 1234", "lsof /var/log/syslog", "lsof +D /var/log/nginx", "lsof -c nginx"], &["lsof -Db", "lsof -nDu", "lsof -m /tmp/kmem"]),
+        Spec::new("fuser", "-v|--verbose -m|--mount -M|--ismountpoint -n|--namespace=any -a|--all -s|--silent -u|--user -4|--ipv4 -6|--ipv6 -w -l|--list-signals -V|--version !-k|--kill !-i|--interactive", Pos::Any)
+            .ex(&["fuser -v /var/log/syslog", "fuser -v 80/tcp", "fuser -vm /var", "fuser -n tcp 5432"], &["fuser -k 80/tcp", "fuser -km /mnt"]),
+        Spec::new("pgrep", "-a|--list-full -l|--list-name -f|--full -u|--euid=any -U|--uid=any -G|--group=any -g|--pgroup=any -P|--parent=any -s|--session=any -t|--terminal=any -x|--exact -n|--newest -o|--oldest -c|--count -d|--delimiter=any -v|--inverse -w|--lightweight -i|--ignore-case -F|--pidfile=path -L|--logpidfile -r|--runstates=any -A|--ignore-ancestors --cgroup=any --ns=any --nslist=any -O|--older=num -h|--help -V|--version", Pos::Any)
+            .ex(&["pgrep -a nginx", "pgrep -u postgres -a", "pgrep -f gunicorn", "pgrep -c php-fpm"], &["pgrep --signal 9 x", "pgrep -F /etc/shadow"]),
+        Spec::new("pidof", "-s|--single-shot -c|--check-root -n|--omit-pid-not -x|--scripts -o|--omit-pid=any -q|--quiet -z|--zombie -w|--with-workers -S|--separator=any -h|--help -V|--version", Pos::Any)
+            .ex(&["pidof nginx", "pidof -s sshd"], &["pidof --bogus"]),
+        Spec::new("findmnt", "-A|--all -a|--ascii -b|--bytes -C|--nocanonicalize -c|--canonicalize -D|--df -d|--direction=any -e|--evaluate -F|--tab-file=path -f|--first-only -i|--invert -J|--json -k|--kernel -l|--list -M|--mountpoint=any -m|--mtab -N|--task=num -n|--noheadings -O|--options=any -o|--output=any --output-all -P|--pairs -p|--poll=?any -R|--submounts -r|--raw --real --pseudo -S|--source=any -s|--fstab -T|--target=any -t|--types=any --tree -U|--uniq -u|--notruncate -v|--nofsroot -w|--timeout=num -x|--verify --verbose --vfs-all --shadowed --hyperlink=?any -y|--shell -h|--help -V|--version", Pos::Any)
+            .ex(&["findmnt /", "findmnt -T /var/lib/docker", "findmnt --df", "findmnt -t ext4,xfs"], &["findmnt --bogus"]),
+        Spec::new("test", "", Pos::Any).custom(Custom::Test)
+            .ex(&["test -x /usr/sbin/nginx", "test -f /etc/nginx/nginx.conf"], &["test -f $x"]),
+        Spec::new("[", "", Pos::Any).custom(Custom::Test)
+            .ex(&["[ -f /var/run/nginx.pid ]", "[ -S /var/run/docker.sock ]"], &["[ -f x"]),
+        Spec::new("crontab", "-l -u=any", Pos::None).require("-l")
+            .ex(&["crontab -l", "crontab -l -u www-data"], &["crontab -e", "crontab /tmp/x", "crontab -r"]),
+        Spec::new("dpkg", "-l|--list -s|--status -L|--listfiles -S|--search -p|--print-avail --get-selections --print-architecture --print-foreign-architectures -V|--verify -C|--audit -c|--contents -I|--info --compare-versions --version --help --no-pager --admindir=path", Pos::Any)
+            .require("-l -s -L -S -p --get-selections --print-architecture --print-foreign-architectures -V -C -c -I --compare-versions --version --help")
+            .ex(&["dpkg -l nginx", "dpkg -s openssh-server", "dpkg -L nginx-common", "dpkg -S /usr/sbin/nginx", "dpkg --get-selections"], &["dpkg -i /tmp/x.deb", "dpkg -r nginx", "dpkg --configure -a", "dpkg nginx"]),
+        Spec::new("dpkg-query", "-l|--list -W|--show -s|--status -L|--listfiles -S|--search -p|--print-avail -f|--showformat=any --admindir=path --no-pager --help --version", Pos::Any)
+            .ex(&["dpkg-query -W -f='${Version}\\n' nginx", "dpkg-query -l nginx"], &["dpkg-query --bogus"]),
+        Spec::new("apt", "--installed --upgradable --all-versions -a --manual-installed -q|--quiet --names-only --full -n --no-all-versions -h|--help -v|--version", Pos::Any)
+            .subs(Auto, "list show policy search depends rdepends showsrc madison")
+            .no_sub(Unknown)
+            .ex(&["apt list --installed", "apt list --upgradable", "apt show nginx", "apt policy nginx"], &["apt install nginx", "apt upgrade", "apt -o APT::x=y list"]),
+        Spec::new("openssl", "", Pos::Any).custom(Custom::Openssl)
+            .ex(&["openssl x509 -in /etc/ssl/certs/ssl-cert-snakeoil.pem -noout -dates", "openssl x509 -noout -fingerprint -sha256 -in /etc/nginx/ssl/site.crt", "openssl s_client -connect 127.0.0.1:443 -servername example.com", "openssl version -a", "openssl req -in /tmp/site.csr -noout -text"], &["openssl x509 -in /etc/ssl/private/x.pem -noout -text", "openssl s_client -connect example.com:443", "openssl x509 -in a.pem -out b.pem", "openssl genrsa 2048", "openssl enc -d -in x"]),
+        Spec::new("systemd-analyze", "--no-pager --user --system --global -H|--host=any -M|--machine=any --order --require --fuzz=any --man=?any --generators=?any --root=path --image=path --json=any --iterations=num --base-time=any --unit=any --table --no-legend --threshold=any --security-policy=path --offline=?any --profile=path -q|--quiet -h|--help --version", Pos::Any)
+            .subs(Auto, "time blame critical-chain plot dot dump cat-config unit-files unit-paths exit-status capability condition syscall-filter filesystems calendar timestamp timespan security inspect-elf fdstore image-policy has-tpm2 pcrs srk architectures smbios11 verify")
+            .subs(Approval, "log-level log-target service-watchdogs")
+            .ex(&["systemd-analyze blame", "systemd-analyze critical-chain", "systemd-analyze security nginx"], &["systemd-analyze log-level debug", "systemd-analyze frob"]),
+        Spec::new("timedatectl", "--no-pager --no-ask-password -H|--host=any -M|--machine=any -a|--all -p|--property=any --value --monitor --adjust-system-clock -h|--help --version", Pos::Any)
+            .subs(Auto, "status show show-timesync timesync-status list-timezones")
+            .subs(Approval, "set-time set-timezone set-local-rtc set-ntp ntp-servers revert")
+            .ex(&["timedatectl", "timedatectl status", "timedatectl timesync-status"], &["timedatectl set-ntp false", "timedatectl set-time 2020-01-01"]),
+        Spec::new("resolvectl", "-4 -6 -i|--interface=any -p|--protocol=any -t|--type=any -c|--class=any --service-address=any --service-txt=any --cname=any --validate=any --synthesize=any --cache=any --zone=any --trust-anchor=any --network=any --search=any --stale-data=any --relax-single-label=any --raw=?any --legend=any --no-pager --json=any -j -h|--help --version", Pos::Any)
+            .subs(Auto, "status query service openpgp tlsa statistics show-cache show-server-state log-level monitor")
+            .subs(Approval, "flush-caches reset-statistics reset-server-features revert dns domain default-route llmnr mdns dnssec dnsovertls nta")
+            .ex(&["resolvectl status", "resolvectl query example.com", "resolvectl statistics"], &["resolvectl flush-caches", "resolvectl dns eth0 1.1.1.1"]),
+        Spec::new("namei", "-l|--long -m|--modes -o|--owners -n|--nosymlinks -v|--vertical -x|--mountpoints -Z|--context -h|--help -V|--version", Pos::Any)
+            .ex(&["namei -l /var/www/html/index.html", "namei -om /etc/nginx/ssl/site.key"], &["namei --bogus"]),
+        Spec::new("iptables", "-L|--list -S|--list-rules -n|--numeric -v|--verbose -x|--exact --line-numbers -t|--table=any -w|--wait=?any -W|--wait-interval=any -4|--ipv4 -6|--ipv6 -h|--help -V|--version", Pos::Any)
+            .require("-L -S -h -V")
+            .ex(&["iptables -L -n -v", "iptables -S", "iptables -t nat -L -n", "iptables -nvL INPUT"], &["iptables -A INPUT -j ACCEPT", "iptables -Z", "iptables -L -Z"]),
+        Spec::new("ip6tables", "-L|--list -S|--list-rules -n|--numeric -v|--verbose -x|--exact --line-numbers -t|--table=any -w|--wait=?any -h|--help -V|--version", Pos::Any)
+            .require("-L -S -h -V")
+            .ex(&["ip6tables -L -n"], &["ip6tables -F"]),
+        Spec::new("nft", "-a|--handle -n|--numeric -s|--stateless -j|--json -t|--terse -y|--numeric-priority -p|--numeric-protocol -T|--numeric-time -S|--service -N|--reversedns -c|--check -h|--help -v|--version", Pos::Any)
+            .subs(Auto, "list")
+            .no_sub(Unknown)
+            .ex(&["nft list ruleset", "nft -a list table inet filter"], &["nft flush ruleset", "nft -f /tmp/x", "nft add rule inet filter input accept"]),
+        Spec::new("ufw", "--dry-run -h|--help --version", Pos::Any)
+            .subs(Auto, "status show version")
+            .no_sub(Unknown)
+            .ex(&["ufw status verbose", "ufw status numbered", "ufw show raw"], &["ufw allow 22", "ufw enable"]),
+        Spec::new("smartctl", "-H|--health -i|--info -a|--all -x|--xall -A|--attributes -c|--capabilities -l|--log=any -j|--json=?any -d|--device=any --scan --scan-open -q|--quiet-mode=any -n|--nocheck=any -T|--tolerance=any -b|--badsum=any -r|--report=any -f|--format=any -h|--help -V|--version", Pos::Any)
+            .ex(&["smartctl -H /dev/sda", "smartctl -a /dev/nvme0n1", "smartctl --scan"], &["smartctl -t long /dev/sda", "smartctl -s off /dev/sda"]),
+        Spec::new("mdadm", "-D|--detail -E|--examine -Q|--query --scan -s -v|--verbose -b|--brief --export -Y -h|--help -V|--version", Pos::Any)
+            .require("-D -E -Q -h -V")
+            .ex(&["mdadm --detail /dev/md0", "mdadm -D --scan"], &["mdadm --stop /dev/md0", "mdadm --fail /dev/md0 /dev/sda1"]),
+        Spec::new("blkid", "-o|--output=any -s|--match-tag=any -t|--match-token=any -L|--label=any -U|--uuid=any -l|--list-one -p|--probe -i|--info -k|--list-filesystems -d|--no-encoding -n|--match-types=any -u|--usages=any -g|--garbage-collect -c|--cache-file=any -h|--help -V|--version", Pos::Any)
+            .ex(&["blkid", "blkid -o value -s UUID /dev/sda1"], &["blkid --bogus"]),
+        Spec::new("hostnamectl", "--no-pager --no-ask-password -H|--host=any -M|--machine=any --static --transient --pretty -j|--json=any -h|--help --version", Pos::Any)
+            .subs(Auto, "status")
+            .subs(Approval, "set-hostname set-icon-name set-chassis set-deployment set-location hostname icon-name chassis deployment location")
+            .ex(&["hostnamectl", "hostnamectl status"], &["hostnamectl set-hostname web2", "hostnamectl hostname web2"]),
+        Spec::new("last", "-n|--limit=num -a|--hostlast -d|--dns -F|--fulltimes -i|--ip -w|--fullnames -x|--system -R|--nohostname -s|--since=any -t|--until=any -p|--present=any -T|--tab-separated --time-format=any -f|--file=path -h|--help -V|--version", Pos::Any)
+            .numeric()
+            .ex(&["last -n 20", "last -x reboot", "last -10"], &["last -f /etc/shadow"]),
+        Spec::new("lastb", "-n|--limit=num -a|--hostlast -d|--dns -F|--fulltimes -i|--ip -w|--fullnames -x|--system -s|--since=any -t|--until=any -h|--help", Pos::Any)
+            .numeric()
+            .ex(&["lastb -n 20"], &["lastb --bogus"]),
+        Spec::new("lastlog", "-u|--user=any -b|--before=num -t|--time=num -R|--root=path -h|--help !-C|--clear !-S|--set", Pos::None)
+            .ex(&["lastlog", "lastlog -u root"], &["lastlog -C -u root"]),
+        Spec::new("groups", "--help --version", Pos::Any).ex(&["groups www-data", "groups"], &["groups --bogus"]),
+        Spec::new("systemd-cgtop", "-b|--batch -n|--iterations=num -d|--delay=any -p -t -c -m -i -r|--raw -k -P -1 --depth=num --order=any --recursive=any -M|--machine=any -h|--help --version", Pos::Any)
+            .ex(&["systemd-cgtop -b -n 1"], &["systemd-cgtop --bogus"]),
+        Spec::new("zcat", "-f|--force -q|--quiet -v|--verbose -l|--list -t|--test -h|--help -V|--version", Pos::Paths)
+            .ex(&["zcat /var/log/nginx/access.log.2.gz"], &["zcat /etc/shadow"]),
+        Spec::new("zgrep", "-E -F -G -P -i -v -w -x -c -l -L -n -h -H -o -q -s -a -e=any -m=num -A=num -B=num -C=num", Pos::PatternThenPaths)
+            .ex(&["zgrep -c 'Out of memory' /var/log/kern.log.2.gz"], &["zgrep x /etc/shadow", "zgrep -f /etc/shadow x"]),
+        Spec::new("redis-cli", "-h=any -p=num -n=num --raw --no-raw --no-auth-warning --version", Pos::Any)
+            .subs(Auto, "ping info dbsize time lastsave role")
+            .no_sub(Unknown)
+            .ex(&["redis-cli ping", "redis-cli info memory", "redis-cli -h 127.0.0.1 -p 6380 ping"], &["redis-cli flushall", "redis-cli -h 10.0.0.1 ping", "redis-cli -a pw ping", "redis-cli"]),
+        Spec::new("pg_isready", "-h|--host=any -p|--port=num -d|--dbname=any -U|--username=any -t|--timeout=num -q|--quiet -V|--version -?|--help", Pos::None)
+            .ex(&["pg_isready -h 127.0.0.1", "pg_isready"], &["pg_isready -h db.example.com"]),
+        Spec::new("nc", "-z -v -w=num -n -4 -6 -u", Pos::Any)
+            .ex(&["nc -zv 127.0.0.1 5432", "nc -z -w 2 localhost 80"], &["nc 127.0.0.1 80", "nc -zv 10.0.0.1 22", "nc -l 4444", "nc -e /bin/sh 127.0.0.1 1"]),
+        Spec::new("mpstat", "-A -u -n -T -P=any -I=any -N=any -o=any --dec=num -H -h -V", Pos::Any)
+            .ex(&["mpstat -P ALL 1 3"], &["mpstat --bogus"]),
+        Spec::new("pidstat", "-d -H -h -I -l -R -r -s -t -U=?any -u -v -w -C=any -G=any -p=any -T=any --dec=num --human -V", Pos::Any)
+            .ex(&["pidstat -d 1 3", "pidstat -p 1234 1 5"], &["pidstat -e id"]),
+        Spec::new("sar", "-A -B -b -d -F -H -h -I=any -j=any -m=any -n=any -P=any -p -q -r=?any -S -t -u=?any -V -v -W -w -x -y -z -s=any -e=any -i=num -f=path --dec=num --human --pretty !-o=any", Pos::Any)
+            .ex(&["sar -q 1 3", "sar -n DEV 1 3", "sar -f /var/log/sysstat/sa01 -u"], &["sar -o /tmp/x 1 3"]),
+        Spec::new("nslookup", "", Pos::Any).custom(Custom::Echo)
+            .ex(&["nslookup example.com", "nslookup -type=mx example.com 127.0.0.53"], &[]),
+        Spec::new("ping", "-c|--count=num -i|--interval=any -W|--timeout=any -w|--deadline=num -n -q -4 -6 -s=num -t=num -I=any -D -O -a -A -v -V -R -U -b -B -L -M=any -Q=any -T=any -m=any !-f !-p=any", Pos::Any)
+            .ex(&["ping -c 3 10.0.0.1", "ping -c 1 -W 2 example.com"], &["ping -f 10.0.0.1", "ping -p ff 10.0.0.1"]),
+        Spec::new("traceroute", "-n -I -T -U -4 -6 -F -e -A -V -p|--port=num -m|--max-hops=num -q|--queries=num -w|--wait=any -z|--sendwait=any -f|--first=num -i|--interface=any -s|--source=any -N|--sim-queries=num -t|--tos=any -l|--flowlabel=any --mtu --back", Pos::Any)
+            .ex(&["traceroute -n 10.0.0.1"], &["traceroute --bogus"]),
+        Spec::new("tracepath", "-n -b -4 -6 -l=num -m=num -p=num -V", Pos::Any)
+            .ex(&["tracepath -n 10.0.0.1"], &["tracepath --bogus"]),
+        Spec::new("mtr", "-r|--report -w|--report-wide -c|--report-cycles=num -n|--no-dns -b|--show-ips -z|--aslookup -T|--tcp -u|--udp -4 -6 -P|--port=num -i|--interval=any -m|--max-ttl=num -f|--first-ttl=num -s|--psize=num -j|--json -C|--csv -x|--xml -e|--mpls -o|--order=any -h|--help -v|--version", Pos::Any)
+            .ex(&["mtr -rwc 10 10.0.0.1"], &["mtr --bogus"]),
+        Spec::new("chronyc", "-n -c -a -4 -6 -h=any -p=num -m -v", Pos::Any)
+            .subs(Auto, "tracking sources sourcestats activity ntpdata serverstats selectdata authdata clients rtcdata smoothing waitsync")
+            .no_sub(Unknown)
+            .ex(&["chronyc tracking", "chronyc sources -v"], &["chronyc makestep", "chronyc -h 10.0.0.1 tracking"]),
+        Spec::new("ntpq", "-p|--peers -n|--numeric -w|--wide -4 -6 ", Pos::Any)
+            .ex(&["ntpq -p", "ntpq -pn"], &["ntpq -c ':config x'"]),
+        Spec::new("conntrack", "-L|--dump -C|--count -S|--stats -G|--get -n|--src-nat -g|--dst-nat -o|--output=any -p|--proto=any -s|--orig-src|--src=any -d|--orig-dst|--dst=any -r|--reply-src=any -q|--reply-dst=any --sport|--orig-port-src=any --dport|--orig-port-dst=any -f|--family=any -m|--mark=any -e|--event-mask=any -b|--buffer-size=num", Pos::Any)
+            .require("-L -C -S -G")
+            .ex(&["conntrack -C", "conntrack -S", "conntrack -L -p tcp"], &["conntrack -F", "conntrack -D -s 10.0.0.1"]),
+        Spec::new("ethtool", "-i|--driver -S|--statistics -k|--show-features|--show-offload -g|--show-ring -a|--show-pause -c|--show-coalesce -l|--show-channels -T|--show-time-stamping -P|--show-permaddr --show-eee --show-fec --show-priv-flags -m|--dump-module-eeprom|--module-info -d|--register-dump -e|--eeprom-dump --json -I|--include-statistics -h|--help --version", Pos::Any)
+            .ex(&["ethtool eth0", "ethtool -S eth0", "ethtool -i eth0"], &["ethtool -s eth0 speed 100", "ethtool -K eth0 tso off", "ethtool -t eth0"]),
+        Spec::new("mount", "-l|--show-labels -t|--types=any -v|--verbose -h|--help -V|--version", Pos::None)
+            .ex(&["mount", "mount -l", "mount -t ext4"], &["mount /dev/sdb1 /mnt", "mount -o remount,rw /"]),
+        Spec::new("swapon", "--show=?any -s|--summary --noheadings --raw --bytes -v|--verbose -h|--help -V|--version", Pos::None)
+            .require("--show -s -h -V")
+            .ex(&["swapon --show", "swapon -s"], &["swapon /swapfile", "swapon -a"]),
+        Spec::new("pvs", "-a|--all -o|--options=any -O|--sort=any --units=any --noheadings --nosuffix --separator=any -S|--select=any --reportformat=any --readonly -v|--verbose -q|--quiet --segments --binary --nameprefixes --rows --aligned -h|--help --version", Pos::Any)
+            .ex(&["pvs", "pvs -o +pv_used"], &["pvs --config x"]),
+        Spec::new("vgs", "-a|--all -o|--options=any -O|--sort=any --units=any --noheadings --nosuffix --separator=any -S|--select=any --reportformat=any --readonly -v|--verbose -q|--quiet --binary --nameprefixes --rows --aligned -h|--help --version", Pos::Any)
+            .ex(&["vgs"], &["vgs --config x"]),
+        Spec::new("lvs", "-a|--all -o|--options=any -O|--sort=any --units=any --noheadings --nosuffix --separator=any -S|--select=any --reportformat=any --readonly -v|--verbose -q|--quiet --segments --binary --nameprefixes --rows --aligned -h|--help --version", Pos::Any)
+            .ex(&["lvs", "lvs -a -o +devices"], &["lvs --config x"]),
     ]
 }

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::ops::ControlFlow;
-use std::time::{Duration, Instant};
 
 use tree_sitter::{Node, ParseOptions, Parser};
 
@@ -13,9 +12,14 @@ use crate::lex::decode_word;
 
 /// Deepest syntax tree walked; deeper input cannot be verified.
 pub(crate) const MAX_DEPTH: usize = 256;
-/// Parse budget. Generous so controller and agent never disagree on a
-/// timeout (4 KiB parses in well under a millisecond).
-const PARSE_BUDGET: Duration = Duration::from_millis(250);
+/// Parse budget, in units of work: tree-sitter calls the progress callback
+/// after a fixed number of parser operations, so counting the calls counts
+/// work, not time. The controller and the agent run the same crate on the
+/// same text and therefore stop (or not) at exactly the same point, however
+/// loaded either host is. The worst 4 KiB inputs found need a few hundred.
+pub(crate) const PARSE_WORK_BUDGET: usize = 50_000;
+/// Most syntax nodes walked per parse; more cannot be verified.
+pub(crate) const MAX_NODES: usize = 200_000;
 
 /// A word as written: literal after quote removal, or dynamic (raw text).
 #[derive(Debug, Clone)]
@@ -113,11 +117,17 @@ thread_local! {
 
 /// Parses and walks `text`.
 pub(crate) fn parse(text: &str) -> Syntax {
-    parse_within(text, PARSE_BUDGET)
+    parse_within(text, PARSE_WORK_BUDGET)
 }
 
-/// Parses and walks `text`, giving up after `budget`.
-fn parse_within(text: &str, budget: std::time::Duration) -> Syntax {
+/// Parses and walks `text`, giving up after `budget` units of work.
+pub(crate) fn parse_within(text: &str, budget: usize) -> Syntax {
+    parse_counting(text, budget).0
+}
+
+/// Like [`parse_within`], also returning the work the parse took.
+pub(crate) fn parse_counting(text: &str, budget: usize) -> (Syntax, usize) {
+    let mut work = 0usize;
     let mut syn = Syntax::default();
     let tree = PARSER.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -127,9 +137,9 @@ fn parse_within(text: &str, budget: std::time::Duration) -> Syntax {
                 .expect("tree-sitter-bash matches the tree-sitter ABI");
             p
         });
-        let deadline = Instant::now() + budget;
         let mut progress = |_: &tree_sitter::ParseState| {
-            if Instant::now() > deadline {
+            work += 1;
+            if work > budget {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -162,11 +172,13 @@ fn parse_within(text: &str, budget: std::time::Duration) -> Syntax {
         tree
     });
     let Some(tree) = tree else {
-        syn.error = Some("parse did not finish within its time budget".into());
-        return syn;
+        syn.error = Some(format!(
+            "parse needs more than its work budget ({budget} units)"
+        ));
+        return (syn, work);
     };
     walk(tree.root_node(), text, &mut syn);
-    syn
+    (syn, work)
 }
 
 fn text_of<'a>(n: Node, src: &'a str) -> &'a str {
@@ -208,7 +220,13 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
     let mut pipeline_count = 0usize;
     // (node, depth, enclosing pipeline and index)
     let mut stack: Vec<(Node, usize, PipeSlot)> = vec![(root, 0, None)];
+    let mut nodes = 0usize;
     while let Some((node, depth, pipe)) = stack.pop() {
+        nodes += 1;
+        if nodes > MAX_NODES {
+            syn.too_deep = true;
+            break;
+        }
         if depth > MAX_DEPTH {
             syn.too_deep = true;
             continue;
@@ -218,6 +236,14 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
                 .get_or_insert_with(|| format!("syntax error near byte {}", node.start_byte()));
         }
         let kind = node.kind();
+        // `[ ARGS ]` is the program `[` with literal words: recorded as a
+        // command when the word lexer reads it as exactly one.
+        if kind == "test_command"
+            && let Some(cmd) = bracket_test(node, src, pipe)
+        {
+            syn.commands.push(cmd);
+            continue;
+        }
         if node.is_named() {
             if !PLAIN.contains(&kind) && !node.is_error() {
                 syn.feature(kind);
@@ -328,6 +354,29 @@ fn walk(root: Node, src: &str, syn: &mut Syntax) {
     }
 }
 
+/// `[ WORD... ]` as a command, when every word is literal.
+fn bracket_test(node: Node, src: &str, pipe: PipeSlot) -> Option<Cmd> {
+    let text = text_of(node, src);
+    if !text.starts_with("[ ") || text.starts_with("[[") {
+        return None;
+    }
+    let pipes = crate::lex::plan(text).ok()?;
+    let [p] = pipes.as_slice() else { return None };
+    let [stage] = p.stages.as_slice() else {
+        return None;
+    };
+    if !stage.redirects.is_empty() || stage.argv.last().map(String::as_str) != Some("]") {
+        return None;
+    }
+    Some(Cmd {
+        start: node.start_byte(),
+        end: node.end_byte(),
+        words: stage.argv.iter().cloned().map(Word::Lit).collect(),
+        assignments: Vec::new(),
+        pipeline: pipe,
+    })
+}
+
 /// A syntax record of an already-lexed plan, for the forbidden scan.
 pub(crate) fn from_plan(pipes: &[crate::Pipeline]) -> Syntax {
     let mut syn = Syntax::default();
@@ -374,6 +423,46 @@ mod budget_tests {
         assert_eq!(d.plan.pipelines[0].stages[0].argv[1], "caf\u{e9}");
     }
 
+    /// The work the worst inputs take is far below the budget, and the same
+    /// input always takes the same work.
+    #[test]
+    fn parse_work_is_deterministic_and_within_budget() {
+        let inputs = [
+            format!("{}ls{}", "$(".repeat(1000), ")".repeat(1000)),
+            "(".repeat(4000),
+            "\"'".repeat(2000),
+            "ls && ".repeat(600) + "ls",
+            "{".repeat(4000),
+            "a=(".repeat(1300),
+            "echo \"$((".repeat(400),
+            "x<<E\n".repeat(500),
+        ];
+        for input in &inputs {
+            let (_, work) = parse_counting(input, usize::MAX);
+            assert!(
+                work * 10 < PARSE_WORK_BUDGET,
+                "{work} units for {:?}",
+                &input[..20]
+            );
+            for _ in 0..3 {
+                assert_eq!(parse_counting(input, usize::MAX).1, work);
+            }
+            // Just below its work the parse stops, at or above it finishes.
+            if work > 0 {
+                assert!(
+                    parse_within(input, work - 1)
+                        .error
+                        .is_some_and(|e| e.contains("work budget"))
+                );
+            }
+            assert!(
+                !parse_within(input, work)
+                    .error
+                    .is_some_and(|e| e.contains("work budget"))
+            );
+        }
+    }
+
     /// Budget-stopped parses followed by normal ones stay correct.
     #[test]
     fn a_parse_stopped_by_the_budget_does_not_poison_the_next_ones() {
@@ -386,7 +475,7 @@ mod budget_tests {
         // Stop parses at many different points, and parse normally after each.
         for micros in (0..3000).step_by(50) {
             for input in &inputs {
-                let _ = parse_within(input, std::time::Duration::from_micros(micros));
+                let _ = parse_within(input, micros / 10);
                 let ok = parse("ps aux | grep nginx");
                 assert!(ok.error.is_none(), "{:?}", ok.error);
             }

@@ -7,7 +7,62 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A configuration file that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, with line and column where known.
+    pub message: String,
+}
+
+/// The one pattern of both configuration loaders (`aiops`'s and
+/// `aiops-agent`'s): the file is read once, its path made absolute, and
+/// every relative path inside it is resolved against its directory, once,
+/// so later code never re-joins strings.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The file, absolute.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+}
+
+impl ConfigFile {
+    /// Reads `path` (relative to the working directory).
+    pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let error = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let abs = std::path::absolute(path).map_err(|e| error(e.to_string()))?;
+        let text = std::fs::read_to_string(&abs).map_err(|e| error(e.to_string()))?;
+        Ok(ConfigFile { path: abs, text })
+    }
+
+    /// The directory relative paths in the file are relative to.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// Makes `p` absolute against [`ConfigFile::dir`] when it is relative.
+    pub fn resolve(&self, p: &mut PathBuf) {
+        if p.is_relative() {
+            *p = self.dir().join(&*p);
+        }
+    }
+
+    /// An error about this file.
+    pub fn error(&self, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError {
+            path: self.path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+}
 
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> i64 {
@@ -69,6 +124,22 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32, sync: bool) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_config_path_resolves_against_the_file_not_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lab")).unwrap();
+        std::fs::write(dir.path().join("lab/config.yml"), "x: 1\n").unwrap();
+        let old = std::env::current_dir().unwrap();
+        std::env::set_current_dir(dir.path()).unwrap();
+        let f = ConfigFile::read(Path::new("lab/config.yml"));
+        std::env::set_current_dir(old).unwrap();
+        let f = f.unwrap();
+        let mut p = PathBuf::from("pki/signing.pub");
+        f.resolve(&mut p);
+        assert_eq!(p, dir.path().join("lab/pki/signing.pub"));
+        assert!(p.is_absolute());
+    }
 
     #[test]
     fn rfc3339_round_trips_milliseconds() {

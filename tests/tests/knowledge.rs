@@ -166,19 +166,34 @@ fn the_step_parser_reads_what_a_runbook_means() {
     assert_ne!(d.risk.as_str(), wrong[0].0);
 }
 
-/// Error codes the controller's source can produce: `fail("x"`, `err("x"`, `Answer::error("x"`.
+/// Error codes the controller's source can produce: every `ErrorCode::X` it
+/// names (the typed vocabulary), and any string literal that still starts a
+/// `fail("x"`, `err("x"` or `Answer::error("x"` call. Every file below
+/// `controller/src`, subdirectories included.
 fn error_codes_in_source() -> Vec<String> {
     let re = string_first_args();
     let mut codes = Vec::new();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../controller/src");
-    for e in std::fs::read_dir(src).unwrap() {
-        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        for c in re(&text) {
-            if !codes.contains(&c) {
-                codes.push(c);
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../controller/src")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let typed = aiops_types::ErrorCode::ALL
+                .iter()
+                .filter(|c| text.contains(&format!("ErrorCode::{c:?}")))
+                .map(|c| c.as_str().to_string());
+            for c in re(&text).into_iter().chain(typed) {
+                if !codes.contains(&c) {
+                    codes.push(c);
+                }
             }
         }
     }
+    assert!(codes.contains(&"audit_failed".to_string()), "{codes:?}");
     codes
 }
 

@@ -83,6 +83,13 @@ words! {
     }
 }
 
+impl Default for Status {
+    /// An answer is an error until something says otherwise.
+    fn default() -> Status {
+        Status::Error
+    }
+}
+
 /// How `aiops` exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -96,7 +103,7 @@ pub enum Exit {
 
 impl Exit {
     /// The process exit code.
-    pub fn code(self) -> u8 {
+    pub const fn code(self) -> u8 {
         match self {
             Exit::Handled => 0,
             Exit::Failed => 1,
@@ -251,6 +258,8 @@ words! {
         ApprovalUsed = "approval_used",
         /// The timeout or output cap is over the agent's limits.
         Limits = "limits",
+        /// The kernel has no Landlock and `without_landlock` is `refuse`.
+        LandlockUnavailable = "landlock_unavailable",
     }
 }
 

@@ -8,6 +8,7 @@
 use aiops_audit::AuditLog;
 use aiops_policy::Mode;
 use aiops_proto::agent::v1 as pb;
+use aiops_types::{ErrorCode, Risk, Status};
 use prost::Message;
 use serde_json::Value;
 
@@ -16,7 +17,7 @@ use super::store::{
     Approval, State, Store, approval_record, audit_error, controller_public, err, expire, read_key,
 };
 use crate::config::Loaded;
-use crate::contract::{Answer, Failure, audit, exit};
+use crate::contract::{Answer, Failure, audit};
 
 /// `Approve` or `Deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +62,13 @@ fn sign_grant(loaded: &Loaded, a: &Approval, approver: &str) -> Result<Vec<u8>, 
         .as_ref()
         .ok_or_else(|| {
             err(
-                "no_approver_key",
+                ErrorCode::NoApproverKey,
                 "no approver key is configured (approvals.approver_key)",
-                exit::SETUP,
             )
         })?;
     let key = read_key(path).map_err(|mut f| {
         f.answer = Box::new(Answer::error(
-            "approver_key_unreadable",
+            ErrorCode::ApproverKeyUnreadable,
             format!(
                 "{}: only the approver account can sign approvals{}",
                 path.display(),
@@ -122,18 +122,16 @@ pub async fn resolve(
     match &resolver {
         Resolver::Requester(_) if production => {
             return Err(audited(err(
-                "approval_not_allowed",
+                ErrorCode::ApprovalNotAllowed,
                 "production mode: approvals cannot be given through `aiops run` or the assistant; an approver must run `aiops approvals approve`",
-                exit::FAILED,
             )));
         }
         Resolver::Human(name)
             if production && !loaded.config.approvals.approvers.contains(name) =>
         {
             return Err(audited(err(
-                "not_an_approver",
+                ErrorCode::NotAnApprover,
                 format!("{name:?} is not in approvals.approvers"),
-                exit::FAILED,
             )));
         }
         _ => {}
@@ -162,9 +160,8 @@ pub async fn resolve(
                     [] => None,
                     _ => {
                         return Err(audited(err(
-                            "ambiguous",
+                            ErrorCode::Ambiguous,
                             "several approvals are pending; name one (aiops approvals list)",
-                            exit::FAILED,
                         )));
                     }
                 }
@@ -172,18 +169,16 @@ pub async fn resolve(
         };
         let Some(i) = candidate else {
             return Err(audited(err(
-                "no_pending_approval",
+                ErrorCode::NoPendingApproval,
                 "there is no pending approval to resolve",
-                exit::FAILED,
             )));
         };
         if let (Resolver::Requester(Some(r)), Some(_)) = (&resolver, id)
             && &all[i].requester != r
         {
             return Err(audited(err(
-                "no_pending_approval",
+                ErrorCode::NoPendingApproval,
                 "that approval belongs to another requester",
-                exit::FAILED,
             )));
         }
         expire(&locked, &log, &mut all, now)?;
@@ -191,16 +186,14 @@ pub async fn resolve(
         check_pending(a).map_err(&audited)?;
         if !a.intact(&controller) {
             return Err(audited(err(
-                "approval_tampered",
+                ErrorCode::ApprovalTampered,
                 "the stored approval does not match what the controller recorded; nothing was run",
-                exit::FAILED,
             )));
         }
         if production && a.requester == who {
             return Err(audited(err(
-                "self_approval",
+                ErrorCode::SelfApproval,
                 "the requester cannot approve their own request",
-                exit::FAILED,
             )));
         }
         let grant = match verb {
@@ -223,15 +216,15 @@ pub async fn resolve(
         audit(&log, Value::Object(rec))?;
         if let Some(g) = &grant {
             aiops_sys::write_file_mode(&locked.grant_path(&a.id), g, 0o640)
-                .map_err(|e| err("runtime", e.to_string(), exit::SETUP))?;
+                .map_err(|e| err(ErrorCode::Runtime, e.to_string()))?;
         }
         locked.save(a)?;
         a.clone()
     };
     if verb == Verb::Deny {
         return Ok(Answer {
-            status: "denied",
-            risk: Some("approval_required"),
+            status: Status::Denied,
+            risk: Some(Risk::ApprovalRequired),
             approval_id: Some(approval.id),
             target: Some(approval.target),
             command: Some(approval.command),
@@ -254,14 +247,12 @@ fn check_pending(a: &Approval) -> Result<(), Failure> {
     match a.state {
         State::Pending => Ok(()),
         State::Expired => Err(err(
-            "approval_expired",
+            ErrorCode::ApprovalExpired,
             format!("approval {} expired; request the command again", a.id),
-            exit::FAILED,
         )),
         State::Granted | State::Used | State::Denied | State::Superseded => Err(err(
-            "approval_not_pending",
+            ErrorCode::ApprovalNotPending,
             format!("approval {} is {:?}, not pending", a.id, a.state).to_lowercase(),
-            exit::FAILED,
         )),
     }
 }

@@ -9,6 +9,7 @@ use aiops_audit::AuditLog;
 use aiops_certs::signing::VerifyingKey;
 use aiops_policy::Risk;
 use aiops_proto::agent::v1 as pb;
+use aiops_types::ErrorCode;
 use prost::Message;
 use serde_json::Value;
 
@@ -17,7 +18,7 @@ use super::store::{
     read_public_file,
 };
 use crate::config::Loaded;
-use crate::contract::{Answer, Failure, RunInput, exit};
+use crate::contract::{Answer, Failure, RunInput};
 use crate::dispatch;
 
 pub(super) fn approver_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
@@ -28,15 +29,14 @@ pub(super) fn approver_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> 
         (Some(k), _) => read_public(k),
         (None, Some(private)) => read_public_file(&private.with_extension("pub")),
         (None, None) => Err(err(
-            "no_approver_key",
+            ErrorCode::NoApproverKey,
             "no approver key is configured (approvals.approver_key / approver_public_key)",
-            exit::SETUP,
         )),
     }
 }
 
 pub(super) fn release_via_sudo(loaded: &Loaded, user: &str, id: &str) -> Result<Answer, Failure> {
-    let exe = std::env::current_exe().map_err(|e| err("release", e.to_string(), exit::SETUP))?;
+    let exe = std::env::current_exe().map_err(|e| err(ErrorCode::Release, e.to_string()))?;
     let out = std::process::Command::new("/usr/bin/sudo")
         .args(["-n", "-u", user, "--"])
         .arg(exe)
@@ -45,20 +45,19 @@ pub(super) fn release_via_sudo(loaded: &Loaded, user: &str, id: &str) -> Result<
         .args(["approvals", "release", id])
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| err("release", format!("sudo: {e}"), exit::SETUP))?;
+        .map_err(|e| err(ErrorCode::Release, format!("sudo: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let answer: Value = serde_json::from_str(text.trim()).map_err(|_| {
         err(
-            "release",
+            ErrorCode::Release,
             format!(
                 "`sudo -u {user} aiops approvals release` failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
-            exit::FAILED,
         )
     })?;
     let code = u8::try_from(out.status.code().unwrap_or(1)).unwrap_or(1);
-    Failure::from_exit(Answer::relayed(answer), code)
+    Failure::from_exit(Answer::relayed(answer)?, code)
 }
 
 /// Runs a granted approval: checks the approver's signature on the stored
@@ -73,30 +72,26 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         let mut all = locked.all()?;
         let Some(a) = all.iter_mut().find(|a| a.id == id) else {
             return Err(audited(err(
-                "no_pending_approval",
+                ErrorCode::NoPendingApproval,
                 format!("no approval {id}"),
-                exit::FAILED,
             )));
         };
         if a.state != State::Granted {
             return Err(audited(err(
-                "approval_not_granted",
+                ErrorCode::ApprovalNotGranted,
                 format!("approval {id} is {:?}, not granted", a.state).to_lowercase(),
-                exit::FAILED,
             )));
         }
         let bytes = std::fs::read(locked.grant_path(id))
-            .map_err(|e| audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED)))?;
+            .map_err(|e| audited(err(ErrorCode::ApprovalInvalid, format!("grant: {e}"))))?;
         let mut grants = std::collections::BTreeMap::new();
         let mut buf = bytes.as_slice();
         let mut expires = i64::MAX;
         while !buf.is_empty() {
-            let signed = pb::SignedApproval::decode_length_delimited(&mut buf).map_err(|e| {
-                audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED))
-            })?;
-            let grant = pb::ApprovalGrant::decode(signed.grant.as_slice()).map_err(|e| {
-                audited(err("approval_invalid", format!("grant: {e}"), exit::FAILED))
-            })?;
+            let signed = pb::SignedApproval::decode_length_delimited(&mut buf)
+                .map_err(|e| audited(err(ErrorCode::ApprovalInvalid, format!("grant: {e}"))))?;
+            let grant = pb::ApprovalGrant::decode(signed.grant.as_slice())
+                .map_err(|e| audited(err(ErrorCode::ApprovalInvalid, format!("grant: {e}"))))?;
             let valid = signed.key_id == approver.key_id()
                 && approver.verify(&signed.grant, &signed.signature).is_ok()
                 && grant.approval_id == a.id
@@ -112,9 +107,8 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         let set: Vec<String> = grants.keys().cloned().collect();
         if set != a.target_set() || !a.intact(&controller) {
             return Err(audited(err(
-                "approval_invalid",
+                ErrorCode::ApprovalInvalid,
                 "the grant is not signed by the approver key for exactly this approval; nothing was run",
-                exit::FAILED,
             )));
         }
         if aiops_sys::now_ms() > expires {
@@ -122,9 +116,8 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
             audit_approval(&log, "expired", a)?;
             locked.save(a)?;
             return Err(audited(err(
-                "approval_expired",
+                ErrorCode::ApprovalExpired,
                 format!("approval {id} expired"),
-                exit::FAILED,
             )));
         }
         // Used before anything runs: a crash can lose a run, never repeat one.
@@ -149,9 +142,8 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         .find(|n| !loaded.config.targets.contains_key(*n))
     {
         return Err(audited(err(
-            "unknown_target",
+            ErrorCode::UnknownTarget,
             format!("target {gone:?} is no longer configured"),
-            exit::FAILED,
         )));
     }
     // Policy may have changed since the request: never run what is now forbidden.
@@ -162,12 +154,11 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         .expect("an approval has at least one target");
     if matches!(decision.risk, Risk::Forbidden | Risk::Rejected) {
         return Err(audited(err(
-            "policy_changed",
+            ErrorCode::PolicyChanged,
             format!(
                 "the command is now {} by policy; nothing was run",
                 decision.risk.as_str()
             ),
-            exit::FAILED,
         )));
     }
     let results = dispatch::execute_targets(

@@ -5,6 +5,7 @@
 
 use aiops_audit::AuditLog;
 use aiops_policy::{Decision, Mode};
+use aiops_types::Status;
 
 use super::store::{Approval, State, Store, audit_approval, expire, read_key};
 use crate::config::Loaded;
@@ -61,8 +62,8 @@ pub fn request(
         }
     };
     Ok(Answer {
-        status: "approval_requested",
-        risk: Some(decision.risk.as_str()),
+        status: Status::ApprovalRequested,
+        risk: Some(decision.risk),
         approval_id: Some(approval.id),
         targets: fanout.then(|| approval.targets.clone()),
         target: Some(approval.target),

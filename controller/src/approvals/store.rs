@@ -14,14 +14,15 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use aiops_audit::AuditLog;
+use aiops_audit::{AuditEvent, AuditLog};
 use aiops_certs::signing::{SigningKey, VerifyingKey};
+use aiops_types::ErrorCode;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::Loaded;
-use crate::contract::{Answer, Failure, audit, exit};
+use crate::contract::{Failure, audit};
 
 /// Default lifetime of a pending approval.
 pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
@@ -126,11 +127,8 @@ pub struct Locked {
     _lock: Flock<File>,
 }
 
-pub(super) fn err(code: &str, message: impl Into<String>, exit_code: u8) -> Failure {
-    Failure {
-        answer: Box::new(Answer::error(code, message)),
-        exit: exit_code,
-    }
+pub(super) fn err(code: ErrorCode, message: impl Into<String>) -> Failure {
+    crate::contract::fail(code, message)
 }
 
 impl Store {
@@ -148,13 +146,7 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|e| {
-                err(
-                    "runtime",
-                    format!("{}: {e}", self.dir.display()),
-                    exit::SETUP,
-                )
-            })?;
+            .map_err(|e| err(ErrorCode::Runtime, format!("{}: {e}", self.dir.display())))?;
         let lock_path = self.dir.join(".lock");
         let opened = OpenOptions::new()
             .create(true)
@@ -168,18 +160,11 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&lock_path),
             other => other,
         }
-        .map_err(|e| {
-            err(
-                "runtime",
-                format!("{}: {e}", lock_path.display()),
-                exit::SETUP,
-            )
-        })?;
+        .map_err(|e| err(ErrorCode::Runtime, format!("{}: {e}", lock_path.display())))?;
         let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| {
             err(
-                "runtime",
+                ErrorCode::Runtime,
                 format!("lock {}: {e}", lock_path.display()),
-                exit::SETUP,
             )
         })?;
         Ok(Locked {
@@ -197,27 +182,17 @@ impl Locked {
     /// Every approval, oldest first. Unreadable files are reported, not skipped silently.
     pub fn all(&self) -> Result<Vec<Approval>, Failure> {
         let mut out = Vec::new();
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| {
-            err(
-                "runtime",
-                format!("{}: {e}", self.dir.display()),
-                exit::SETUP,
-            )
-        })?;
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| err(ErrorCode::Runtime, format!("{}: {e}", self.dir.display())))?;
         for entry in entries.flatten() {
             let p = entry.path();
             if p.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
             let text = std::fs::read_to_string(&p)
-                .map_err(|e| err("runtime", format!("{}: {e}", p.display()), exit::SETUP))?;
-            let a: Approval = serde_json::from_str(&text).map_err(|e| {
-                err(
-                    "corrupt_approval",
-                    format!("{}: {e}", p.display()),
-                    exit::SETUP,
-                )
-            })?;
+                .map_err(|e| err(ErrorCode::Runtime, format!("{}: {e}", p.display())))?;
+            let a: Approval = serde_json::from_str(&text)
+                .map_err(|e| err(ErrorCode::CorruptApproval, format!("{}: {e}", p.display())))?;
             out.push(a);
         }
         out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
@@ -234,30 +209,26 @@ impl Locked {
         // Group-readable: in production the approver account (same group) reads and grants them.
         aiops_sys::write_file_mode(&self.path(&a.id), &text, 0o640).map_err(|e| {
             err(
-                "runtime",
+                ErrorCode::Runtime,
                 format!("{}: {e}", self.path(&a.id).display()),
-                exit::SETUP,
             )
         })
     }
 }
 
 pub(super) fn approval_record(event: &str, a: &Approval) -> serde_json::Map<String, Value> {
-    let Value::Object(m) = json!({
-        "event": event,
-        "approval_id": a.id,
-        "target": a.target,
-        "targets": a.target_set(),
-        "command": a.command,
-        "command_sha256": a.command_sha256,
-        "requester": a.requester,
-        "reason": a.reason,
-        "risk": a.risk,
-        "expires_ms": a.expires_ms,
-    }) else {
-        unreachable!("json! object")
-    };
-    m
+    let mut e = AuditEvent::new(event);
+    e.approval_id = Some(a.id.clone());
+    e.target = Some(a.target.clone());
+    e.command = Some(a.command.clone());
+    e.requester = Some(a.requester.clone());
+    e.risk = Some(a.risk.clone());
+    e.other.insert("targets".into(), json!(a.target_set()));
+    e.other
+        .insert("command_sha256".into(), a.command_sha256.clone().into());
+    e.other.insert("reason".into(), a.reason.clone().into());
+    e.other.insert("expires_ms".into(), a.expires_ms.into());
+    e.into_record()
 }
 
 pub(super) fn audit_approval(log: &AuditLog, event: &str, a: &Approval) -> Result<(), Failure> {
@@ -282,28 +253,17 @@ pub(super) fn expire(
 }
 
 pub(super) fn read_key(path: &Path) -> Result<SigningKey, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(
-            "key_unreadable",
-            format!("{}: {e}", path.display()),
-            exit::SETUP,
-        )
-    })?;
-    SigningKey::from_pem(&text).map_err(|e| {
-        err(
-            "key_unreadable",
-            format!("{}: {e}", path.display()),
-            exit::SETUP,
-        )
-    })
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(ErrorCode::KeyUnreadable, format!("{}: {e}", path.display())))?;
+    SigningKey::from_pem(&text)
+        .map_err(|e| err(ErrorCode::KeyUnreadable, format!("{}: {e}", path.display())))
 }
 
 /// A public key given as `ed25519:<hex>` or as the path of a file holding
 /// it (the configuration made that path absolute when it loaded).
 pub(super) fn read_public(text_or_path: &str) -> Result<VerifyingKey, Failure> {
     if text_or_path.trim().starts_with("ed25519:") {
-        VerifyingKey::parse(text_or_path)
-            .map_err(|e| err("key_unreadable", e.to_string(), exit::SETUP))
+        VerifyingKey::parse(text_or_path).map_err(|e| err(ErrorCode::KeyUnreadable, e.to_string()))
     } else {
         read_public_file(Path::new(text_or_path.trim()))
     }
@@ -311,14 +271,9 @@ pub(super) fn read_public(text_or_path: &str) -> Result<VerifyingKey, Failure> {
 
 /// The public key in the file `path`.
 pub(super) fn read_public_file(path: &Path) -> Result<VerifyingKey, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(
-            "key_unreadable",
-            format!("{}: {e}", path.display()),
-            exit::SETUP,
-        )
-    })?;
-    VerifyingKey::parse(&text).map_err(|e| err("key_unreadable", e.to_string(), exit::SETUP))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(ErrorCode::KeyUnreadable, format!("{}: {e}", path.display())))?;
+    VerifyingKey::parse(&text).map_err(|e| err(ErrorCode::KeyUnreadable, e.to_string()))
 }
 
 pub(super) fn controller_public(loaded: &Loaded) -> Result<VerifyingKey, Failure> {
@@ -329,7 +284,7 @@ pub(super) fn audit_error(log: &AuditLog, f: Failure, id: Option<&str>, who: &st
     let rec = json!({
         "event": "error",
         "status": "error",
-        "code": f.answer.error.as_ref().map(|e| e.code.clone()),
+        "code": f.answer.error.as_ref().map(|e| e.code),
         "message": f.answer.error.as_ref().map(|e| e.message.clone()),
         "approval_id": id,
         "resolver": who,

@@ -15,6 +15,7 @@
 //! nothing of it, and the daemon refuses to start with `trace` logging (the
 //! HTTP client prints full request paths at that level).
 
+use aiops_types::ErrorCode;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -351,7 +352,7 @@ fn log(line: &str) {
 pub fn cmd(config: &Path, command: ApproverCmd) -> ExitCode {
     let ApproverCmd::Telegram(args) = command;
     let setup = |m: String| {
-        let a = Answer::error("telegram_config", m);
+        let a = Answer::error(ErrorCode::TelegramConfig, m);
         println!("{}", serde_json::to_string(&a).unwrap_or_default());
         ExitCode::from(exit::SETUP)
     };
@@ -379,7 +380,7 @@ pub fn cmd(config: &Path, command: ApproverCmd) -> ExitCode {
         Err(e) => {
             // Exit 1, not 2: the network may come back; systemd restarts the bot.
             let a = Answer::error(
-                "telegram_api",
+                ErrorCode::TelegramApi,
                 format!("getMe failed (the Bot API refused the token or is unreachable): {e}"),
             );
             println!("{}", serde_json::to_string(&a).unwrap_or_default());

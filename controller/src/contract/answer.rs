@@ -5,21 +5,23 @@
 //! Shared by every account's code; it imports nothing else of the crate.
 
 use aiops_audit::AuditLog;
-use serde::Serialize;
+use aiops_types::{ErrorCode, Exit, Risk, Status};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Process exit codes of `aiops run`.
+/// Process exit codes of `aiops run` (from [`Exit`]).
 pub mod exit {
+    use aiops_types::Exit;
     /// Handled as policy says (executed, approval requested, denied, forbidden, rejected).
-    pub const HANDLED: u8 = 0;
+    pub const HANDLED: u8 = Exit::Handled.code();
     /// The request failed: bad input, unknown target, refused by the agent, unreachable.
-    pub const FAILED: u8 = 1;
+    pub const FAILED: u8 = Exit::Failed.code();
     /// Configuration, key or audit problem: nothing ran.
-    pub const SETUP: u8 = 2;
+    pub const SETUP: u8 = Exit::Setup.code();
 }
 
 /// Per-target outcome counts of a fan-out.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {
     /// Targets in the resolved set.
     pub total: usize,
@@ -36,167 +38,142 @@ pub struct Summary {
 }
 
 /// Error body of a failed request.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     /// Stable code, e.g. `invalid_json`, `unknown_target`, `agent_refused`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human explanation.
     pub message: String,
 }
 
 /// The one JSON object printed on stdout.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Answer {
     /// `executed`, `approval_requested`, `denied`, `forbidden`, `rejected`, `error`, ...
-    pub status: &'static str,
+    pub status: Status,
     /// Policy risk.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub risk: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
     /// Target name.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Command text.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Exit status (128+N for signal N).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Standard output (head, drop marker, tail).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
     /// Standard error.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
     /// Some output was dropped by the cap.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<bool>,
     /// Bytes dropped from stdout.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout_dropped_bytes: Option<u64>,
     /// Bytes dropped from stderr.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_dropped_bytes: Option<u64>,
     /// Killed at the time limit.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timed_out: Option<bool>,
     /// Signal that ended it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     /// Wall time measured by the agent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     /// Request id (uuid v4).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// Approval id, when one is involved.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<String>,
     /// Why the policy decided as it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasons: Option<Vec<String>>,
     /// Requester's reason, echoed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// A sentence for the human or assistant.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Set when `status` is `error`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
     /// Fan-out: the resolved target set.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<String>>,
     /// Fan-out: one answer per target, in target order.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<Vec<Answer>>,
     /// Fan-out: counts.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
     /// `save_output`: absolute path of the file holding the whole stdout.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout_file: Option<String>,
     /// `save_output`: absolute path of the file holding the whole stderr.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_file: Option<String>,
     /// SHA-256 and size of the full, unredacted stdout and stderr (audit only).
     #[serde(skip)]
     pub output_digest: Option<[(String, u64); 2]>,
     /// `save_output`: the same digests, shown in the answer as `output_digest`
     /// (`[[stdout_sha256, bytes], [stderr_sha256, bytes]]`, i.e. of the files).
-    #[serde(rename = "output_digest", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "output_digest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub saved_digest: Option<[(String, u64); 2]>,
 }
 
 impl Answer {
-    /// An answer produced by another `aiops` process (the release hop), relayed as is.
-    pub fn relayed(v: Value) -> Answer {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let status: &'static str = match v.get("status").and_then(Value::as_str) {
-            Some("executed") => "executed",
-            Some("partial") => "partial",
-            Some("failed") => "failed",
-            Some("denied") => "denied",
-            _ => "error",
-        };
+    /// An answer produced by another `aiops` process (the release hop),
+    /// relayed whole: every field it has (`summary`, `message`, `reasons`
+    /// included). A status, risk or error code outside the vocabulary cannot
+    /// be expressed: such an answer is a `release` error, never a guess.
+    pub fn relayed(v: Value) -> Result<Answer, Failure> {
+        serde_json::from_value(v).map_err(|e| {
+            fail(
+                ErrorCode::Release,
+                format!("the controller account's answer is not an aiops answer: {e}"),
+            )
+        })
+    }
+
+    /// An error answer.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Answer {
         Answer {
-            status,
-            risk: v.get("risk").and_then(Value::as_str).map(|r| match r {
-                "auto_allowed" => "auto_allowed",
-                "forbidden" => "forbidden",
-                "rejected" => "rejected",
-                _ => "approval_required",
-            }),
-            targets: v
-                .get("targets")
-                .and_then(|t| serde_json::from_value(t.clone()).ok()),
-            results: v
-                .get("results")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().cloned().map(Answer::relayed).collect()),
-            target: s("target"),
-            command: s("command"),
-            exit_code: v
-                .get("exit_code")
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok()),
-            stdout: s("stdout"),
-            stderr: s("stderr"),
-            truncated: v.get("truncated").and_then(Value::as_bool),
-            stdout_dropped_bytes: v.get("stdout_dropped_bytes").and_then(Value::as_u64),
-            stderr_dropped_bytes: v.get("stderr_dropped_bytes").and_then(Value::as_u64),
-            timed_out: v.get("timed_out").and_then(Value::as_bool),
-            signal: v
-                .get("signal")
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok()),
-            duration_ms: v.get("duration_ms").and_then(Value::as_u64),
-            request_id: s("request_id"),
-            approval_id: s("approval_id"),
-            error: v.get("error").map(|e| ErrorBody {
-                code: e
-                    .get("code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("release")
-                    .to_string(),
-                message: e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+            status: Status::Error,
+            error: Some(ErrorBody {
+                code,
+                message: message.into(),
             }),
             ..Answer::default()
         }
     }
 
-    /// An error answer.
-    pub fn error(code: &str, message: impl Into<String>) -> Answer {
-        Answer {
-            status: "error",
-            error: Some(ErrorBody {
-                code: code.to_string(),
-                message: message.into(),
-            }),
-            ..Answer::default()
+    /// The exit code of a single-target answer: 0 once it ran, else what its error code means.
+    pub fn exit(&self) -> u8 {
+        match self.status {
+            Status::Executed => exit::HANDLED,
+            Status::Error
+            | Status::ApprovalRequested
+            | Status::Denied
+            | Status::Forbidden
+            | Status::Rejected
+            | Status::Partial
+            | Status::Failed
+            | Status::Skipped => match &self.error {
+                Some(e) if e.code.exit() == Exit::Setup => exit::SETUP,
+                Some(_) | None => exit::FAILED,
+            },
         }
     }
 }
@@ -224,11 +201,11 @@ impl Failure {
     }
 }
 
-/// A failure with an error answer of `code`.
-pub fn fail(code: &str, message: impl Into<String>, exit: u8) -> Failure {
+/// A failure with an error answer of `code`, exiting as the code says.
+pub fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
     Failure {
         answer: Box::new(Answer::error(code, message)),
-        exit,
+        exit: code.exit().code(),
     }
 }
 
@@ -244,9 +221,8 @@ pub fn object(v: Value) -> Map<String, Value> {
 pub fn audit(log: &AuditLog, record: Value) -> Result<(), Failure> {
     log.append(object(record)).map(|_| ()).map_err(|e| {
         fail(
-            "audit_failed",
+            ErrorCode::AuditFailed,
             format!("{e}; nothing was run (fail closed)"),
-            exit::SETUP,
         )
     })
 }
@@ -256,11 +232,51 @@ pub fn audited_failure(log: &AuditLog, mut base: Map<String, Value>, f: Failure)
     if let Some(err) = &f.answer.error {
         base.insert("event".into(), "error".into());
         base.insert("status".into(), "error".into());
-        base.insert("code".into(), err.code.clone().into());
+        base.insert("code".into(), err.code.as_str().into());
         base.insert("message".into(), err.message.clone().into());
     }
     match audit(log, Value::Object(base)) {
         Ok(()) => f,
         Err(audit_failure) => audit_failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_relayed_answer_keeps_summary_message_and_reasons() {
+        let fanout = json!({
+            "status": "partial", "risk": "approval_required", "target": "group:web",
+            "targets": ["a", "b"], "message": "m", "reasons": ["r1", "r2"],
+            "summary": {"total": 2, "executed": 1, "succeeded": 1, "failed": 0, "errors": 1, "skipped": 0},
+            "results": [
+                {"status": "executed", "target": "a", "exit_code": 0},
+                {"status": "error", "target": "b", "error": {"code": "unreachable", "message": "x"}},
+            ],
+        });
+        let a = Answer::relayed(fanout.clone()).unwrap();
+        assert_eq!(a.status, Status::Partial);
+        assert_eq!(a.risk, Some(Risk::ApprovalRequired));
+        assert_eq!(a.message.as_deref(), Some("m"));
+        assert_eq!(a.reasons, Some(vec!["r1".to_string(), "r2".to_string()]));
+        assert_eq!(a.summary.as_ref().map(|s| s.errors), Some(1));
+        assert_eq!(serde_json::to_value(&a).unwrap(), fanout);
+    }
+
+    #[test]
+    fn an_unknown_relayed_risk_or_status_is_an_error_not_approval_required() {
+        for bad in [
+            json!({"status": "executed", "risk": "harmless"}),
+            json!({"status": "done"}),
+            json!({"status": "error", "error": {"code": "mystery", "message": ""}}),
+        ] {
+            let f = Answer::relayed(bad.clone()).unwrap_err();
+            assert_eq!(f.answer.status, Status::Error, "{bad}");
+            assert_eq!(f.answer.error.as_ref().unwrap().code, ErrorCode::Release);
+            assert_eq!(f.exit, exit::FAILED);
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! The request of `aiops run` as read from stdin, and its checks: size,
 //! UTF-8, the JSON shape, command hygiene, field lengths.
 
+use aiops_types::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::answer::{Failure, exit, fail, object};
+use super::answer::{Failure, fail, object};
 
 /// Largest stdin accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
@@ -60,27 +61,27 @@ impl RunInput {
 pub fn parse_input(input: &[u8]) -> Result<RunInput, Failure> {
     if input.len() > MAX_INPUT_BYTES {
         return Err(fail(
-            "input_too_large",
+            ErrorCode::InputTooLarge,
             format!("request is larger than {MAX_INPUT_BYTES} bytes"),
-            exit::FAILED,
         ));
     }
-    let text = std::str::from_utf8(input).map_err(|e| {
-        fail(
-            "invalid_utf8",
-            format!("request is not UTF-8: {e}"),
-            exit::FAILED,
-        )
-    })?;
+    let text = std::str::from_utf8(input)
+        .map_err(|e| fail(ErrorCode::InvalidUtf8, format!("request is not UTF-8: {e}")))?;
     let req: RunInput = serde_json::from_str(text).map_err(|e| {
         fail(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("expected {{\"target\",\"command\",\"requester\",\"reason\"}}: {e}"),
-            exit::FAILED,
         )
     })?;
-    if let Some(why) = aiops_policy::hygiene(&req.command) {
-        return Err(fail("invalid_command", why, exit::FAILED));
+    check(req)
+}
+
+/// The checks of a request that is already a [`RunInput`] (from stdin, or
+/// built by `aiops mcp` from its tool arguments): command hygiene, field
+/// lengths and characters, the target selection.
+pub fn check(req: RunInput) -> Result<RunInput, Failure> {
+    if let Err(why) = aiops_types::CommandText::new(req.command.as_str()) {
+        return Err(fail(ErrorCode::InvalidCommand, why));
     }
     for (field, value, max) in [
         ("requester", &req.requester, MAX_REQUESTER),
@@ -88,51 +89,45 @@ pub fn parse_input(input: &[u8]) -> Result<RunInput, Failure> {
     ] {
         if value.len() > max {
             return Err(fail(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("{field} is longer than {max} bytes"),
-                exit::FAILED,
             ));
         }
         if value.chars().any(char::is_control) {
             return Err(fail(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("{field} contains control characters"),
-                exit::FAILED,
             ));
         }
     }
     if req.requester.trim().is_empty() {
-        return Err(fail("invalid_field", "requester is empty", exit::FAILED));
+        return Err(fail(ErrorCode::InvalidField, "requester is empty"));
     }
     match (&req.targets, req.target.is_empty()) {
         (None, true) => {
             return Err(fail(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "target (or targets) is required",
-                exit::FAILED,
             ));
         }
         (Some(_), false) => {
             return Err(fail(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "give either target or targets, not both",
-                exit::FAILED,
             ));
         }
         (Some(list), true) if list.is_empty() || list.len() > 10_000 => {
             return Err(fail(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "targets must name 1 to 10000 targets",
-                exit::FAILED,
             ));
         }
         _ => {}
     }
     if req.max_concurrency == Some(0) {
         return Err(fail(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "max_concurrency must be at least 1",
-            exit::FAILED,
         ));
     }
     Ok(req)

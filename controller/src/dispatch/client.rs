@@ -146,12 +146,18 @@ impl Collected {
 
 /// Where streamed output goes, chunk by chunk, in the order the agent sent it.
 pub trait OutputSink {
-    /// One chunk of stdout (`stdout`) or stderr; `tail` for the kept tail sent at the end.
-    fn output(&mut self, stdout: bool, tail: bool, data: &[u8]) -> std::io::Result<()>;
+    /// One chunk of stdout (`stdout`) or stderr; `tail` for the kept tail sent
+    /// at the end. May wait (a file behind a slow disk): only this stream waits.
+    fn output(
+        &mut self,
+        stdout: bool,
+        tail: bool,
+        data: &[u8],
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }
 
 impl OutputSink for Collected {
-    fn output(&mut self, stdout: bool, tail: bool, data: &[u8]) -> std::io::Result<()> {
+    async fn output(&mut self, stdout: bool, tail: bool, data: &[u8]) -> std::io::Result<()> {
         let buf = match (stdout, tail) {
             (true, false) => &mut self.stdout_head,
             (true, true) => &mut self.stdout_tail,
@@ -164,12 +170,7 @@ impl OutputSink for Collected {
 }
 
 fn join(head: &[u8], tail: &[u8], dropped: u64) -> String {
-    let mut s = String::from_utf8_lossy(head).into_owned();
-    if dropped > 0 {
-        s.push_str(&format!("\n[aiops: {dropped} bytes dropped]\n"));
-    }
-    s.push_str(&String::from_utf8_lossy(tail));
-    s
+    crate::contract::excerpt::join(head, dropped, "dropped", tail)
 }
 
 /// Sends `signed` and collects the streamed answer; gives up after `deadline`.
@@ -185,7 +186,7 @@ pub async fn execute(
 
 /// Sends `signed` and hands each output chunk to `sink` as it arrives;
 /// returns the final status. Gives up after `deadline`, or when `sink` fails.
-pub async fn execute_into<S: OutputSink + Send + ?Sized>(
+pub async fn execute_into<S: OutputSink + Send>(
     channel: Channel,
     signed: pb::SignedCommand,
     deadline: Duration,
@@ -207,6 +208,7 @@ pub async fn execute_into<S: OutputSink + Send + ?Sized>(
                     let stdout = c.stream == pb::Stream::Stdout as i32;
                     within.take(stdout, c.data.len())?;
                     sink.output(stdout, c.tail, &c.data)
+                        .await
                         .map_err(|e| ClientError::Output(e.to_string()))?;
                 }
                 Some(pb::exec_event::Event::Exit(st)) => exit = Some(st),

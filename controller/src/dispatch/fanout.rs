@@ -10,6 +10,7 @@ use aiops_audit::AuditLog;
 use aiops_certs::signing::SigningKey;
 use aiops_policy::Decision;
 use aiops_proto::agent::v1 as pb;
+use aiops_types::{ErrorCode, Status};
 use serde_json::{Map, Value, json};
 
 use super::client::{self, ClientError, Collected};
@@ -32,19 +33,17 @@ impl Sender {
             &pki.controller_cert(),
             &pki.controller_key(),
         )
-        .map_err(|e| fail("config", e.to_string(), exit::SETUP))?;
+        .map_err(|e| fail(ErrorCode::Config, e.to_string()))?;
         let key_text = std::fs::read_to_string(pki.signing_key()).map_err(|e| {
             fail(
-                "config",
+                ErrorCode::Config,
                 format!("{}: {e}", pki.signing_key().display()),
-                exit::SETUP,
             )
         })?;
         let key = SigningKey::from_pem(&key_text).map_err(|e| {
             fail(
-                "config",
+                ErrorCode::Config,
                 format!("{}: {e}", pki.signing_key().display()),
-                exit::SETUP,
             )
         })?;
         Ok(Sender {
@@ -71,20 +70,13 @@ pub fn finish(
 ) -> (Answer, u8) {
     // Nothing ran because of our own set-up (config, keys, audit): exit 2, not 1.
     let setup_failure = |a: &Answer| {
-        a.error.as_ref().is_some_and(|e| {
-            matches!(
-                e.code.as_str(),
-                "audit_failed" | "config" | "key_unreadable" | "output_file"
-            )
-        })
+        a.error
+            .as_ref()
+            .is_some_and(|e| e.code.exit() == aiops_types::Exit::Setup)
     };
     if !fanout && results.len() == 1 {
         let a = results.pop().expect("one result");
-        let code = match (a.status, setup_failure(&a)) {
-            ("executed", _) => exit::HANDLED,
-            (_, true) => exit::SETUP,
-            _ => exit::FAILED,
-        };
+        let code = a.exit();
         return (a, code);
     }
     let mut summary = Summary {
@@ -93,22 +85,28 @@ pub fn finish(
     };
     for r in &results {
         match r.status {
-            "executed" if r.exit_code == Some(0) && r.timed_out != Some(true) => {
+            Status::Executed if r.exit_code == Some(0) && r.timed_out != Some(true) => {
                 summary.executed += 1;
                 summary.succeeded += 1;
             }
-            "executed" => {
+            Status::Executed => {
                 summary.executed += 1;
                 summary.failed += 1;
             }
-            "skipped" => summary.skipped += 1,
-            _ => summary.errors += 1,
+            Status::Skipped => summary.skipped += 1,
+            Status::Error
+            | Status::ApprovalRequested
+            | Status::Denied
+            | Status::Forbidden
+            | Status::Rejected
+            | Status::Partial
+            | Status::Failed => summary.errors += 1,
         }
     }
     let status = match (summary.executed, summary.executed == summary.total) {
-        (_, true) => "executed",
-        (0, false) => "failed",
-        _ => "partial",
+        (_, true) => Status::Executed,
+        (0, false) => Status::Failed,
+        _ => Status::Partial,
     };
     let code = match (summary.executed, results.iter().any(setup_failure)) {
         (0, true) => exit::SETUP,
@@ -118,7 +116,7 @@ pub fn finish(
     (
         Answer {
             status,
-            risk: Some(decision.risk.as_str()),
+            risk: Some(decision.risk),
             target: Some(req.target_spec()),
             command: Some(req.command.clone()),
             approval_id: approval_id.map(str::to_string),
@@ -201,17 +199,11 @@ pub async fn execute_targets(
         let answer = match log.append_many(records) {
             Ok(_) => *f.answer,
             Err(e) => Answer::error(
-                "audit_failed",
+                ErrorCode::AuditFailed,
                 format!("{e}; nothing was run (fail closed)"),
             ),
         };
-        names
-            .iter()
-            .map(|n| Answer {
-                target: Some(n.clone()),
-                ..answer.clone()
-            })
-            .collect()
+        for_each_target(&answer, names)
     };
     let sender = match Sender::load(loaded) {
         Ok(s) => s,
@@ -256,9 +248,8 @@ pub async fn execute_targets(
                 Some(g) => signed.approval = prost::Message::encode_to_vec(g),
                 None => {
                     return error_all(fail(
-                        "approval_invalid",
+                        ErrorCode::ApprovalInvalid,
                         format!("no grant for target {name}"),
-                        exit::FAILED,
                     ));
                 }
             }
@@ -306,16 +297,10 @@ pub async fn execute_targets(
     if let Err(e) = log.append_many_written(sent) {
         prepared.iter_mut().for_each(Prepared::drop_files);
         let a = Answer::error(
-            "audit_failed",
+            ErrorCode::AuditFailed,
             format!("{e}; nothing was run (fail closed)"),
         );
-        return names
-            .iter()
-            .map(|n| Answer {
-                target: Some(n.clone()),
-                ..a.clone()
-            })
-            .collect();
+        return for_each_target(&a, names);
     }
 
     let limits = Limits {
@@ -337,7 +322,7 @@ pub async fn execute_targets(
         // The commands ran (the agents audited them) but the controller cannot
         // record the outcome: say so rather than print an unaudited answer.
         let a = Answer::error(
-            "audit_failed",
+            ErrorCode::AuditFailed,
             format!("{e}; the command was sent but its outcome is not audited here"),
         );
         return answers
@@ -350,6 +335,17 @@ pub async fn execute_targets(
             .collect();
     }
     answers
+}
+
+/// The same answer for every target (nothing was sent to any of them).
+fn for_each_target(a: &Answer, names: &[String]) -> Vec<Answer> {
+    names
+        .iter()
+        .map(|n| Answer {
+            target: Some(n.clone()),
+            ..a.clone()
+        })
+        .collect()
 }
 
 fn error_record(
@@ -366,7 +362,7 @@ fn error_record(
     r.insert("event".into(), "error".into());
     r.insert("status".into(), "error".into());
     if let Some(e) = &a.error {
-        r.insert("code".into(), e.code.clone().into());
+        r.insert("code".into(), e.code.as_str().into());
         r.insert("message".into(), e.message.clone().into());
     }
     r
@@ -374,7 +370,7 @@ fn error_record(
 
 fn outcome_record(mut rec: Map<String, Value>, a: &Answer) -> Map<String, Value> {
     match a.status {
-        "executed" => {
+        Status::Executed => {
             rec.insert("event".into(), "executed".into());
             rec.insert("status".into(), "executed".into());
             rec.insert("exit_code".into(), a.exit_code.into());
@@ -397,17 +393,23 @@ fn outcome_record(mut rec: Map<String, Value>, a: &Answer) -> Map<String, Value>
             }
             rec
         }
-        "skipped" => {
+        Status::Skipped => {
             rec.insert("event".into(), "skipped".into());
             rec.insert("status".into(), "skipped".into());
             rec.insert("message".into(), a.message.clone().into());
             rec
         }
-        _ => {
+        Status::Error
+        | Status::ApprovalRequested
+        | Status::Denied
+        | Status::Forbidden
+        | Status::Rejected
+        | Status::Partial
+        | Status::Failed => {
             rec.insert("event".into(), "error".into());
             rec.insert("status".into(), "error".into());
             if let Some(e) = &a.error {
-                rec.insert("code".into(), e.code.clone().into());
+                rec.insert("code".into(), e.code.as_str().into());
                 rec.insert("message".into(), e.message.clone().into());
             }
             rec
@@ -443,7 +445,7 @@ async fn send_all(
                 let mut p = p;
                 p.drop_files();
                 let a = Answer {
-                    status: "skipped",
+                    status: Status::Skipped,
                     target: Some(p.name.clone()),
                     command: None,
                     request_id: Some(p.request_id.clone()),
@@ -455,7 +457,7 @@ async fn send_all(
             let mut p = p;
             let a = send_one(loaded, sender, &mut p, decision, approval_id).await;
             let failed =
-                a.status != "executed" || a.exit_code != Some(0) || a.timed_out == Some(true);
+                a.status != Status::Executed || a.exit_code != Some(0) || a.timed_out == Some(true);
             if failed {
                 let n = errors.fetch_add(1, Ordering::SeqCst) + 1;
                 if limits.max_errors.is_some_and(|max| n > max) {
@@ -478,7 +480,7 @@ async fn send_all(
         && let Some(first) = queue.next()
     {
         let (base, a) = one(first).await;
-        if a.status != "executed" || a.exit_code != Some(0) {
+        if a.status != Status::Executed || a.exit_code != Some(0) {
             stop.store(true, Ordering::SeqCst);
         }
         out.push((base, a));
@@ -500,7 +502,10 @@ async fn send_one(
     let defaults = &loaded.config.defaults;
     let Some(target) = loaded.config.targets.get(&p.name) else {
         p.drop_files();
-        return Answer::error("unknown_target", format!("no target named {:?}", p.name));
+        return Answer::error(
+            ErrorCode::UnknownTarget,
+            format!("no target named {:?}", p.name),
+        );
     };
     let server_name = target.server_name.as_deref().unwrap_or(&p.name);
     let connect_timeout = Duration::from_millis(defaults.connect_timeout_ms);
@@ -509,22 +514,31 @@ async fn send_one(
     let result =
         match client::connect(&target.address, server_name, sender.tls(), connect_timeout).await {
             Ok(channel) => {
-                let sink: &mut (dyn client::OutputSink + Send) = match p.saved.as_mut() {
-                    Some(s) => s,
-                    None => &mut collected,
+                let mut sink = match p.saved.as_mut() {
+                    Some(s) => Sink::Save(s),
+                    None => Sink::Collect(&mut collected),
                 };
-                client::execute_into(channel, p.signed.clone(), deadline, sink).await
+                client::execute_into(channel, p.signed.clone(), deadline, &mut sink).await
             }
             Err(e) => Err(e),
         };
+    // save_output: the answer names the files only once everything is in them.
+    let result = match (result, p.saved.as_mut()) {
+        (Ok(st), Some(s)) => s
+            .finish()
+            .await
+            .map(|()| st)
+            .map_err(|e| ClientError::Output(e.to_string())),
+        (r, _) => r,
+    };
     let st = match result {
         Ok(st) => st,
         Err(e) => {
             let code = match &e {
-                ClientError::Unreachable { .. } => "unreachable",
-                ClientError::Refused { .. } => "agent_refused",
-                ClientError::Incomplete(_) => "incomplete",
-                ClientError::Output(_) => "output_file",
+                ClientError::Unreachable { .. } => ErrorCode::Unreachable,
+                ClientError::Refused { .. } => ErrorCode::AgentRefused,
+                ClientError::Incomplete(_) => ErrorCode::Incomplete,
+                ClientError::Output(_) => ErrorCode::OutputFile,
             };
             let mut message = e.to_string();
             if let Some(s) = &p.saved {
@@ -576,8 +590,8 @@ async fn send_one(
     };
     // Secrets never reach the assistant: redact what it is shown, like the audit.
     Answer {
-        status: "executed",
-        risk: Some(decision.risk.as_str()),
+        status: Status::Executed,
+        risk: Some(decision.risk),
         target: Some(p.name.clone()),
         command: Some(
             p.base
@@ -602,5 +616,20 @@ async fn send_one(
         request_id: Some(p.request_id.clone()),
         approval_id: approval_id.map(str::to_string),
         ..Answer::default()
+    }
+}
+
+/// Where one target's output goes: memory, or its `save_output` files.
+enum Sink<'a> {
+    Collect(&'a mut Collected),
+    Save(&'a mut SavedOutput),
+}
+
+impl client::OutputSink for Sink<'_> {
+    async fn output(&mut self, stdout: bool, tail: bool, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Collect(c) => c.output(stdout, tail, data).await,
+            Sink::Save(s) => s.output(stdout, tail, data).await,
+        }
     }
 }

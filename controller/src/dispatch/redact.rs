@@ -1,131 +1,465 @@
-//! Redaction of common secret shapes before output reaches the assistant or
-//! the audit log. The audit keeps the SHA-256 and size of the full text, so
-//! the original can be matched later without being stored.
+//! Redaction of secrets before output reaches the assistant or the audit
+//! log. The audit keeps the SHA-256 and size of the full text, so the
+//! original can be matched later without being stored.
+//!
+//! It matches secrets, not English: a value is replaced only when its key
+//! names a secret (`DB_PASSWORD=`, `"client_secret":`, `X-Api-Key:`) *and*
+//! the value looks like one (not a word, a number or a path), or when the
+//! text has a shape only secrets have (private-key bodies, vendor token
+//! prefixes, password hashes, passwords in URLs). `cat: app-secret.txt: No
+//! such file` and `Installed: 0.20.5-3` come through unchanged.
 
 use std::sync::OnceLock;
 
-use regex::bytes::Regex;
+use regex::bytes::{Captures, Regex};
 
 /// What replaces a secret.
 pub const MARK: &str = "[REDACTED]";
 
-/// One secret shape: a cheap necessary condition on the text (ASCII
-/// lower-cased copy, original), the pattern, and its replacement.
-struct Shape {
-    may_match: fn(&str, &str) -> bool,
-    pattern: &'static str,
-    replacement: &'static str,
-}
-
-fn any_of(hay: &str, needles: &[&str]) -> bool {
-    needles.iter().any(|n| hay.contains(n))
-}
-
-/// `[0-9]:` followed by 30 token characters (the Telegram shape's core).
-fn digit_colon_token(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.iter().enumerate().any(|(i, &c)| {
-        c == b':'
-            && i > 0
-            && b[i - 1].is_ascii_digit()
-            && b.len() > i + 30
-            && b[i + 1..=i + 30]
-                .iter()
-                .all(|&t| t.is_ascii_alphanumeric() || t == b'_' || t == b'-')
-    })
-}
-
-const SHAPES: [Shape; 8] = [
-    // PEM private keys of any kind.
-    Shape {
-        may_match: |_, t| t.contains("PRIVATE KEY-----"),
-        pattern: r"(?s)-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(-----END ([A-Z0-9 ]*)PRIVATE KEY-----|\z)",
-        replacement: "-----BEGIN PRIVATE KEY-----[REDACTED]-----END PRIVATE KEY-----",
-    },
-    // Bearer / basic tokens in headers.
-    Shape {
-        may_match: |l, _| l.contains("authorization"),
-        pattern: r"(?i)\b(authorization\s*[:=]\s*)(bearer|basic|token)\s+[^\s'\x22]+",
-        replacement: "${1}${2} [REDACTED]",
-    },
-    Shape {
-        may_match: |l, _| l.contains("bearer"),
-        pattern: r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}",
-        replacement: "Bearer [REDACTED]",
-    },
-    // AWS access key ids and secret keys.
-    Shape {
-        may_match: |_, t| any_of(t, &["AKIA", "ASIA"]),
-        pattern: r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",
-        replacement: "[REDACTED]",
-    },
-    Shape {
-        may_match: |l, _| l.contains("aws_secret_access_key"),
-        pattern: r"(?i)(aws_secret_access_key\s*[:=]\s*)[^\s'\x22]+",
-        replacement: "${1}[REDACTED]",
-    },
-    // key=value / key: value for password-like keys.
-    Shape {
-        may_match: |l, _| {
-            any_of(l, &["password", "passwd", "pwd", "secret", "token"])
-                || (l.contains("key") && any_of(l, &["api", "access", "private"]))
-        },
-        pattern: r#"(?i)\b([A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[A-Za-z0-9_.-]*)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;]+)"#,
-        replacement: "${1}${2}[REDACTED]",
-    },
-    // Telegram bot tokens and similar id:secret shapes.
-    Shape {
-        may_match: |_, t| digit_colon_token(t),
-        pattern: r"\b[0-9]{6,12}:[A-Za-z0-9_-]{30,}\b",
-        replacement: "[REDACTED]",
-    },
-    // Common vendor token prefixes.
-    Shape {
-        may_match: |_, t| any_of(t, &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "sk-"]),
-        pattern: r"\b(gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,})",
-        replacement: "[REDACTED]",
-    },
-];
-
-// ASCII-only patterns over bytes (`(?-u)`), each compiled the first time its
-// cheap check says the text may hold one: compiling all of them (with Unicode
-// classes, as before) took a third of a short `aiops run`. Every match starts
-// and ends at an ASCII byte or at the end of the text, so replacing it keeps
-// the text valid UTF-8.
-static COMPILED: [OnceLock<Regex>; 8] = [const { OnceLock::new() }; 8];
-
-fn compiled(i: usize) -> &'static Regex {
-    COMPILED[i].get_or_init(|| {
-        Regex::new(&format!("(?-u){}", SHAPES[i].pattern)).expect("redaction pattern compiles")
-    })
-}
-
-/// `text` with every secret shape replaced.
+/// `text` with every secret replaced.
 pub fn redact(text: &str) -> String {
-    let mut out = text.to_string();
-    // Lower-cased once, and again only after a replacement changed the text.
-    let mut lower = out.to_ascii_lowercase();
-    for (i, shape) in SHAPES.iter().enumerate() {
-        if !(shape.may_match)(&lower, &out) {
+    let mut out = pem_bodies(text);
+    for (re, keep) in rules() {
+        let re: &Regex = re;
+        if !re.is_match(out.as_bytes()) {
             continue;
         }
-        let re = compiled(i);
-        if re.is_match(out.as_bytes()) {
-            let bytes = re
-                .replace_all(out.as_bytes(), shape.replacement.as_bytes())
-                .into_owned();
-            // Cannot fail (see COMPILED); lossy rather than a panic if it did.
-            out = String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            lower = out.to_ascii_lowercase();
+        let bytes = re
+            .replace_all(out.as_bytes(), |c: &Captures| keep(c))
+            .into_owned();
+        // Every rule matches ASCII only and replaces whole matches or ASCII
+        // groups, so the text stays valid UTF-8; lossy rather than a panic.
+        out = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    }
+    out
+}
+
+/// A rule: a pattern and what a match becomes.
+type Rule = (Regex, fn(&Captures) -> Vec<u8>);
+
+fn group(c: &Captures, i: usize) -> Vec<u8> {
+    c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default()
+}
+
+/// Groups 1.. kept, the last group replaced.
+fn mark_last(c: &Captures) -> Vec<u8> {
+    let n = c.len() - 1;
+    let mut v = Vec::new();
+    for i in 1..n {
+        v.extend(group(c, i));
+    }
+    v.extend(MARK.as_bytes());
+    v
+}
+
+fn mark_all(_: &Captures) -> Vec<u8> {
+    MARK.as_bytes().to_vec()
+}
+
+/// `KEY SEP VALUE`: replaced when the key names a secret and the value
+/// looks like one.
+fn key_value(c: &Captures) -> Vec<u8> {
+    let key = String::from_utf8_lossy(&group(c, 2)).into_owned();
+    let value = group(c, 4);
+    let whole = c.get(0).map(|m| m.as_bytes().to_vec()).unwrap_or_default();
+    if !secret_key(&key) || !secret_value(&value) {
+        return whole;
+    }
+    let mut v = group(c, 1);
+    v.extend(group(c, 2));
+    v.extend(group(c, 3));
+    // Keep the quotes so JSON and YAML stay well-formed.
+    match value.first() {
+        Some(q @ (b'"' | b'\'')) => {
+            v.push(*q);
+            v.extend(MARK.as_bytes());
+            v.push(*q);
+        }
+        _ => v.extend(MARK.as_bytes()),
+    }
+    v
+}
+
+/// Splits a key into lower-case words at `_ - . :` and camelCase humps.
+fn words(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for ch in key.chars() {
+        if !ch.is_ascii_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if ch.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = ch.is_ascii_lowercase() || ch.is_ascii_digit();
+        cur.push(ch.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A key that names a secret: a password, token, secret, API or private
+/// key, pre-shared key ...
+fn secret_key(key: &str) -> bool {
+    let w = words(key);
+    const EXACT: &[&str] = &[
+        "secret",
+        "pass",
+        "pwd",
+        "passphrase",
+        "psk",
+        "auth",
+        "authtok",
+        "bindpw",
+        "rootpw",
+        "apikey",
+        "sessionid",
+        "credential",
+        "credentials",
+        "privatekey",
+        "secretkey",
+        "accesskey",
+        "accountkey",
+        "presharedkey",
+        "clientsecret",
+        "sas",
+        "dsn",
+    ];
+    const BEFORE_KEY: &[&str] = &[
+        "api",
+        "access",
+        "private",
+        "secret",
+        "account",
+        "auth",
+        "signing",
+        "encryption",
+        "master",
+        "preshared",
+        "shared",
+        "client",
+        "license",
+        "service",
+        "app",
+        "admin",
+        "session",
+        "storage",
+        "webhook",
+    ];
+    w.iter().enumerate().any(|(i, x)| {
+        EXACT.contains(&x.as_str())
+            || x.ends_with("password")
+            || x.ends_with("passwd")
+            || x.ends_with("token")
+            || (x == "key" && i > 0 && BEFORE_KEY.contains(&w[i - 1].as_str()))
+    }) && !(w.len() == 1 && w[0] == "pwd")
+}
+
+/// A value that looks like a secret rather than a word, a number, a path or
+/// a placeholder.
+fn secret_value(v: &[u8]) -> bool {
+    let v = match v {
+        [q @ (b'"' | b'\''), inner @ .., last] if last == q => inner,
+        v => v,
+    };
+    let s = String::from_utf8_lossy(v);
+    let s = s.trim();
+    if s.len() < 4
+        || s.starts_with('/')
+        || s.starts_with('$')
+        || s.starts_with('%')
+        || s.starts_with('<')
+        || s.starts_with("{{")
+        || s.contains(MARK)
+        || s.contains("://")
+        || s.chars().all(|c| c.is_ascii_digit())
+    {
+        return false;
+    }
+    let lower = s.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "none"
+            | "null"
+            | "nil"
+            | "required"
+            | "optional"
+            | "enabled"
+            | "disabled"
+            | "bearer"
+            | "basic"
+    ) {
+        return false;
+    }
+    let digits = s.chars().any(|c| c.is_ascii_digit());
+    let upper = s.chars().filter(|c| c.is_ascii_uppercase()).count();
+    let lowers = s.chars().filter(|c| c.is_ascii_lowercase()).count();
+    let symbols = s.chars().any(|c| "+/=_!@#%^&*~?".contains(c));
+    digits || (upper >= 2 && lowers >= 1) || (symbols && s.len() >= 8)
+}
+
+/// Base64 text that decodes to a PEM private key (`LS0tLS1CRUdJTi...`, as in
+/// kubeconfigs and Kubernetes secrets); certificates stay.
+fn encoded_pem(c: &Captures) -> Vec<u8> {
+    let whole = c.get(0).map(|m| m.as_bytes().to_vec()).unwrap_or_default();
+    let head: Vec<u8> = whole.iter().copied().take(96).collect();
+    let decoded = decode_base64(&head);
+    if String::from_utf8_lossy(&decoded).contains("PRIVATE KEY") {
+        MARK.as_bytes().to_vec()
+    } else {
+        whole
+    }
+}
+
+fn decode_base64(s: &[u8]) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        })
+    };
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in s {
+        let Some(v) = val(c) else { break };
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
         }
     }
     out
 }
 
+fn rules() -> &'static [Rule] {
+    static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let r = |p: &str| Regex::new(&format!("(?-u){p}")).expect("redaction pattern compiles");
+        vec![
+            // Authorization headers (Basic, Bearer, token ...), also Proxy-.
+            (
+                r(r"(?i)(\bauthorization[ \t]*[:=][ \t]*(?:bearer|basic|token|digest|negotiate|aws4-hmac-sha256)?[ \t]*)([^\s'\x22]+)"),
+                mark_last,
+            ),
+            (r(r"(?i)(\bbearer[ \t]+)([A-Za-z0-9._~+/=-]{12,})"), |c| {
+                if secret_value(&group(c, 2)) {
+                    mark_last(c)
+                } else {
+                    group(c, 0)
+                }
+            }),
+            // Cookies: every value.
+            (
+                r(r"(?i)(\b(?:set-)?cookie:[ \t]*)([^\r\n]+)"),
+                |c| {
+                    let mut v = group(c, 1);
+                    let body = String::from_utf8_lossy(&group(c, 2)).into_owned();
+                    let parts: Vec<String> = body
+                        .split(';')
+                        .map(|kv| match kv.split_once('=') {
+                            Some((k, _)) => format!("{k}={MARK}"),
+                            None => kv.to_string(),
+                        })
+                        .collect();
+                    v.extend(parts.join(";").as_bytes());
+                    v
+                },
+            ),
+            // Passwords in URLs: scheme://user:PASSWORD@host.
+            (
+                r(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\x22]*:)([^\s@/'\x22]+)(@)"),
+                |c| {
+                    let mut v = group(c, 1);
+                    v.extend(MARK.as_bytes());
+                    v.extend(group(c, 3));
+                    v
+                },
+            ),
+            // Slack webhooks: the last path segment is the secret.
+            (
+                r(r"(hooks\.slack\.com/services/[A-Za-z0-9]+/[A-Za-z0-9]+/)([A-Za-z0-9]+)"),
+                mark_last,
+            ),
+            // Vendor token shapes.
+            (
+                r(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|glpat-[A-Za-z0-9_-]{16,}|glrt-[A-Za-z0-9_-]{16,}|gl(?:dt|ptt|cbt|soat|ffct)-[A-Za-z0-9_-]{16,}|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9]{32,}|sk-ant-[A-Za-z0-9_-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}|AIza[A-Za-z0-9_-]{30,}|hv[sbr]\.[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{30,}|pypi-[A-Za-z0-9_-]{40,}|dop_v1_[a-f0-9]{40,}|(?:AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16})\b"),
+                mark_all,
+            ),
+            // JSON Web Tokens and other base64 JSON blobs.
+            (
+                r(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+                mark_all,
+            ),
+            (r(r"\beyJ[A-Za-z0-9+/]{30,}={0,2}"), mark_all),
+            // Base64 of a PEM private key.
+            (r(r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]+"), encoded_pem),
+            // Telegram bot tokens and similar id:secret shapes.
+            (r(r"\b([0-9]{6,12}:)([A-Za-z0-9_-]{30,})\b"), mark_last),
+            // crypt(3) password hashes ($6$, $y$, $2y$, $apr1$ ...).
+            (
+                r(r"\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5|argon2(?:id|i|d)?)\$[A-Za-z0-9./$=,+-]{8,}"),
+                mark_all,
+            ),
+            // PHP define('DB_PASSWORD', 'value').
+            (
+                r(r"(?i)(define\(\s*'[A-Za-z0-9_]*(?:PASSWORD|PASS|SECRET|TOKEN|KEY|SALT)[A-Za-z0-9_]*'\s*,\s*')([^'\n]+)(')"),
+                |c| {
+                    let mut v = group(c, 1);
+                    v.extend(MARK.as_bytes());
+                    v.extend(group(c, 3));
+                    v
+                },
+            ),
+            // Space-separated secrets in well-known configs: netrc, LDAP bind,
+            // SNMP communities, IPsec PSKs.
+            (
+                r(r"(?im)(\bmachine\s+\S+.*?\bpassword[ \t]+)(\S+)"),
+                mark_last,
+            ),
+            (
+                r(r"(?im)(^[ \t]*(?:bindpw|rootpw|ro(?:community|user)|rw(?:community|user)|community)[ \t]+)(\S+)"),
+                mark_last,
+            ),
+            (r(r#"(?i)(:[ \t]*PSK[ \t]+")([^"\n]+)(")"#), |c| {
+                let mut v = group(c, 1);
+                v.extend(MARK.as_bytes());
+                v.extend(group(c, 3));
+                v
+            }),
+            // .pgpass lines: host:port:db:user:password.
+            (
+                r(r"(?m)(^[^:\s#]+:(?:[0-9]+|\*):[^:\s]+:[^:\s]+:)([^\s:]+)$"),
+                mark_last,
+            ),
+            // Passwords on command lines: mysql -pPASS, sshpass -p PASS,
+            // redis-cli -a PASS, curl -u user:PASS.
+            (
+                r(r"(\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?\s-p)([^\s-][^\s]*)"),
+                mark_last,
+            ),
+            (r(r"(\bsshpass\b[^\n]*?\s-p[ \t]*)(\S+)"), mark_last),
+            (r(r"(\bredis-cli\b[^\n]*?\s(?:-a|--pass)[ \t]+)(\S+)"), mark_last),
+            (r(r"(\s(?:-u|--user)[ \t]+[^\s:]+:)(\S+)"), mark_last),
+            // KEY=VALUE, KEY: VALUE, "KEY": "VALUE" for keys naming secrets.
+            (
+                r(r#"(^|[\s"'{,;(\[&?:\x00])("?-{0,2}[A-Za-z][A-Za-z0-9_.-]*"?)([ \t]*[:=][ \t]*)("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s,;"'\x00]+)"#),
+                key_value,
+            ),
+        ]
+    })
+}
+
+/// Lines of a private key body (base64 between `BEGIN ... PRIVATE KEY`
+/// markers, or orphan base64 lines such as `grep -v BEGIN` or `tail` leave)
+/// replaced; certificate and public-key bodies stay.
+fn pem_bodies(text: &str) -> String {
+    fn body_line(l: &str) -> bool {
+        let t = l.trim();
+        t.len() >= 4
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    }
+    fn long_body(l: &str) -> bool {
+        let t = l.trim();
+        // Padding only at the end, and random-looking: `Desired=Unknown/
+        // Install/Remove/Purge/Hold` is not base64.
+        body_line(l)
+            && t.len() >= 40
+            && !t.bytes().all(|b| b.is_ascii_hexdigit())
+            && !t.trim_end_matches('=').contains('=')
+            && t.bytes().any(|b| b.is_ascii_digit() || b == b'+')
+    }
+    fn marker(l: &str) -> Option<(bool, bool)> {
+        // (is BEGIN, is private)
+        let t = l.trim();
+        let rest = t
+            .strip_prefix("-----BEGIN ")
+            .map(|r| (true, r))
+            .or_else(|| t.strip_prefix("-----END ").map(|r| (false, r)))?;
+        let private = rest.1.contains("PRIVATE") || rest.1.contains("SECRET");
+        Some((rest.0, private))
+    }
+    if !text.lines().any(long_body) && !text.contains("PRIVATE") {
+        return text.to_string();
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    // None: outside a block; Some(private)
+    let mut block: Option<bool> = None;
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        if let Some((begin, private)) = marker(l) {
+            block = if begin { Some(private) } else { None };
+            out.push(l.to_string());
+            i += 1;
+            continue;
+        }
+        match block {
+            Some(true) => {
+                // Inside a private key: armor headers and every body line.
+                if l.trim().is_empty() {
+                    out.push(l.to_string());
+                } else {
+                    out.push(MARK.to_string());
+                }
+                i += 1;
+            }
+            Some(false) => {
+                out.push(l.to_string());
+                i += 1;
+            }
+            None if long_body(l) => {
+                // An orphan run: private unless an END of a public block
+                // closes it.
+                let mut j = i;
+                while j < lines.len() && body_line(lines[j]) && marker(lines[j]).is_none() {
+                    j += 1;
+                }
+                let public_end = lines
+                    .get(j)
+                    .and_then(|l| marker(l))
+                    .is_some_and(|(begin, private)| !begin && !private);
+                for l in &lines[i..j] {
+                    out.push(if public_end {
+                        l.to_string()
+                    } else {
+                        MARK.to_string()
+                    });
+                }
+                i = j;
+            }
+            None => {
+                out.push(l.to_string());
+                i += 1;
+            }
+        }
+    }
+    out.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{SHAPES, compiled, redact};
+    use super::redact;
 
     #[test]
     fn common_secret_shapes_are_redacted() {
@@ -166,40 +500,72 @@ mod tests {
         assert_eq!(redact("Grüße, état: ok"), "Grüße, état: ok");
     }
 
-    /// The cheap checks only skip texts a pattern cannot match: every case
-    /// that one pattern redacts passes that pattern's check, and texts that
-    /// pass no check match no pattern.
     #[test]
-    fn cheap_checks_never_hide_a_match() {
-        let samples = [
-            "-----BEGIN EC PRIVATE KEY-----\nabc",
-            "AUTHORIZATION: Basic dXNlcjpwYXNz",
-            "BeArEr abcdefghijklmnopqrstuvwxyz",
-            "id ASIAABCDEFGHIJKLMNOP",
-            "AWS_SECRET_ACCESS_KEY: x",
-            "DB_PWD=x",
-            "my-Api-Key: 1",
-            "PRIVATEKEY=1",
-            "Access_Key=1",
-            "123456:abcdefghijklmnopqrstuvwxyzABCDEF",
-            "xoxb-1234567890",
-            "sk-abcdefghijklmnopqrstuvwx",
-            "gho_abcdefghijklmnopqrstuvwxyz0123456789",
-            "load average: 0.10, uptime 12:34, user root",
-        ];
-        let mut seen = [false; SHAPES.len()];
-        for text in samples {
-            let lower = text.to_ascii_lowercase();
-            for (i, shape) in SHAPES.iter().enumerate() {
-                if compiled(i).is_match(text.as_bytes()) {
-                    seen[i] = true;
-                    assert!(
-                        (shape.may_match)(&lower, text),
-                        "shape {i} skipped {text:?}"
-                    );
+    fn english_around_secret_words_survives() {
+        for t in [
+            "cat: /var/log/app-secret.txt: No such file or directory",
+            "libsecret-1-0:\n  Installed: 0.20.5-3",
+            "passwd: Authentication token manipulation error",
+            "docs: explain token: refresh flow",
+            "PWD=/var/lib/app",
+            "vault_token_ttl_seconds 2764800",
+            "\"token_type\":\"Bearer\"",
+            "ii  libsecret-1-0:amd64     0.20.5-3     amd64        Secret store",
+        ] {
+            assert_eq!(redact(t), t);
+        }
+    }
+
+    /// Every file of the redaction corpus (tests/data/redaction, from the
+    /// attacker's corpus): ordinary outputs come through byte for byte, and
+    /// no listed secret survives.
+    #[test]
+    fn redaction_corpus_no_false_positives_no_misses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/redaction");
+        let mut fp = Vec::new();
+        let mut miss = Vec::new();
+        let (mut n_ord, mut n_sec) = (0, 0);
+        let files = |sub: &str| -> Vec<std::path::PathBuf> {
+            let mut v: Vec<_> = std::fs::read_dir(format!("{dir}/{sub}"))
+                .unwrap_or_else(|e| panic!("{dir}/{sub}: {e}"))
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+                .collect();
+            v.sort();
+            v
+        };
+        for p in files("ordinary") {
+            n_ord += 1;
+            let text = std::fs::read_to_string(&p).unwrap();
+            let r = redact(&text);
+            if r != text {
+                let changed: Vec<String> = text
+                    .lines()
+                    .zip(r.lines())
+                    .filter(|(a, b)| a != b)
+                    .map(|(a, b)| format!("  {a:?}\n  -> {b:?}"))
+                    .collect();
+                fp.push(format!("{}:\n{}", p.display(), changed.join("\n")));
+            }
+        }
+        for p in files("secrets") {
+            n_sec += 1;
+            let text = std::fs::read_to_string(&p).unwrap();
+            let r = redact(&text);
+            let list = std::fs::read_to_string(p.with_extension("secrets")).unwrap();
+            for s in list.lines().filter(|s| !s.is_empty()) {
+                if r.contains(s) {
+                    miss.push(format!("{}: {s:?} survived", p.display()));
                 }
             }
         }
-        assert_eq!(seen, [true; SHAPES.len()], "every shape is exercised");
+        eprintln!(
+            "redaction corpus: {n_ord} ordinary ({} false positives), {n_sec} secret files ({} misses)",
+            fp.len(),
+            miss.len()
+        );
+        assert!(n_ord >= 50 && n_sec >= 50, "corpus missing");
+        assert!(fp.is_empty(), "false positives:\n{}", fp.join("\n"));
+        assert!(miss.is_empty(), "misses:\n{}", miss.join("\n"));
     }
 }

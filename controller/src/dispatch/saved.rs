@@ -1,11 +1,17 @@
 //! `save_output`: each target's stdout and stderr streamed to files under
 //! `<runtime_dir>/outputs/` as they arrive (SHA-256 on the way, a bounded
 //! excerpt in memory). Run by the controller account inside the fan-out.
+//!
+//! The files are written asynchronously (`tokio::fs`: each write runs on the
+//! blocking pool and the target's stream awaits it), so a slow or stuck disk
+//! under one target's file holds up that target only: the fan-out's other
+//! targets keep streaming on the same current-thread runtime.
 
+use aiops_types::ErrorCode;
 use std::path::{Path, PathBuf};
 
 use super::client;
-use crate::contract::{Failure, exit, fail};
+use crate::contract::{Failure, fail};
 
 /// `save_output`: `<runtime_dir>/outputs`, created 0700 when missing; refused
 /// when it is a symlink, not a directory, not ours, or writable by others.
@@ -42,9 +48,8 @@ pub(super) fn outputs_dir(runtime_dir: &Path) -> Result<PathBuf, Failure> {
 
 fn output_fail(message: String) -> Failure {
     fail(
-        "output_file",
+        ErrorCode::OutputFile,
         format!("save_output: {message}; nothing was sent"),
-        exit::SETUP,
     )
 }
 
@@ -80,12 +85,20 @@ impl SavedOutput {
     }
 }
 
+impl SavedOutput {
+    /// Waits until everything received is in the files (and closes them).
+    pub(super) async fn finish(&mut self) -> std::io::Result<()> {
+        self.stdout.finish().await?;
+        self.stderr.finish().await
+    }
+}
+
 impl client::OutputSink for SavedOutput {
-    fn output(&mut self, stdout: bool, _tail: bool, data: &[u8]) -> std::io::Result<()> {
+    async fn output(&mut self, stdout: bool, _tail: bool, data: &[u8]) -> std::io::Result<()> {
         if stdout {
-            self.stdout.write(data)
+            self.stdout.write(data).await
         } else {
-            self.stderr.write(data)
+            self.stderr.write(data).await
         }
     }
 }
@@ -94,7 +107,8 @@ impl client::OutputSink for SavedOutput {
 /// and only a bounded excerpt (head and tail) kept in memory.
 pub(super) struct SavedStream {
     path: PathBuf,
-    file: std::fs::File,
+    /// The file (a test puts a held pipe here instead).
+    file: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     sha: ring::digest::Context,
     bytes: u64,
     head: Vec<u8>,
@@ -117,7 +131,7 @@ impl SavedStream {
         let cap = usize::try_from(excerpt_cap).unwrap_or(usize::MAX);
         Ok(SavedStream {
             path,
-            file,
+            file: Box::pin(tokio::fs::File::from_std(file)),
             sha: ring::digest::Context::new(&ring::digest::SHA256),
             bytes: 0,
             head: Vec::new(),
@@ -135,9 +149,15 @@ impl SavedStream {
         let _ = std::fs::remove_file(&self.path);
     }
 
-    pub(super) fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
-        self.file.write_all(data)?;
+    /// Closes the file once every write has reached it.
+    async fn finish(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.file.shutdown().await
+    }
+
+    pub(super) async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.file.write_all(data).await?;
         self.sha.update(data);
         self.bytes += data.len() as u64;
         let take = (self.head_cap - self.head.len()).min(data.len());
@@ -163,23 +183,18 @@ impl SavedStream {
     pub(super) fn excerpt(&self, dropped_by_agent: u64) -> String {
         let (tail_a, tail_b) = self.tail.as_slices();
         let shown = (self.head.len() + self.tail.len()) as u64;
-        let mut s = String::from_utf8_lossy(&self.head).into_owned();
         let hidden = self.bytes - shown;
-        if hidden > 0 || dropped_by_agent > 0 {
-            let path = self.path.display();
-            s.push_str(&if dropped_by_agent > 0 {
-                format!(
-                    "\n[aiops: {} bytes not shown; {path} holds the output except the \
-                     {dropped_by_agent} bytes dropped over the agent's output cap]\n",
-                    hidden + dropped_by_agent
-                )
-            } else {
-                format!("\n[aiops: {hidden} bytes not shown; the whole output is in {path}]\n")
-            });
-        }
+        let path = self.path.display();
+        let what = if dropped_by_agent > 0 {
+            format!(
+                "not shown; {path} holds the output except the \
+                 {dropped_by_agent} bytes dropped over the agent's output cap"
+            )
+        } else {
+            format!("not shown; the whole output is in {path}")
+        };
         let tail: Vec<u8> = [tail_a, tail_b].concat();
-        s.push_str(&String::from_utf8_lossy(&tail));
-        s
+        crate::contract::excerpt::join(&self.head, hidden + dropped_by_agent, &what, &tail)
     }
 }
 
@@ -188,8 +203,8 @@ mod tests {
     use super::*;
     use crate::dispatch::client::OutputSink;
 
-    #[test]
-    fn saved_output_writes_everything_and_keeps_a_bounded_excerpt() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn saved_output_writes_everything_and_keeps_a_bounded_excerpt() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = outputs_dir(tmp.path()).unwrap();
         let mut s = SavedOutput::create(&dir, "id", "srv1", 10).unwrap();
@@ -197,9 +212,10 @@ mod tests {
         assert!(SavedOutput::create(&dir, "id", "srv1", 10).is_err());
         let data: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
         for piece in data.chunks(7) {
-            s.output(true, false, piece).unwrap();
+            s.output(true, false, piece).await.unwrap();
         }
-        s.output(false, false, b"oops\n").unwrap();
+        s.output(false, false, b"oops\n").await.unwrap();
+        s.finish().await.unwrap();
         assert_eq!(std::fs::read(&s.stdout.path).unwrap(), data);
         assert_eq!(s.stdout.digest(), (aiops_sys::sha256_hex(&data), 1000));
         let text = s.stdout.excerpt(0);
@@ -218,10 +234,60 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("outputs"), b"x").unwrap();
         let f = outputs_dir(tmp.path()).unwrap_err();
-        assert_eq!(f.exit, exit::SETUP);
-        assert_eq!(f.answer.error.as_ref().unwrap().code, "output_file");
+        assert_eq!(f.exit, crate::contract::exit::SETUP);
+        assert_eq!(f.answer.error.as_ref().unwrap().code, ErrorCode::OutputFile);
         std::fs::remove_file(tmp.path().join("outputs")).unwrap();
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("outputs")).unwrap();
         assert!(outputs_dir(tmp.path()).is_err());
+    }
+
+    async fn feed(s: &mut SavedOutput, chunks: usize) -> std::io::Result<()> {
+        let chunk = vec![b'x'; 4096];
+        for _ in 0..chunks {
+            s.output(true, false, &chunk).await?;
+        }
+        s.finish().await
+    }
+
+    /// Two targets of one fan-out on one current-thread runtime, as `aiops
+    /// run` has them. Target A's stdout goes to a pipe that nobody reads (a
+    /// 64-byte buffer: its writer is held after the first chunk); target B's
+    /// goes to its file. B streams and finishes while A waits on its writer;
+    /// once A's pipe is read, A finishes too with every byte. No clock
+    /// involved: `select!` polls A first every time and A cannot finish
+    /// while its pipe is full.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_held_output_writer_does_not_delay_another_target() {
+        use tokio::io::AsyncReadExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = outputs_dir(tmp.path()).unwrap();
+        let mut a = SavedOutput::create(&dir, "id", "srv-a", 1024).unwrap();
+        let (held, mut reader) = tokio::io::duplex(64);
+        a.stdout.file = Box::pin(held);
+        let mut b = SavedOutput::create(&dir, "id", "srv-b", 1024).unwrap();
+        {
+            let mut a_run = std::pin::pin!(feed(&mut a, 16));
+            tokio::select! {
+                biased;
+                _ = &mut a_run => panic!("target A finished although its writer is held"),
+                r = feed(&mut b, 16) => r.unwrap(),
+            }
+            // B is complete on disk while A still waits.
+            assert_eq!(
+                std::fs::read(&b.stdout.path).unwrap(),
+                vec![b'x'; 16 * 4096]
+            );
+            assert_eq!(b.stdout.digest().1, 16 * 4096);
+            // Release A: read its pipe to the end.
+            let drain = async {
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let (r, got) = tokio::join!(a_run, drain);
+            r.unwrap();
+            assert_eq!(got, vec![b'x'; 16 * 4096]);
+        }
+        assert_eq!(a.stdout.digest(), b.stdout.digest());
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod certs;
 pub mod hermes;
+pub mod incident;
 pub mod inventory;
 pub mod lab;
+pub mod migrate;
 pub mod targets;

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::approvals::{self, State};
 use crate::config::Loaded;
+use crate::contract::RunInput;
 
 /// Bytes of each output stream handed to the model (half head, half tail).
 pub const MCP_OUTPUT_CAP: usize = 16 * 1024;
@@ -85,30 +86,7 @@ pub struct AiopsMcp {
     tool_router: ToolRouter<Self>,
 }
 
-/// Cuts `s` to at most `cap` bytes: the head and the tail, with a marker. Returns the bytes dropped.
-pub fn cap_text(s: &str, cap: usize) -> (String, usize) {
-    if s.len() <= cap {
-        return (s.to_string(), 0);
-    }
-    let half = cap / 2;
-    let mut head_end = half;
-    while !s.is_char_boundary(head_end) {
-        head_end -= 1;
-    }
-    let mut tail_start = s.len() - half;
-    while !s.is_char_boundary(tail_start) {
-        tail_start += 1;
-    }
-    let dropped = tail_start - head_end;
-    (
-        format!(
-            "{}\n[aiops mcp: {dropped} bytes dropped]\n{}",
-            &s[..head_end],
-            &s[tail_start..]
-        ),
-        dropped,
-    )
-}
+pub use crate::contract::excerpt::cap_text;
 
 /// Caps `stdout`/`stderr` of an answer for the model; marks `truncated` when it cut.
 pub fn cap_answer(mut v: Value) -> Value {
@@ -148,21 +126,18 @@ fn config_error(e: impl std::fmt::Display) -> CallToolResult {
     )
 }
 
-/// The newest audit records about one approval that say how it ended (executed or error).
+/// The newest audit record about one approval that says how it ended
+/// (executed or error), read from the end of the log backwards
+/// ([`AuditLog::scan_back`]): the cost is what came after it, not the log.
 fn approval_outcome(loaded: &Loaded, id: &str) -> Option<Value> {
-    let text = std::fs::read_to_string(&loaded.config.audit_log).ok()?;
-    text.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|r| {
-            r.get("approval_id").and_then(Value::as_str) == Some(id)
-                && matches!(
-                    r.get("event").and_then(Value::as_str),
-                    Some("executed" | "error")
-                )
-        })
-        .map(|r| {
-            let mut out = json!({});
+    let mut found = None;
+    let log = aiops_audit::AuditLog::new(&loaded.config.audit_log);
+    let _ = log.scan_back(|r| {
+        let e = aiops_audit::AuditEvent::from_record(r);
+        let ended = e.approval_id.as_deref() == Some(id)
+            && matches!(e.event.as_str(), "executed" | "error");
+        if ended {
+            let mut out = serde_json::Map::new();
             for k in [
                 "event",
                 "status",
@@ -178,11 +153,14 @@ fn approval_outcome(loaded: &Loaded, id: &str) -> Option<Value> {
                 "ts",
             ] {
                 if let Some(v) = r.get(k) {
-                    out[k] = v.clone();
+                    out.insert(k.into(), v.clone());
                 }
             }
-            cap_answer(out)
-        })
+            found = Some(cap_answer(Value::Object(out)));
+        }
+        !ended
+    });
+    found
 }
 
 #[tool_router]
@@ -211,14 +189,18 @@ impl AiopsMcp {
             Ok(l) => l,
             Err(r) => return Ok(r),
         };
-        let input = json!({
-            "target": args.target,
-            "command": args.command,
-            "requester": self.requester,
-            "reason": args.reason,
-        });
-        let bytes = serde_json::to_vec(&input).unwrap_or_default();
-        let (answer, code) = super::run::run_json(&loaded, &bytes).await;
+        let input = RunInput {
+            target: args.target,
+            targets: None,
+            command: args.command,
+            requester: self.requester.clone(),
+            reason: args.reason,
+            max_concurrency: None,
+            max_errors: None,
+            canary: None,
+            save_output: false,
+        };
+        let (answer, code) = super::run::run_input(&loaded, input).await;
         let v = cap_answer(serde_json::to_value(&answer).unwrap_or(Value::Null));
         Ok(result(&v, code != crate::contract::exit::HANDLED))
     }

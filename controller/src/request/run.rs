@@ -5,26 +5,46 @@
 //! ([`crate::approvals::request`]), or refuses.
 
 use aiops_audit::AuditLog;
-use aiops_policy::Risk;
 use aiops_proto::agent::v1 as pb;
+use aiops_types::{ErrorCode, Risk, Status};
 use serde_json::{Value, json};
 
 use crate::config::Loaded;
 use crate::contract::{
-    Answer, audit, audited_failure, exit, fail, input_summary, object, parse_input,
+    Answer, RunInput, audit, audited_failure, check, exit, fail, input_summary, object, parse_input,
 };
 use crate::dispatch::{execute_targets, finish};
 
 /// Handles one JSON request end to end. Returns the answer and exit code.
 pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
     let log = AuditLog::new(&loaded.config.audit_log);
-    let req = match parse_input(input) {
-        Ok(r) => r,
+    match parse_input(input) {
+        Ok(req) => run_checked(loaded, &log, req).await,
         Err(f) => {
             let f = audited_failure(&log, input_summary(input), f);
-            return (*f.answer, f.exit);
+            (*f.answer, f.exit)
         }
-    };
+    }
+}
+
+/// Handles a request built in memory (`aiops mcp`): the same checks as a
+/// JSON request, without a round trip through JSON text.
+pub async fn run_input(loaded: &Loaded, req: RunInput) -> (Answer, u8) {
+    let log = AuditLog::new(&loaded.config.audit_log);
+    let mut summary = input_summary(req.command.as_bytes());
+    summary.insert("target".into(), req.target_spec().into());
+    summary.insert("requester".into(), req.requester.clone().into());
+    match check(req) {
+        Ok(req) => run_checked(loaded, &log, req).await,
+        Err(f) => {
+            let f = audited_failure(&log, summary, f);
+            (*f.answer, f.exit)
+        }
+    }
+}
+
+/// A checked request: decide by policy and act.
+async fn run_checked(loaded: &Loaded, log: &AuditLog, req: RunInput) -> (Answer, u8) {
     let base = object(json!({
         "target": req.target_spec(),
         "command": req.command,
@@ -39,18 +59,14 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
         Ok(n) if !n.is_empty() => n,
         Ok(_) => {
             let f = audited_failure(
-                &log,
+                log,
                 base,
-                fail(
-                    "unknown_target",
-                    "the selection matches no target",
-                    exit::FAILED,
-                ),
+                fail(ErrorCode::UnknownTarget, "the selection matches no target"),
             );
             return (*f.answer, f.exit);
         }
         Err(e) => {
-            let f = audited_failure(&log, base, fail("unknown_target", e, exit::FAILED));
+            let f = audited_failure(log, base, fail(ErrorCode::UnknownTarget, e));
             return (*f.answer, f.exit);
         }
     };
@@ -66,7 +82,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
         Risk::AutoAllowed => {
             let results = execute_targets(
                 loaded,
-                &log,
+                log,
                 &req,
                 &names,
                 &decision,
@@ -78,17 +94,17 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
         }
         Risk::Forbidden | Risk::Rejected => {
             let status = if decision.risk == Risk::Forbidden {
-                "forbidden"
+                Status::Forbidden
             } else {
-                "rejected"
+                Status::Rejected
             };
             let mut rec = base.clone();
-            rec.insert("event".into(), status.into());
-            rec.insert("status".into(), status.into());
+            rec.insert("event".into(), status.as_str().into());
+            rec.insert("status".into(), status.as_str().into());
             rec.insert("risk".into(), decision.risk.as_str().into());
             rec.insert("reasons".into(), json!(decision.reasons));
             rec.insert("targets".into(), json!(names));
-            if let Err(f) = audit(&log, Value::Object(rec)) {
+            if let Err(f) = audit(log, Value::Object(rec)) {
                 return (*f.answer, f.exit);
             }
             let message = if decision.risk == Risk::Forbidden {
@@ -99,7 +115,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             (
                 Answer {
                     status,
-                    risk: Some(decision.risk.as_str()),
+                    risk: Some(decision.risk),
                     target: Some(req.target_spec()),
                     command: Some(req.command.clone()),
                     reasons: Some(decision.reasons),
@@ -111,7 +127,7 @@ pub async fn run_json(loaded: &Loaded, input: &[u8]) -> (Answer, u8) {
             )
         }
         Risk::ApprovalRequired => {
-            match crate::approvals::request(loaded, &log, &req, &names, fanout, &decision) {
+            match crate::approvals::request(loaded, log, &req, &names, fanout, &decision) {
                 Ok(a) => (a, exit::HANDLED),
                 Err(f) => (*f.answer, f.exit),
             }
