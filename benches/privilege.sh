@@ -12,7 +12,7 @@ BENCH=$REPO/benches
 RT_N=${RT_N:-40}
 PRIV_PORT=${PRIV_PORT:-30900}
 BIN=${BIN:-$REPO/target/release}
-export RESULTS=${RESULTS:-/dev/stdout}
+export RESULTS=${RESULTS:-/dev/null}
 H() { python3 "$BENCH/fleet_helper.py" "$@"; }
 [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
 command -v sudo >/dev/null || { echo "apt-get install sudo"; exit 1; }
