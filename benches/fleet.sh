@@ -4,7 +4,9 @@
 # Env: RT_N (round trips per tool, 40), FANOUT_REPS (5), ANSIBLE_CAP_500 (seconds, 1500),
 #      STREAM_BYTES (1000000000), SSH_PORT (30022), LAB_PORT (30100),
 #      FLEET_PORT (30200), BENCH_SIZES (fan-out sizes, "1 10 100 500"; the fleet lab
-#      has as many agents as the largest, e.g. BENCH_SIZES=1 for a quick round-trip run).
+#      has as many agents as the largest, e.g. BENCH_SIZES=1 for a quick round-trip run),
+#      BEFORE_BIN (a directory with aiops/aiops-agent built before the privilege split,
+#      for section 5's before/after).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -210,6 +212,10 @@ STDIN_TEXT=$req TIMEFILE=$TMP/t4b.txt H stream e2e "$AGENT2_PID" "$STREAM_BYTES"
     env AIOPS_CONFIG="$TMP/lab1/config-save.yml" "$AIOPS" run
 echo "e2e_controller_audit_bytes $(stat -c %s "$TMP/lab1/audit-save.jsonl")" | tee -a "$RESULTS"
 echo "load_at_end $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS"
+
+# --- 5. the privilege split: hostname before/after, privileged read via the executor ---
+log "5. privilege split (benches/privilege.sh; BEFORE_BIN=${BEFORE_BIN:-unset})"
+BIN=$REPO/target/release RT_N=$RT_N RESULTS=$RESULTS bash "$BENCH/privilege.sh"
 
 log "report"
 python3 "$BENCH/fleet_report.py" "$RESULTS"

@@ -59,7 +59,8 @@ def cmd_rt(args):
 
 
 def cmd_rt_pair(args):
-    """rt_pair KEY_A KEY_B N -- argv_a... -- argv_b... ; stdin for A from $STDIN_TEXT.
+    """rt_pair KEY_A KEY_B N -- argv_a... -- argv_b... ; stdin for A from $STDIN_TEXT,
+    for B from $STDIN_TEXT_B (empty when unset).
 
     Alternates A and B call by call (ABAB..., then BABA... halfway), so a
     machine that gets busier or quieter during the run affects both alike.
@@ -69,12 +70,13 @@ def cmd_rt_pair(args):
     cut = rest.index("--")
     argv_a, argv_b = rest[:cut], rest[cut + 1:]
     stdin = os.environ.get("STDIN_TEXT", "").encode()
+    stdin_b = os.environ.get("STDIN_TEXT_B", "").encode()
     for _ in range(3):
         run_once(argv_a, stdin)
-        run_once(argv_b, b"")
+        run_once(argv_b, stdin_b)
     xa, xb = [], []
     for i in range(n):
-        pair = [(xa, argv_a, stdin), (xb, argv_b, b"")]
+        pair = [(xa, argv_a, stdin), (xb, argv_b, stdin_b)]
         if i >= n // 2:
             pair.reverse()
         for xs, argv, data in pair:

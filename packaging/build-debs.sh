@@ -33,10 +33,10 @@ fi
 arch=$(dpkg --print-architecture)
 
 if [ -z "$bin_dir" ]; then
-  cargo build --release --locked -p aiops-agent -p aiops-controller --bins
+  cargo build --release --locked -p aiops-agent -p aiops-exec -p aiops-controller --bins
   bin_dir="${CARGO_TARGET_DIR:-$root/target}/release"
 fi
-for b in aiops aiops-agent; do
+for b in aiops aiops-agent aiops-exec aiops-sandbox; do
   [ -x "$bin_dir/$b" ] || { echo "build-debs.sh: $bin_dir/$b is missing" >&2; exit 1; }
 done
 
@@ -56,6 +56,12 @@ install -d -m 0755 "$a/DEBIAN" "$a/usr/bin" "$a/lib/systemd/system" "$a/etc/aiop
   "$a/usr/share/aiops-agent" "$a/usr/share/doc/aiops-agent"
 install -m 0755 "$bin_dir/aiops-agent" "$a/usr/bin/aiops-agent"
 strip --strip-unneeded "$a/usr/bin/aiops-agent"
+# The root executor and the account switch (postinst gives them to group aiops, 0750).
+install -d -m 0755 "$a/usr/libexec/aiops-agent"
+for b in aiops-exec aiops-sandbox; do
+  install -m 0750 "$bin_dir/$b" "$a/usr/libexec/aiops-agent/$b"
+  strip --strip-unneeded "$a/usr/libexec/aiops-agent/$b"
+done
 install -m 0644 packaging/agent/aiops-agent.service "$a/lib/systemd/system/aiops-agent.service"
 install -m 0640 packaging/agent/agent.yml "$a/etc/aiops-agent/agent.yml"
 install -m 0640 packaging/agent/policy.yml "$a/etc/aiops-agent/policy.yml"
@@ -76,8 +82,9 @@ Depends: sudo (>= 1.9.10), passwd, systemd
 Installed-Size: $(installed_size "$a")
 Description: aiops agent: signed, policy-checked commands over mutual TLS
  Runs as the unprivileged aiops user; accepts only the aiops controller's certificate
- and signature, re-checks every command against its own policy, runs it without a
- shell, and gets privilege only through sudo -n and a restricted sudoers drop-in.
+ and signature, re-checks every command against its own policy, runs read-only
+ commands as the aiops-run account under Landlock, and reaches root only through a
+ small executor that verifies the signed request and the approver's grant itself.
 CONTROL
 dpkg-deb --root-owner-group -Zgzip --build "$a" "$out/aiops-agent_${version}_${arch}.deb" >/dev/null
 

@@ -32,6 +32,43 @@ fn default_identity() -> String {
     aiops_certs::pki::CONTROLLER_IDENTITY.to_string()
 }
 
+/// What happens to unprivileged auto-allowed commands on a kernel without Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithoutLandlock {
+    /// Refuse them (`landlock_unavailable`), audited.
+    #[default]
+    Refuse,
+    /// Run them with `no_new_privs`, the command account and rlimits only.
+    RunUnconfined,
+}
+
+/// How the agent reaches the root executor (`aiops-exec`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// The executor binary; default `/usr/libexec/aiops-agent/aiops-exec`, or
+    /// `aiops-exec` next to the agent binary when that exists (a lab).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `aiops-sandbox` (switches to `command_account`); default
+    /// `/usr/libexec/aiops-agent/aiops-sandbox`.
+    #[serde(default)]
+    pub sandbox_path: Option<PathBuf>,
+    /// Start it through `sudo -n` (default: yes, unless `lab: true`).
+    #[serde(default)]
+    pub sudo: Option<bool>,
+    /// Read by the executor only: its root-only state directory.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Read by the executor only: what may be approved on this host at all.
+    #[serde(default)]
+    pub approvable: Vec<String>,
+    /// Read by the executor only: run approved commands in a transient unit.
+    #[serde(default)]
+    pub transient_unit: Option<bool>,
+}
+
 /// The agent's configuration as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +140,20 @@ pub struct AgentConfig {
     /// Length of that window.
     #[serde(default = "default_refusal_window")]
     pub refusal_window_secs: u32,
+    /// The account unprivileged stages run as (no login, no groups; it can
+    /// read none of the daemon's files). Absent: the daemon's own account
+    /// (a lab).
+    #[serde(default)]
+    pub command_account: Option<String>,
+    /// Per-command resource limits.
+    #[serde(default)]
+    pub limits: aiops_exec::sandbox::Limits,
+    /// Kernel without Landlock: `refuse` (default) or `run_unconfined`.
+    #[serde(default)]
+    pub without_landlock: WithoutLandlock,
+    /// The root executor.
+    #[serde(default)]
+    pub executor: ExecutorConfig,
 }
 
 fn default_refusal_window() -> u32 {

@@ -3,13 +3,26 @@
 //! environment, stdin `/dev/null`, each pipeline in its own process group,
 //! one wall-clock deadline that TERMs then KILLs the group, and per-stream
 //! output caps that keep the head and the tail.
+//!
+//! Who runs what: an unprivileged stage runs as the command account
+//! (switched with the daemon's CAP_SETUID/CAP_SETGID, every capability
+//! dropped before `exec`), with `no_new_privs`, the read-only Landlock
+//! domain and the rlimits. A privileged stage of an auto-allowed plan, and
+//! the whole plan of an approved request, go to the root executor
+//! (`sudo -n aiops-exec`), which reads the signed request from a frame on
+//! its stdin and checks it again itself. Hitting an rlimit is reported as
+//! `limit_exceeded: <which>`.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Component, Path, PathBuf};
-use std::process::Stdio;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use aiops_exec::sandbox::{Confinement, Limits as Rlimits, ReadOnly, Waited};
 
 use aiops_policy::{Connector, Pipeline, Plan, Redirect, Stage};
 use aiops_proto::agent::v1::{ExecEvent, OutputChunk, Stream, exec_event};
@@ -17,32 +30,50 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-/// Directories programs are resolved in; `$PATH` is never consulted.
-pub const PATH_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-
-/// The whole environment every stage gets.
-pub const CLEAN_ENV: [(&str, &str); 8] = [
-    ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-    ("LANG", "C.UTF-8"),
-    ("PAGER", "cat"),
-    ("SYSTEMD_PAGER", "cat"),
-    ("GIT_PAGER", "cat"),
-    ("SYSTEMD_PAGERSECURE", "1"),
-    ("LESSSECURE", "1"),
-    ("SYSTEMD_COLORS", "0"),
-];
+pub use aiops_exec::run::{CLEAN_ENV, PATH_DIRS, normalize, resolve};
 
 /// Where privileged stages go through.
 pub const SUDO: &str = "/usr/bin/sudo";
 
-/// Every stage starts through `setpriv --pdeathsig KILL` (util-linux), which
-/// sets PR_SET_PDEATHSIG and execs the program: a stage never outlives an
-/// agent killed with SIGKILL (packaged agents also have systemd's cgroup).
-pub const SETPRIV: &str = "/usr/bin/setpriv";
+/// How to start the root executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorCmd {
+    /// The executor binary.
+    pub path: PathBuf,
+    /// Through `sudo -n` (production) or directly with `--config` (a lab:
+    /// it then has exactly the lab agent's own privilege).
+    pub sudo: bool,
+    /// The agent configuration the executor reads when started directly.
+    pub config: PathBuf,
+}
+
+/// Who runs the stages of a plan, and how they are confined.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// `aiops-sandbox`, which switches unprivileged stages to the command
+    /// account (it alone holds CAP_SETUID/CAP_SETGID) and confines them;
+    /// `None` (a lab): confined here, under the daemon's own account.
+    pub switch: Option<PathBuf>,
+    /// Per-command rlimits.
+    pub limits: Rlimits,
+    /// The read-only Landlock domain; `None` when the kernel has none and
+    /// the configuration allows running unconfined.
+    pub readonly: Option<Arc<ReadOnly>>,
+    /// The root executor.
+    pub executor: ExecutorCmd,
+}
+
+/// What the executor is told about the request being run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The encoded `SignedCommand` exactly as received.
+    pub signed: Vec<u8>,
+    /// The request is an approved one: the whole plan goes to the executor.
+    pub approved: bool,
+}
 
 /// Largest output message sent for the kept tail.
 const TAIL_CHUNK: usize = 64 * 1024;
@@ -80,6 +111,8 @@ pub struct Outcome {
     pub stderr_total: u64,
     /// Wall time.
     pub duration_ms: u64,
+    /// The rlimit a stage hit (`memory`, `cpu`, `file_size`), if any.
+    pub limit_exceeded: Option<&'static str>,
 }
 
 type Tx = mpsc::Sender<Result<ExecEvent, Status>>;
@@ -94,8 +127,8 @@ fn chunk(stream: Stream, data: Vec<u8>, tail: bool) -> ExecEvent {
     }
 }
 
-/// Runs `plan` (or `command` through bash when `plan.shell`), streaming output to `tx`.
-pub async fn execute(plan: &Plan, command: &str, limits: Limits, tx: Tx) -> Outcome {
+/// Runs `plan` (an approved request's plan through the executor), streaming output to `tx`.
+pub async fn execute(plan: &Plan, runner: &Runner, job: &Job, limits: Limits, tx: Tx) -> Outcome {
     let start = Instant::now();
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let mut outcome = Outcome::default();
@@ -108,31 +141,26 @@ pub async fn execute(plan: &Plan, command: &str, limits: Limits, tx: Tx) -> Outc
     let out_task = tokio::spawn(pump(out_r, Stream::Stdout, head, tail, tx.clone()));
     let err_task = tokio::spawn(pump(err_r, Stream::Stderr, head, tail, tx.clone()));
 
-    let shell_plan;
-    let pipelines: &[Pipeline] = if plan.shell {
-        shell_plan = [Pipeline {
+    // An approved request runs as one executor process that runs the whole
+    // plan itself (as root or the approved account).
+    let approved_plan;
+    let pipelines: &[Pipeline] = if job.approved {
+        approved_plan = [Pipeline {
             connector: Connector::Seq,
             stages: vec![Stage {
-                argv: vec![
-                    "/bin/bash".into(),
-                    "--noprofile".into(),
-                    "--norc".into(),
-                    "-c".into(),
-                    command.into(),
-                ],
-                privileged: false,
+                argv: vec![WHOLE_PLAN_MARK.into()],
+                privileged: true,
                 redirects: Vec::new(),
             }],
         }];
-        &shell_plan
+        &approved_plan
     } else {
         &plan.pipelines
     };
-
     let mut cwd = PathBuf::from("/");
     let mut status = 0;
     let mut signal = 0;
-    for pipeline in pipelines {
+    for (index, pipeline) in pipelines.iter().enumerate() {
         match pipeline.connector {
             Connector::And if status != 0 => continue,
             Connector::Or if status == 0 => continue,
@@ -140,15 +168,28 @@ pub async fn execute(plan: &Plan, command: &str, limits: Limits, tx: Tx) -> Outc
         }
         if let [stage] = pipeline.stages.as_slice()
             && stage.argv.first().map(String::as_str) == Some("cd")
+            && !job.approved
         {
             status = change_dir(&mut cwd, stage, &err_w);
             signal = 0;
             continue;
         }
-        match run_pipeline(pipeline, &cwd, &out_w, &err_w, deadline, &tx).await {
-            PipelineEnd::Exited { code, sig } => {
+        let at = Place {
+            runner,
+            job,
+            index: if job.approved {
+                aiops_exec::WHOLE_PLAN
+            } else {
+                u32::try_from(index).unwrap_or(u32::MAX - 1)
+            },
+        };
+        match run_pipeline(pipeline, &cwd, &out_w, &err_w, deadline, &tx, &at).await {
+            PipelineEnd::Exited { code, sig, limit } => {
                 status = code;
                 signal = sig;
+                if outcome.limit_exceeded.is_none() {
+                    outcome.limit_exceeded = limit;
+                }
             }
             PipelineEnd::TimedOut => {
                 outcome.timed_out = true;
@@ -167,6 +208,9 @@ pub async fn execute(plan: &Plan, command: &str, limits: Limits, tx: Tx) -> Outc
                 signal = 0;
             }
         }
+    }
+    if let Some(which) = outcome.limit_exceeded {
+        write_stderr(&err_w, &format!("aiops-agent: limit_exceeded: {which}\n"));
     }
     drop(out_w);
     drop(err_w);
@@ -222,51 +266,12 @@ fn change_dir(cwd: &mut PathBuf, stage: &Stage, err_w: &OwnedFd) -> i32 {
     }
 }
 
-/// Lexical normalisation: `.` dropped, `..` pops (never above `/`).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Finds the program for `argv0` in [`PATH_DIRS`] (an absolute path must lie in one of them).
-pub fn resolve(argv0: &str) -> Result<PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if argv0.contains('/') {
-        let p = Path::new(argv0);
-        let in_dirs = p.is_absolute()
-            && normalize(p) == p
-            && p.parent()
-                .is_some_and(|d| PATH_DIRS.iter().any(|x| Path::new(x) == d));
-        if !in_dirs {
-            return Err(format!("{argv0}: not under {}", PATH_DIRS.join(":")));
-        }
-        return if executable(p) {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("{argv0}: command not found"))
-        };
-    }
-    PATH_DIRS
-        .iter()
-        .map(|d| Path::new(d).join(argv0))
-        .find(|p| executable(p))
-        .ok_or_else(|| format!("{argv0}: command not found"))
-}
-
 enum PipelineEnd {
-    Exited { code: i32, sig: i32 },
+    Exited {
+        code: i32,
+        sig: i32,
+        limit: Option<&'static str>,
+    },
     TimedOut,
     Cancelled,
     SpawnFailed(String),
@@ -293,6 +298,51 @@ impl Sink {
     }
 }
 
+/// The argv a whole approved plan is run under (never a program name).
+const WHOLE_PLAN_MARK: &str = "\0aiops-exec";
+
+/// Where in the plan a pipeline is, for the executor's frame.
+struct Place<'a> {
+    runner: &'a Runner,
+    job: &'a Job,
+    index: u32,
+}
+
+impl Place<'_> {
+    /// A pipe whose first bytes are the executor's frame for stage `stage`;
+    /// the executor reads exactly the frame and leaves the rest to the stage.
+    fn framed_pipe(&self, stage: usize) -> Result<(OwnedFd, OwnedFd), String> {
+        let stage = if self.index == aiops_exec::WHOLE_PLAN {
+            aiops_exec::WHOLE_PLAN
+        } else {
+            u32::try_from(stage).map_err(|e| e.to_string())?
+        };
+        let frame = aiops_exec::frame(self.index, stage, &self.job.signed);
+        // The frame must fit the pipe's buffer: nobody reads before the executor starts.
+        if frame.len() > 60 * 1024 {
+            return Err("request too large for the executor".into());
+        }
+        let (r, w) = pipe().map_err(|e| e.to_string())?;
+        let mut f = std::fs::File::from(w.try_clone().map_err(|e| e.to_string())?);
+        f.write_all(&frame)
+            .map_err(|e| format!("executor frame: {e}"))?;
+        Ok((r, w))
+    }
+
+    fn executor_command(&self) -> Command {
+        let e = &self.runner.executor;
+        if e.sudo {
+            let mut c = Command::new(SUDO);
+            c.arg("-n").arg(&e.path);
+            c
+        } else {
+            let mut c = Command::new(&e.path);
+            c.arg("--config").arg(&e.config);
+            c
+        }
+    }
+}
+
 fn build_stage(
     stage: &Stage,
     cwd: &Path,
@@ -300,20 +350,37 @@ fn build_stage(
     stdout: Sink,
     stderr: Sink,
     pgid: Option<u32>,
+    at: &Place<'_>,
 ) -> Result<Command, String> {
+    let pgid = pgid.and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    if stage.privileged {
+        // The executor applies the stage's redirects itself, from its own plan.
+        let mut cmd = at.executor_command();
+        cmd.env_clear()
+            .envs(CLEAN_ENV)
+            .current_dir("/")
+            .process_group(pgid)
+            .stdin(stdin)
+            .stdout(stdout.stdio().map_err(|e| e.to_string())?)
+            .stderr(stderr.stdio().map_err(|e| e.to_string())?);
+        return Ok(cmd);
+    }
     let argv0 = stage.argv.first().ok_or("empty stage")?;
     let program = resolve(argv0)?;
-    let mut cmd = Command::new(SETPRIV);
-    cmd.args(["--pdeathsig", "KILL", "--"]);
-    if stage.privileged {
-        cmd.arg(SUDO).arg("-n").arg("--");
-    }
-    cmd.arg(&program);
+    let r = at.runner;
+    let mut cmd = match &r.switch {
+        Some(switch) => {
+            let mut c = Command::new(switch);
+            c.arg(&program);
+            c
+        }
+        None => Command::new(&program),
+    };
     cmd.args(&stage.argv[1..])
         .env_clear()
         .envs(CLEAN_ENV)
         .current_dir(cwd)
-        .process_group(pgid.and_then(|p| i32::try_from(p).ok()).unwrap_or(0));
+        .process_group(pgid);
     let mut stdin = stdin;
     let (mut out, mut err) = (stdout, stderr);
     for r in &stage.redirects {
@@ -330,7 +397,82 @@ fn build_stage(
     cmd.stdin(stdin)
         .stdout(out.stdio().map_err(|e| e.to_string())?)
         .stderr(err.stdio().map_err(|e| e.to_string())?);
+    if r.switch.is_none() {
+        Confinement {
+            account: None,
+            limits: Some(r.limits),
+            drop_capabilities: true,
+            no_new_privs: true,
+            landlock: r.readonly.as_deref(),
+            // A lab agent killed with SIGKILL takes its stages with it (a
+            // packaged agent's stages also die with the unit's cgroup).
+            die_with_parent: true,
+        }
+        .install(&mut cmd);
+    }
     Ok(cmd)
+}
+
+/// Which rlimit a stage that ended this way most likely hit.
+fn limit_hit(w: &Waited, limits: &Rlimits) -> Option<&'static str> {
+    match w.signal {
+        Some(libc::SIGXCPU) => return Some("cpu"),
+        Some(libc::SIGXFSZ) => return Some("file_size"),
+        _ => {}
+    }
+    let failed = w.code.is_some_and(|c| c != 0) || w.signal.is_some();
+    // A failed allocation under RLIMIT_AS: the process had grown to a large
+    // part of its address-space limit (growth doubles, so at least a quarter).
+    let limit_kib = i64::try_from(limits.memory_mb.saturating_mul(1024)).unwrap_or(i64::MAX);
+    (failed && limits.memory_mb > 0 && w.max_rss_kib >= limit_kib / 4).then_some("memory")
+}
+
+/// A spawned stage. Its waiter starts only once every stage of the
+/// pipeline is spawned: an unreaped leader keeps the process group alive
+/// for the stages that join it.
+struct Running {
+    pid: u32,
+    waiter: Option<tokio::task::JoinHandle<std::io::Result<Waited>>>,
+    done: Option<Result<Waited, String>>,
+}
+
+impl Running {
+    fn start_waiter(&mut self) {
+        let raw = i32::try_from(self.pid).unwrap_or(-1);
+        if self.waiter.is_none() {
+            self.waiter = Some(tokio::task::spawn_blocking(move || {
+                aiops_exec::sandbox::wait_pid(raw)
+            }));
+        }
+    }
+
+    /// Waits for the process; can be called again (a join handle cannot).
+    async fn wait(&mut self) -> std::io::Result<Waited> {
+        self.start_waiter();
+        if self.done.is_none()
+            && let Some(w) = self.waiter.as_mut()
+        {
+            self.done = Some(match w.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        match &self.done {
+            Some(Ok(w)) => Ok(*w),
+            Some(Err(e)) => Err(std::io::Error::other(e.clone())),
+            None => Err(std::io::Error::other("no waiter")),
+        }
+    }
+}
+
+fn spawn(cmd: &mut Command) -> std::io::Result<Running> {
+    let child = cmd.spawn()?;
+    // std's Child is not waited on: the waiter reaps with wait4 for the rusage.
+    Ok(Running {
+        pid: child.id(),
+        waiter: None,
+        done: None,
+    })
 }
 
 async fn run_pipeline(
@@ -340,21 +482,28 @@ async fn run_pipeline(
     err_w: &OwnedFd,
     deadline: tokio::time::Instant,
     tx: &Tx,
+    at: &Place<'_>,
 ) -> PipelineEnd {
-    let mut children: Vec<Child> = Vec::new();
+    let mut children: Vec<Running> = Vec::new();
     let mut pgid: Option<u32> = None;
     let mut prev_read: Option<OwnedFd> = None;
     let last = pipeline.stages.len().saturating_sub(1);
     // Spawn every stage before waiting on any: an unreaped leader keeps the
     // process group alive for the stages that join it.
     for (i, stage) in pipeline.stages.iter().enumerate() {
-        let spawned = (|| -> Result<(Child, Option<OwnedFd>), String> {
+        let spawned = (|| -> Result<(Running, Option<OwnedFd>), String> {
             let stdin = match prev_read.take() {
                 Some(fd) => Stdio::from(fd),
+                // The executor's frame comes first on its stdin.
+                None if stage.privileged => Stdio::from(at.framed_pipe(i)?.0),
                 None => Stdio::null(),
             };
             let (next_read, stdout) = if i < last {
-                let (r, w) = pipe().map_err(|e| e.to_string())?;
+                let (r, w) = if pipeline.stages[i + 1].privileged {
+                    at.framed_pipe(i + 1)?
+                } else {
+                    pipe().map_err(|e| e.to_string())?
+                };
                 (Some(r), Sink::Fd(w))
             } else {
                 (
@@ -363,14 +512,21 @@ async fn run_pipeline(
                 )
             };
             let stderr = Sink::Fd(err_w.try_clone().map_err(|e| e.to_string())?);
-            let mut cmd = build_stage(stage, cwd, stdin, stdout, stderr, pgid)?;
-            let child = cmd.spawn().map_err(|e| format!("{}: {e}", stage.argv[0]))?;
+            let mut cmd = build_stage(stage, cwd, stdin, stdout, stderr, pgid, at)?;
+            let child = spawn(&mut cmd).map_err(|e| {
+                let name = if stage.privileged {
+                    "aiops-exec"
+                } else {
+                    stage.argv[0].as_str()
+                };
+                format!("{name}: {e}")
+            })?;
             Ok((child, next_read))
         })();
         match spawned {
             Ok((child, next_read)) => {
                 if pgid.is_none() {
-                    pgid = child.id();
+                    pgid = Some(child.pid);
                 }
                 children.push(child);
                 prev_read = next_read;
@@ -385,9 +541,12 @@ async fn run_pipeline(
         }
     }
     drop(prev_read);
+    for c in &mut children {
+        c.start_waiter();
+    }
 
     let waited = {
-        let all = futures_util::future::join_all(children.iter_mut().map(Child::wait));
+        let all = futures_util::future::join_all(children.iter_mut().map(Running::wait));
         tokio::select! {
             r = all => Some(r),
             () = tokio::time::sleep_until(deadline) => None,
@@ -400,7 +559,7 @@ async fn run_pipeline(
     };
     let Some(statuses) = waited else {
         kill_group(pgid, Signal::SIGTERM);
-        let all = futures_util::future::join_all(children.iter_mut().map(Child::wait));
+        let all = futures_util::future::join_all(children.iter_mut().map(Running::wait));
         if tokio::time::timeout(KILL_GRACE, all).await.is_err() {
             kill_group(pgid, Signal::SIGKILL);
         }
@@ -413,17 +572,34 @@ async fn run_pipeline(
     };
     // The pipeline is over; background leftovers in its group go with it.
     kill_group(pgid, Signal::SIGKILL);
+    let limit = statuses
+        .iter()
+        .flatten()
+        .find_map(|w| limit_hit(w, &at.runner.limits));
     match statuses.last() {
-        Some(Ok(st)) => match (st.code(), st.signal()) {
-            (Some(code), _) => PipelineEnd::Exited { code, sig: 0 },
+        Some(Ok(st)) => match (st.code, st.signal) {
+            (Some(code), _) => PipelineEnd::Exited {
+                code,
+                sig: 0,
+                limit,
+            },
             (None, Some(sig)) => PipelineEnd::Exited {
                 code: 128 + sig,
                 sig,
+                limit,
             },
-            (None, None) => PipelineEnd::Exited { code: 1, sig: 0 },
+            (None, None) => PipelineEnd::Exited {
+                code: 1,
+                sig: 0,
+                limit,
+            },
         },
         Some(Err(e)) => PipelineEnd::SpawnFailed(format!("wait: {e}")),
-        None => PipelineEnd::Exited { code: 0, sig: 0 },
+        None => PipelineEnd::Exited {
+            code: 0,
+            sig: 0,
+            limit,
+        },
     }
 }
 
@@ -533,6 +709,26 @@ mod tests {
         }
     }
 
+    fn runner() -> Runner {
+        Runner {
+            switch: None,
+            limits: Rlimits::default(),
+            readonly: ReadOnly::new(&[]).expect("landlock").map(Arc::new),
+            executor: ExecutorCmd {
+                path: "/nonexistent/aiops-exec".into(),
+                sudo: false,
+                config: "/nonexistent/agent.yml".into(),
+            },
+        }
+    }
+
+    fn job() -> Job {
+        Job {
+            signed: Vec::new(),
+            approved: false,
+        }
+    }
+
     async fn run(p: &Plan, cap: u64, timeout: Duration) -> (Outcome, Vec<u8>, Vec<u8>) {
         let (tx, mut rx) = mpsc::channel(16);
         let limits = Limits {
@@ -540,7 +736,7 @@ mod tests {
             output_cap: cap,
         };
         let p = p.clone();
-        let h = tokio::spawn(async move { execute(&p, "", limits, tx).await });
+        let h = tokio::spawn(async move { execute(&p, &runner(), &job(), limits, tx).await });
         let (mut out, mut err) = (Vec::new(), Vec::new());
         while let Some(Ok(ev)) = rx.recv().await {
             if let Some(exec_event::Event::Output(c)) = ev.event {
@@ -561,8 +757,13 @@ mod tests {
             (&["echo", "skipped"], Connector::And),
             (&["echo", "ran"], Connector::Or),
         ]);
-        let (o, out, _) = run(&p, 1024, Duration::from_secs(10)).await;
-        assert_eq!(String::from_utf8_lossy(&out), "ran\n");
+        let (o, out, err) = run(&p, 1024, Duration::from_secs(10)).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "ran\n",
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
         assert_eq!(o.exit_code, 0);
     }
 
@@ -574,7 +775,8 @@ mod tests {
             privileged: false,
             redirects: vec![],
         });
-        let (o, out, _) = run(&p, 4096, Duration::from_secs(10)).await;
+        let (o, out, err) = run(&p, 4096, Duration::from_secs(10)).await;
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
         let text = String::from_utf8_lossy(&out);
         let keys: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
         assert_eq!(
@@ -612,7 +814,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             output_cap: 400_000,
         };
-        let h = tokio::spawn(async move { execute(&p, "", limits, tx).await });
+        let h = tokio::spawn(async move { execute(&p, &runner(), &job(), limits, tx).await });
         let mut tail = Vec::new();
         while let Some(Ok(ev)) = rx.recv().await {
             if let Some(exec_event::Event::Output(c)) = ev.event {

@@ -146,7 +146,7 @@ pub fn main() -> ExitCode {
                 }
             };
             rt.block_on(async move {
-                match Agent::new(config) {
+                match Agent::new(config, &cli.config) {
                     Ok(agent) => match agent.serve(shutdown_signal()).await {
                         Ok(()) => ExitCode::SUCCESS,
                         Err(e) => {
@@ -207,6 +207,7 @@ struct State {
     slots: Semaphore,
     cert_not_after: i64,
     refusals: std::sync::Mutex<RefusalWindow>,
+    runner: exec::Runner,
 }
 
 /// Refused connections of the current window: how many were recorded one
@@ -219,8 +220,10 @@ struct RefusalWindow {
 }
 
 impl Agent {
-    /// Loads keys, policy, replay cache and TLS configuration; binds nothing yet.
-    pub fn new(config: AgentConfig) -> Result<Agent, StartError> {
+    /// Loads keys, policy, replay cache and TLS configuration; binds nothing
+    /// yet. `config_path` is where the executor finds the same configuration
+    /// when it is started directly (a lab).
+    pub fn new(config: AgentConfig, config_path: &std::path::Path) -> Result<Agent, StartError> {
         if nix::unistd::geteuid().is_root() && !config.lab {
             return Err(StartError::Root);
         }
@@ -270,6 +273,7 @@ impl Agent {
             // Tried again at the next start.
             Err(e) => tracing::error!("recording interrupted requests: {e}"),
         }
+        let runner = runner(&config, config_path).map_err(|e| setup("executor", &e))?;
         Ok(Agent {
             tls,
             state: Arc::new(State {
@@ -282,6 +286,7 @@ impl Agent {
                 audit,
                 cert_not_after,
                 refusals: std::sync::Mutex::new(RefusalWindow::default()),
+                runner,
             }),
         })
     }
@@ -580,6 +585,76 @@ impl State {
     }
 }
 
+/// How unprivileged stages are confined, for `Describe`.
+fn confinement(config: &AgentConfig, runner: &exec::Runner) -> String {
+    let landlock = match &runner.readonly {
+        Some(r) => format!("landlock_v{}", r.abi()),
+        None => match config.without_landlock {
+            config::WithoutLandlock::Refuse => "no_landlock:refused".to_string(),
+            config::WithoutLandlock::RunUnconfined => "no_landlock:unconfined".to_string(),
+        },
+    };
+    let account = config
+        .command_account
+        .as_deref()
+        .unwrap_or("(the agent's own)");
+    format!("{landlock} no_new_privs rlimits account={account}")
+}
+
+/// Where the packaged executor lives.
+pub const EXECUTOR_PATH: &str = "/usr/libexec/aiops-agent/aiops-exec";
+/// Where the packaged account switch lives.
+pub const SANDBOX_PATH: &str = "/usr/libexec/aiops-agent/aiops-sandbox";
+
+/// The command account, the Landlock domain and the way to the executor.
+fn runner(config: &AgentConfig, config_path: &std::path::Path) -> Result<exec::Runner, String> {
+    use aiops_exec::sandbox::{Account, ReadOnly};
+    let switch = match &config.command_account {
+        Some(name) => {
+            let a = Account::lookup(name)?;
+            if a.uid == 0 || a.gid == 0 {
+                return Err(format!("command_account {name:?} is root"));
+            }
+            Some(
+                config
+                    .executor
+                    .sandbox_path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(SANDBOX_PATH)),
+            )
+        }
+        None => None,
+    };
+    let readonly = ReadOnly::new(&[])?.map(Arc::new);
+    if readonly.is_none() {
+        tracing::warn!(
+            without_landlock = ?config.without_landlock,
+            "this kernel has no Landlock: unprivileged commands are not kernel-confined to read-only"
+        );
+    }
+    let path = config.executor.path.clone().unwrap_or_else(|| {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("aiops-exec")));
+        match beside {
+            Some(p) if config.lab && p.is_file() => p,
+            _ => PathBuf::from(EXECUTOR_PATH),
+        }
+    });
+    let config_file =
+        std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    Ok(exec::Runner {
+        switch,
+        limits: config.limits,
+        readonly,
+        executor: exec::ExecutorCmd {
+            path,
+            sudo: config.executor.sudo.unwrap_or(!config.lab),
+            config: config_file,
+        },
+    })
+}
+
 /// A served connection and its `max_connections` permit, released when the
 /// connection closes.
 struct Guarded {
@@ -728,6 +803,28 @@ impl pb::agent_server::Agent for AgentService {
             }
         };
         let req = verified.request;
+        let unprivileged = verified.grant.is_none()
+            && verified
+                .decision
+                .plan
+                .pipelines
+                .iter()
+                .flat_map(|p| &p.stages)
+                .any(|s| !s.privileged);
+        if unprivileged
+            && state.runner.readonly.is_none()
+            && state.config.without_landlock == config::WithoutLandlock::Refuse
+        {
+            return Err(refuse(
+                aiops_types::RefusalCode::LandlockUnavailable.as_str(),
+                "this kernel has no Landlock and without_landlock is refuse",
+                Some(&req),
+                Status::failed_precondition(
+                    "landlock_unavailable: this kernel has no Landlock; unprivileged commands are refused (without_landlock: refuse)",
+                ),
+            )
+            .await);
+        }
         if let Err(e) = state
             .replay_off_worker(req.request_id.clone(), req.expires_at_ms, false)
             .await
@@ -782,6 +879,10 @@ impl pb::agent_server::Agent for AgentService {
         }
         let (tx, rx) = mpsc::channel(16);
         let plan = verified.decision.plan;
+        let job = exec::Job {
+            signed: prost::Message::encode_to_vec(&signed),
+            approved: verified.grant.is_some(),
+        };
         tokio::spawn(async move {
             let Ok(_slot) = state.slots.acquire().await else {
                 return;
@@ -790,7 +891,7 @@ impl pb::agent_server::Agent for AgentService {
                 timeout: Duration::from_millis(u64::from(req.timeout_ms)),
                 output_cap: req.output_cap_bytes,
             };
-            let outcome = exec::execute(&plan, &req.command, limits, tx.clone()).await;
+            let outcome = exec::execute(&plan, &state.runner, &job, limits, tx.clone()).await;
             let mut rec = request_fields(&req);
             rec.insert("event".into(), "executed".into());
             rec.insert("exit_code".into(), outcome.exit_code.into());
@@ -800,6 +901,9 @@ impl pb::agent_server::Agent for AgentService {
             rec.insert("stdout_bytes".into(), outcome.stdout_total.into());
             rec.insert("stderr_bytes".into(), outcome.stderr_total.into());
             rec.insert("duration_ms".into(), outcome.duration_ms.into());
+            if let Some(which) = outcome.limit_exceeded {
+                rec.insert("limit_exceeded".into(), which.into());
+            }
             // Retried (a full disk may clear); still failing, the controller
             // hears agent_lost, and the next start records `interrupted`.
             let mut written = state.audit_off_worker(Value::Object(rec.clone())).await;
@@ -827,6 +931,7 @@ impl pb::agent_server::Agent for AgentService {
                     stdout_total: outcome.stdout_total,
                     stderr_total: outcome.stderr_total,
                     duration_ms: outcome.duration_ms,
+                    limit_exceeded: outcome.limit_exceeded.unwrap_or_default().to_string(),
                 })),
             };
             let _ = tx.send(Ok(exit)).await;
@@ -846,6 +951,8 @@ impl pb::agent_server::Agent for AgentService {
             cert_not_after: s.cert_not_after,
             now_ms: aiops_sys::now_ms(),
             controller_key_id: s.controller_key.key_id(),
+            landlock_abi: s.runner.readonly.as_ref().map_or(0, |r| r.abi()),
+            confinement: confinement(&s.config, &s.runner),
         }))
     }
 }

@@ -158,10 +158,24 @@ impl Verifier<'_> {
         // Re-checked against this host's file system just before exec: a
         // path that reaches a sensitive file through a symbolic link (or a
         // recursive read whose tree holds one) is not automatic here.
-        let own = self
+        let mut own = self
             .policy
             .classify_on_host(Some(self.name), &req.command, &HostFiles);
         let claimed = pb::Decision::try_from(req.decision).unwrap_or(pb::Decision::Unspecified);
+        // Glob operands: expanded against this host's file system and classified again;
+        // only that decision counts, and its plan is what runs.
+        let mut expanded = false;
+        if own.risk == Risk::ApprovalRequired
+            && claimed == pb::Decision::AutoAllowed
+            && let Some(d) = self.policy.classify_expanded(
+                Some(self.name),
+                &req.command,
+                &mut aiops_exec::run::list_dir,
+            )
+        {
+            own = d;
+            expanded = true;
+        }
         match (own.risk, claimed) {
             (Risk::Forbidden, _) => {
                 return Err(Refusal::new(
@@ -221,7 +235,7 @@ impl Verifier<'_> {
                 "a stage of the plan has an empty argv",
             ));
         }
-        if requested != own.plan {
+        if requested != own.plan && !expanded {
             return Err(Refusal::new(
                 RefusalCode::PlanMismatch,
                 PermissionDenied,

@@ -532,7 +532,7 @@ fn explain_json(
     target: Option<&str>,
     command: &str,
 ) -> serde_json::Value {
-    let d = policy.classify_for(target, command);
+    let d = policy.classify_globbed(target, command);
     json!({
         "command": command,
         "target": target,
@@ -575,7 +575,7 @@ fn cmd_explain(
     if as_json {
         return ok_json(&explain_json(&policy, target.as_deref(), command));
     }
-    let d = policy.classify_for(target.as_deref(), command);
+    let d = policy.classify_globbed(target.as_deref(), command);
     let mut out = output::Lines::new();
     out.line(&format!("risk: {}", d.risk.as_str()))?;
     for r in &d.reasons {

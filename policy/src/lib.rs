@@ -15,6 +15,7 @@
 
 mod engine;
 mod file;
+pub mod glob;
 mod lex;
 mod paths;
 mod rules;

@@ -32,6 +32,8 @@ pub fn bin_dir() -> &'static Path {
             "aiops-controller",
             "-p",
             "aiops-agent",
+            "-p",
+            "aiops-exec",
             "--bins",
         ]);
         if profile_release {
@@ -54,6 +56,11 @@ pub fn bin_dir() -> &'static Path {
 /// Path of the `aiops` binary.
 pub fn aiops_bin() -> PathBuf {
     bin_dir().join("aiops")
+}
+
+/// Path of the `aiops-exec` binary (the root executor).
+pub fn exec_bin() -> PathBuf {
+    bin_dir().join("aiops-exec")
 }
 
 /// Path of the `aiops-agent` binary.

@@ -210,7 +210,11 @@ impl Container {
         let log_file = std::fs::File::create(&log).expect("log");
         use std::os::unix::process::CommandExt;
         let nspawn = Command::new("systemd-nspawn")
-            .args(["-q", "--register=no", "--keep-unit", "-D"])
+            .args(["-q", "--register=no", "--keep-unit"])
+            // systemd-nspawn's own seccomp allowlist (systemd 252) lacks the Landlock
+            // system calls; a real host has no such filter, so let the container have them.
+            .arg("--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self")
+            .arg("-D")
             .arg(&root)
             .args(["-M", &name, "-b"])
             .stdin(Stdio::null())

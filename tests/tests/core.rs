@@ -141,8 +141,9 @@ fn bad_input_is_refused_audited_and_never_sent() {
 struct Craft {
     key: SigningKey,
     pki: PkiDir,
-    marker: PathBuf,
     command: String,
+    audit: PathBuf,
+    seen: std::cell::Cell<usize>,
 }
 
 impl Craft {
@@ -161,8 +162,9 @@ impl Craft {
         Craft {
             key,
             pki,
-            marker,
             command,
+            audit: lab.agent_dir("srv1").join("audit.jsonl"),
+            seen: std::cell::Cell::new(0),
         }
     }
 
@@ -201,8 +203,23 @@ impl Craft {
         )
     }
 
+    /// The agent ran the command: its audit has an `executed` record for it.
+    /// (Auto-allowed commands are read-only under Landlock, so `touch` itself
+    /// cannot leave the marker; the audit record is the marker here.)
     fn ran(&self) -> bool {
-        self.marker.exists()
+        self.executions() > self.seen.get()
+    }
+
+    fn executions(&self) -> usize {
+        read_jsonl(&self.audit)
+            .iter()
+            .filter(|r| r["event"] == "executed" && r["command"] == self.command.as_str())
+            .count()
+    }
+
+    /// Later runs count from here.
+    fn reset(&self) {
+        self.seen.set(self.executions());
     }
 }
 
@@ -233,8 +250,11 @@ fn a_correct_crafted_request_runs_so_the_refusal_tests_can_fail() {
     let out = rt
         .block_on(send(&lab.agent_addr(1), craft.tls(), signed))
         .expect("accepted");
-    assert_eq!(out.exit.exit_code, 0);
     assert!(craft.ran());
+    // It ran read-only: Landlock refused touch's write.
+    assert_ne!(out.exit.exit_code, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr_head).to_string();
+    assert!(stderr.contains("Permission denied"), "{stderr}");
 }
 
 #[test]
@@ -375,7 +395,7 @@ fn signature_expiry_target_and_replay_refusals_run_nothing() {
     rt.block_on(send(&addr, craft.tls(), signed.clone()))
         .expect("first use runs");
     assert!(craft.ran());
-    std::fs::remove_file(&craft.marker).unwrap();
+    craft.reset();
     expect_refused(signed.clone(), "replayed");
     lab.down();
     lab.up();

@@ -269,6 +269,8 @@ words! {
         ApprovalUsed = "approval_used",
         /// The timeout or output cap is over the agent's limits.
         Limits = "limits",
+        /// The kernel has no Landlock and `without_landlock` is `refuse`.
+        LandlockUnavailable = "landlock_unavailable",
     }
 }
 

@@ -245,6 +245,7 @@ pub async fn check_targets(
                     "cert_days_left": (d.cert_not_after * 1000 - now) / 86_400_000,
                     "clock_offset_ms": d.now_ms - now,
                     "controller_key_id": d.controller_key_id,
+                    "landlock_abi": d.landlock_abi, "confinement": d.confinement,
                     "health": health.unwrap_or_else(|e| format!("error: {e}")),
                 })
             }

@@ -290,7 +290,7 @@ impl AiopsMcp {
         };
         let d = loaded
             .policy
-            .classify_for(args.target.as_deref(), &args.command);
+            .classify_globbed(args.target.as_deref(), &args.command);
         Ok(result(
             &json!({
                 "status": "ok",

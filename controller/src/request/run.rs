@@ -75,7 +75,7 @@ async fn run_checked(loaded: &Loaded, log: &AuditLog, req: RunInput) -> (Answer,
     // One decision for the exact command and the exact set: the strictest over the targets.
     let decision = names
         .iter()
-        .map(|n| loaded.policy.classify_for(Some(n), &req.command))
+        .map(|n| loaded.policy.classify_globbed(Some(n), &req.command))
         .max_by_key(|d| d.risk)
         .expect("at least one target");
     match decision.risk {

@@ -184,7 +184,7 @@ pub struct OutputChunk {
     #[prost(bool, tag = "3")]
     pub tail: bool,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ExitStatus {
     /// Exit code of the last pipeline that ran, or -1 when killed by a signal.
     #[prost(int32, tag = "1")]
@@ -204,6 +204,9 @@ pub struct ExitStatus {
     pub stderr_total: u64,
     #[prost(uint64, tag = "8")]
     pub duration_ms: u64,
+    /// The per-command limit a stage hit ("memory", "cpu", "file_size"), empty if none.
+    #[prost(string, tag = "9")]
+    pub limit_exceeded: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ExecEvent {
@@ -238,6 +241,13 @@ pub struct DescribeResponse {
     pub now_ms: i64,
     #[prost(string, tag = "6")]
     pub controller_key_id: ::prost::alloc::string::String,
+    /// Landlock ABI of the agent's kernel as the agent sees it; 0: none (unprivileged
+    /// auto-allowed commands are then refused, or run unconfined if so configured).
+    #[prost(int32, tag = "7")]
+    pub landlock_abi: i32,
+    /// How unprivileged stages are confined, e.g. "landlock_v7 account=aiops-run".
+    #[prost(string, tag = "8")]
+    pub confinement: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

@@ -1,0 +1,306 @@
+//! The executor's own checks, in order, each with a stable reason code. It
+//! trusts nothing its caller (the agent daemon) says: only what the pinned
+//! keys signed, this host's configuration, the clock, and its own records.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use aiops_policy::{Decision, Risk};
+use prost::Message;
+use ring::signature::{ED25519, UnparsedPublicKey};
+
+use crate::config::Config;
+use crate::wire;
+
+/// A refusal: nothing runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable reason code.
+    pub code: &'static str,
+    /// Explanation.
+    pub message: String,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Which part of the plan the caller asks to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selector {
+    /// One privileged stage of an auto-allowed plan (pipeline, stage).
+    Stage(usize, usize),
+    /// The whole plan of an approved request.
+    Approved,
+}
+
+/// A request that passed every check.
+#[derive(Debug)]
+pub struct Verified {
+    /// The decoded request.
+    pub request: wire::CommandRequest,
+    /// The executor's own classification; its plan is what runs.
+    pub decision: Decision,
+    /// The grant, for approved requests.
+    pub grant: Option<wire::ApprovalGrant>,
+}
+
+/// Key id as the agent and controller compute it.
+pub fn key_id(raw: &[u8; 32]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, raw);
+    hex::encode(&d.as_ref()[..8])
+}
+
+fn verify_sig(raw: &[u8; 32], msg: &[u8], sig: &[u8]) -> bool {
+    UnparsedPublicKey::new(&ED25519, raw)
+        .verify(msg, sig)
+        .is_ok()
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit() && !b.is_ascii_uppercase(),
+        })
+}
+
+/// Runs every check except the single-use record (see [`consume_grant`]).
+pub fn verify(
+    cfg: &Config,
+    signed: &wire::SignedCommand,
+    sel: Selector,
+    now_ms: i64,
+) -> Result<Verified, Refusal> {
+    if signed.key_id != key_id(&cfg.controller_key)
+        || !verify_sig(&cfg.controller_key, &signed.request, &signed.signature)
+    {
+        return Err(refuse(
+            "bad_signature",
+            "not signed by the pinned controller key",
+        ));
+    }
+    let req = wire::CommandRequest::decode(signed.request.as_slice())
+        .map_err(|e| refuse("malformed", e.to_string()))?;
+    if req.target != cfg.name {
+        return Err(refuse(
+            "wrong_target",
+            format!("request is for {:?}, this is {:?}", req.target, cfg.name),
+        ));
+    }
+    if now_ms > req.expires_at_ms + cfg.skew_ms {
+        return Err(refuse("expired", "request expired"));
+    }
+    if req.issued_at_ms > now_ms + cfg.skew_ms
+        || req.expires_at_ms < req.issued_at_ms
+        || req.expires_at_ms - req.issued_at_ms > cfg.max_lifetime_ms
+    {
+        return Err(refuse(
+            "lifetime",
+            "issue and expiry times are not acceptable",
+        ));
+    }
+    if !is_uuid(&req.request_id) {
+        return Err(refuse("malformed", "request_id is not a UUID"));
+    }
+    if req.timeout_ms == 0 || i64::from(req.timeout_ms) > cfg.max_timeout_ms {
+        return Err(refuse("limits", "timeout out of range"));
+    }
+    let mut own = cfg.policy.classify_for(Some(&cfg.name), &req.command);
+    // Glob operands of an auto-allowed request: expanded here, as root, and classified
+    // again (the agent did the same; the structure of the plan is the same).
+    if own.risk == Risk::ApprovalRequired
+        && req.decision == wire::AUTO_ALLOWED
+        && let Some(d) =
+            cfg.policy
+                .classify_expanded(Some(&cfg.name), &req.command, &mut crate::run::list_dir)
+    {
+        own = d;
+    }
+    match own.risk {
+        Risk::Forbidden => return Err(refuse("policy_forbidden", own.reasons.join("; "))),
+        Risk::Rejected => return Err(refuse("policy_rejected", own.reasons.join("; "))),
+        Risk::AutoAllowed | Risk::ApprovalRequired => {}
+    }
+    let grant = match sel {
+        Selector::Stage(p, s) => {
+            if req.decision != wire::AUTO_ALLOWED || own.risk != Risk::AutoAllowed {
+                return Err(refuse(
+                    "policy_stricter",
+                    "only commands this host's policy auto-allows run without a grant",
+                ));
+            }
+            let privileged = own
+                .plan
+                .pipelines
+                .get(p)
+                .and_then(|pl| pl.stages.get(s))
+                .is_some_and(|st| st.privileged);
+            if own.plan.shell || !privileged {
+                return Err(refuse(
+                    "not_privileged",
+                    "that stage is not a privileged stage of the plan",
+                ));
+            }
+            None
+        }
+        Selector::Approved => {
+            if req.decision != wire::APPROVED {
+                return Err(refuse(
+                    "approval_missing",
+                    "the request is not an approved one",
+                ));
+            }
+            let g = verify_grant(cfg, &signed.approval, &req, now_ms)?;
+            if !approvable(cfg, &own) {
+                return Err(refuse(
+                    "not_approvable",
+                    "this host's executor.approvable does not allow approving this command",
+                ));
+            }
+            if own.plan.pipelines.is_empty() && !own.plan.shell {
+                return Err(refuse("malformed", "empty plan"));
+            }
+            Some(g)
+        }
+    };
+    Ok(Verified {
+        request: req,
+        decision: own,
+        grant,
+    })
+}
+
+fn verify_grant(
+    cfg: &Config,
+    approval: &[u8],
+    req: &wire::CommandRequest,
+    now_ms: i64,
+) -> Result<wire::ApprovalGrant, Refusal> {
+    if approval.is_empty() {
+        return Err(refuse("approval_missing", "no approver-signed grant"));
+    }
+    let bad = |m: &str| refuse("approval_invalid", m.to_string());
+    let signed =
+        wire::SignedApproval::decode(approval).map_err(|_| bad("grant does not decode"))?;
+    let key = cfg
+        .approver_keys
+        .iter()
+        .find(|k| key_id(k) == signed.key_id)
+        .ok_or_else(|| bad("grant signed by a key this host does not pin"))?;
+    if !verify_sig(key, &signed.grant, &signed.signature) {
+        return Err(bad("grant signature does not verify"));
+    }
+    let g = wire::ApprovalGrant::decode(signed.grant.as_slice())
+        .map_err(|_| bad("grant does not decode"))?;
+    if !is_uuid(&g.approval_id) || g.approval_id != req.approval_id {
+        return Err(bad("grant is for another approval"));
+    }
+    if g.target != cfg.name {
+        return Err(bad("grant is for another target"));
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, req.command.as_bytes());
+    if g.command_sha256 != hex::encode(digest.as_ref()) {
+        return Err(bad("grant is for another command"));
+    }
+    if now_ms > g.expires_at_ms + cfg.skew_ms {
+        return Err(refuse("approval_expired", "the approval has expired"));
+    }
+    if g.approver.is_empty() || g.approver == g.requester {
+        return Err(bad(
+            "an approval needs an approver other than the requester",
+        ));
+    }
+    Ok(g)
+}
+
+/// Every stage's argv matches one `executor.approvable` pattern (none
+/// configured: everything the policy allows to be approved).
+fn approvable(cfg: &Config, d: &Decision) -> bool {
+    if cfg.approvable.is_empty() {
+        return true;
+    }
+    if d.plan.shell {
+        return cfg.approvable.iter().any(|p| p == &["shell"]);
+    }
+    d.plan
+        .pipelines
+        .iter()
+        .flat_map(|p| &p.stages)
+        .all(|st| cfg.approvable.iter().any(|pat| words_match(pat, &st.argv)))
+}
+
+fn words_match(pat: &[String], argv: &[String]) -> bool {
+    match (pat.first().map(String::as_str), argv.first()) {
+        (Some("**"), _) if pat.len() == 1 => true,
+        (Some(p), Some(a)) => (p == "*" || p == a) && words_match(&pat[1..], &argv[1..]),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Records that the grant was used, durably, before anything runs: a file
+/// named after the approval id, created exclusively in the root-only state
+/// directory. A second use finds it and is refused.
+pub fn consume_grant(
+    state: &Path,
+    g: &wire::ApprovalGrant,
+    request_id: &str,
+) -> Result<(), Refusal> {
+    let dir = state.join("grants");
+    std::fs::create_dir_all(&dir).map_err(|e| refuse("state", e.to_string()))?;
+    let path = dir.join(&g.approval_id);
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(refuse(
+                "approval_used",
+                format!("approval {} was already used", g.approval_id),
+            ));
+        }
+        Err(e) => return Err(refuse("state", e.to_string())),
+    };
+    let rec = format!("{request_id} {}\n", g.expires_at_ms);
+    f.write_all(rec.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::File::open(&dir)?.sync_all())
+        .map_err(|e| refuse("state", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn approvable_patterns_match_words() {
+        assert!(words_match(
+            &w("systemctl restart *"),
+            &w("systemctl restart nginx")
+        ));
+        assert!(!words_match(
+            &w("systemctl restart *"),
+            &w("systemctl restart a b")
+        ));
+        assert!(!words_match(
+            &w("systemctl restart *"),
+            &w("systemctl stop nginx")
+        ));
+        assert!(words_match(&w("kill **"), &w("kill -9 1 2")));
+        assert!(!words_match(&w("kill"), &w("kill 1")));
+        assert!(is_uuid("0e2b5a6c-1f0d-4c3a-9a57-8d9f0b1c2d3e"));
+        assert!(!is_uuid("../../etc/passwd-aaaaaaaaaaaaaaaaaaaaa"));
+    }
+}

@@ -1,0 +1,284 @@
+//! Glob operands without a shell: `file /home/admin/deploy/*.sh`, `du -sh /var/log/*`.
+//!
+//! The controller cannot see the target's file system, so it classifies a *template*: each
+//! glob word with its glob characters replaced by `x` (a path in the same directories). The
+//! agent and the root executor expand the words against the real file system ([`expand`],
+//! with a directory lister they pass in: this module does no I/O) and classify the
+//! expanded argv, sensitive-path checks included; only that decision counts there.
+//!
+//! Supported: unquoted words whose glob characters (`*`, `?`, `[...]`) are not quoted or
+//! escaped, in a command otherwise in the auto grammar. A word with no match stays as
+//! written (as in bash), so it still needs a shell and an approval. Names starting with `.`
+//! match only a pattern component that starts with `.`.
+
+use crate::{Decision, Policy, Risk};
+
+/// Byte ranges of the glob words of `command`; `None` when it has none, or when a glob
+/// word also has quotes, escapes or expansions (left to the shell path).
+fn glob_words(command: &str) -> Option<Vec<(usize, usize)>> {
+    let b = command.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let sep = |c: u8| {
+        c.is_ascii_whitespace() || matches!(c, b'|' | b'&' | b';' | b'<' | b'>' | b'(' | b')')
+    };
+    while i < b.len() {
+        if sep(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut quoted, mut glob) = (false, false);
+        let mut q: Option<u8> = None;
+        while i < b.len() && (q.is_some() || !sep(b[i])) {
+            match (q, b[i]) {
+                (None, b'\'' | b'"') => {
+                    q = Some(b[i]);
+                    quoted = true;
+                }
+                (Some(c), x) if c == x => q = None,
+                (None, b'\\' | b'$' | b'`') => quoted = true,
+                (None, b'*' | b'?' | b'[') => glob = true,
+                _ => {}
+            }
+            i += 1;
+        }
+        if glob {
+            if quoted {
+                return None;
+            }
+            out.push((start, i));
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The command with each glob word's glob characters replaced by `x` (`[...]` by one `x`),
+/// for classification where the file system is not at hand. `None`: no glob words.
+pub fn template(command: &str) -> Option<String> {
+    let words = glob_words(command)?;
+    let mut out = String::new();
+    let mut last = 0;
+    for (s, e) in words {
+        out.push_str(&command[last..s]);
+        let mut w = String::new();
+        let mut in_class = false;
+        for c in command[s..e].chars() {
+            match (in_class, c) {
+                (false, '*' | '?') => w.push('x'),
+                (false, '[') => {
+                    in_class = true;
+                    w.push('x');
+                }
+                (true, ']') => in_class = false,
+                (true, _) => {}
+                (false, c) => w.push(c),
+            }
+        }
+        out.push_str(&w);
+        last = e;
+    }
+    out.push_str(&command[last..]);
+    Some(out)
+}
+
+/// Whether `name` matches one path component `pat` (`*`, `?`, `[abc]`, `[a-z]`, `[!x]`).
+pub fn component_matches(pat: &str, name: &str) -> bool {
+    if name.starts_with('.') && !pat.starts_with('.') {
+        return false;
+    }
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
+            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(close) = p.iter().skip(2).position(|&c| c == ']').map(|k| k + 2) else {
+                    return n.first() == Some(&'[') && go(&p[1..], &n[1..]);
+                };
+                let Some(&c) = n.first() else { return false };
+                let set = &p[1..close];
+                let (neg, set) = match set.first() {
+                    Some('!' | '^') => (true, &set[1..]),
+                    _ => (false, set),
+                };
+                let mut hit = false;
+                let mut k = 0;
+                while k < set.len() {
+                    if k + 2 < set.len() && set[k + 1] == '-' {
+                        hit |= set[k] <= c && c <= set[k + 2];
+                        k += 3;
+                    } else {
+                        hit |= set[k] == c;
+                        k += 1;
+                    }
+                }
+                hit != neg && go(&p[close + 1..], &n[1..])
+            }
+            Some(&x) => n.first() == Some(&x) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// The paths `pattern` matches, sorted, using `list_dir` (names in a directory) for the
+/// components with glob characters. A relative pattern is relative to `/`.
+pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> Vec<String> {
+    let absolute = pattern.starts_with('/');
+    let mut found = vec![String::new()];
+    for comp in pattern.split('/').filter(|c| !c.is_empty()) {
+        let mut next = Vec::new();
+        for base in &found {
+            let dir = if base.is_empty() {
+                "/".to_string()
+            } else {
+                base.clone()
+            };
+            let join = |n: &str| {
+                if base.is_empty() {
+                    if absolute {
+                        format!("/{n}")
+                    } else {
+                        n.to_string()
+                    }
+                } else {
+                    format!("{base}/{n}")
+                }
+            };
+            if comp.contains(['*', '?', '[']) {
+                let mut names = list_dir(&dir);
+                names.sort();
+                next.extend(
+                    names
+                        .iter()
+                        .filter(|n| component_matches(comp, n))
+                        .map(|n| join(n)),
+                );
+            } else {
+                next.push(join(comp));
+            }
+        }
+        found = next;
+        if found.is_empty() {
+            break;
+        }
+    }
+    if found.iter().any(String::is_empty) {
+        return Vec::new();
+    }
+    found
+}
+
+/// The command with each glob word replaced by its matches (each single-quoted); a word
+/// with no match stays as written. `None`: no glob words, or none matched anything.
+pub fn expand(command: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> Option<String> {
+    let words = glob_words(command)?;
+    let mut out = String::new();
+    let mut last = 0;
+    let mut any = false;
+    for (s, e) in words {
+        out.push_str(&command[last..s]);
+        let m = matches(&command[s..e], list_dir);
+        if m.is_empty() {
+            out.push_str(&command[s..e]);
+        } else {
+            any = true;
+            out.push_str(&m.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" "));
+        }
+        last = e;
+    }
+    out.push_str(&command[last..]);
+    any.then_some(out)
+}
+
+impl Policy {
+    /// Like [`Policy::classify_for`], but a command with glob operands that is not
+    /// auto-allowed as written is judged by its [`template`]: auto-allowed when the
+    /// template is. The target then expands and re-checks the real paths.
+    pub fn classify_globbed(&self, target: Option<&str>, command: &str) -> Decision {
+        let d = self.classify_for(target, command);
+        if d.risk != Risk::ApprovalRequired {
+            return d;
+        }
+        match template(command).map(|t| self.classify_for(target, &t)) {
+            Some(t) if t.risk == Risk::AutoAllowed => Decision {
+                reasons: vec![format!(
+                    "glob operands: the target expands them and checks the real paths; {}",
+                    t.reasons.join("; ")
+                )],
+                ..t
+            },
+            _ => d,
+        }
+    }
+
+    /// On the target: a command that is not auto-allowed as written, with its glob words
+    /// expanded by `list_dir`, classified again. `Some` only when the expansion is
+    /// auto-allowed (its plan is what runs).
+    pub fn classify_expanded(
+        &self,
+        target: Option<&str>,
+        command: &str,
+        list_dir: &mut dyn FnMut(&str) -> Vec<String>,
+    ) -> Option<Decision> {
+        let expanded = expand(command, list_dir)?;
+        let d = self.classify_for(target, &expanded);
+        (d.risk == Risk::AutoAllowed).then_some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fs(dir: &str) -> Vec<String> {
+        match dir {
+            "/home/admin/deploy" => vec![
+                "a.sh".into(),
+                "b.sh".into(),
+                ".hidden.sh".into(),
+                "c.txt".into(),
+            ],
+            "/var/log" => vec!["syslog".into(), "nginx".into()],
+            "/etc" => vec!["shadow".into(), "hostname".into()],
+            _ => vec![],
+        }
+    }
+
+    #[test]
+    fn globs_expand_sorted_and_quoted_and_are_reclassified() {
+        assert_eq!(
+            expand("file /home/admin/deploy/*.sh", &mut fs).unwrap(),
+            "file '/home/admin/deploy/a.sh' '/home/admin/deploy/b.sh'"
+        );
+        assert_eq!(template("du -sh /var/log/*").unwrap(), "du -sh /var/log/x");
+        assert!(expand("ls /nope/*", &mut fs).is_none());
+        assert!(expand("ls '/var/log/*'", &mut fs).is_none());
+        assert!(expand("ls \"$HOME\"/*", &mut fs).is_none());
+        assert!(component_matches("[a-c].sh", "b.sh"));
+        assert!(!component_matches("[!a-c].sh", "b.sh"));
+        let p = Policy::builtin();
+        assert_eq!(
+            p.classify_globbed(None, "file /home/admin/deploy/*.sh")
+                .risk,
+            Risk::AutoAllowed
+        );
+        assert!(
+            p.classify_expanded(None, "file /home/admin/deploy/*.sh", &mut fs)
+                .is_some()
+        );
+        // A sensitive path among the matches is not auto-allowed on the target.
+        assert!(p.classify_expanded(None, "cat /etc/*", &mut fs).is_none());
+        // A write stays a write.
+        assert_ne!(
+            p.classify_globbed(None, "rm /var/log/*").risk,
+            Risk::AutoAllowed
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! Glob operands without a shell or an approval: the controller judges a template, the
+//! agent (and, for privileged stages, the root executor) expands the globs against the
+//! real file system and classifies the expanded argv, sensitive paths included.
+
+use aiops_e2e::{Lab, request};
+
+fn dir_with_files(lab: &Lab) -> String {
+    let d = lab.tmp.path().join("deploy");
+    std::fs::create_dir_all(&d).unwrap();
+    for (name, text) in [
+        ("a.sh", "echo a\n"),
+        ("b.sh", "echo b\necho b\n"),
+        ("c.txt", "c\n"),
+    ] {
+        std::fs::write(d.join(name), text).unwrap();
+    }
+    d.display().to_string()
+}
+
+#[test]
+fn glob_operands_run_expanded_without_a_shell_or_an_approval() {
+    let lab = Lab::start(1, "lab");
+    let d = dir_with_files(&lab);
+    let (a, code) = lab.run(&request("srv1", &format!("wc -l {d}/*.sh")));
+    assert_eq!(code, 0, "{a}");
+    assert_eq!(a["status"], "executed", "{a}");
+    assert_eq!(a["risk"], "auto_allowed", "{a}");
+    let out = a["stdout"].as_str().unwrap();
+    assert!(out.contains(&format!("1 {d}/a.sh")), "{out}");
+    assert!(out.contains(&format!("2 {d}/b.sh")), "{out}");
+    assert!(!out.contains("c.txt"), "{out}");
+    // A privileged read with a glob goes through the executor, which expands it itself.
+    let (a, _) = lab.run(&request("srv1", &format!("sudo wc -l {d}/[ab].sh")));
+    assert_eq!(a["status"], "executed", "{a}");
+    assert!(a["stdout"].as_str().unwrap().contains("3 total"), "{a}");
+}
+
+#[test]
+fn a_glob_that_reaches_a_sensitive_file_is_refused_and_nothing_runs() {
+    let lab = Lab::start(1, "lab");
+    let d = dir_with_files(&lab);
+    std::fs::write(format!("{d}/server.key"), "SECRET-KEY-MARKER\n").unwrap();
+    let (a, code) = lab.run(&request("srv1", &format!("cat {d}/*")));
+    assert_eq!(code, 1, "{a}");
+    assert_eq!(a["error"]["code"], "agent_refused", "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy_stricter"),
+        "{a}"
+    );
+    assert!(!a.to_string().contains("SECRET-KEY-MARKER"));
+    let last = lab.agent_audit("srv1").last().cloned().unwrap();
+    assert_eq!(last["event"], "refused", "{last}");
+    assert_eq!(last["reason"], "policy_stricter", "{last}");
+    assert!(
+        !lab.agent_audit("srv1")
+            .iter()
+            .any(|r| r["event"] == "executed")
+    );
+}
