@@ -210,6 +210,11 @@ fn verify_grant(
     if now_ms > g.expires_at_ms + cfg.skew_ms {
         return Err(refuse("approval_expired", "the approval has expired"));
     }
+    // The same binding the agent checks: the human approved this requester's
+    // request, not the command for whoever sends it next.
+    if g.requester != req.requester {
+        return Err(bad("grant is for another requester"));
+    }
     if g.approver.is_empty() || g.approver == g.requester {
         return Err(bad(
             "an approval needs an approver other than the requester",
