@@ -229,6 +229,14 @@ impl Agent {
         }
         let setup =
             |what: &str, e: &dyn std::fmt::Display| StartError::Setup(format!("{what}: {e}"));
+        // Without a command account, commands would run as the daemon and pass
+        // the permission checks on its key, audit and state.
+        if !config.lab && config.command_account.is_none() {
+            return Err(setup(
+                "command_account",
+                &"a production agent (lab: false) needs its own account for commands (the package's aiops-run)",
+            ));
+        }
         let controller_key = VerifyingKey::parse(&config.controller.signing_key)
             .map_err(|e| setup("controller.signing_key", &e))?;
         let approver_keys = config

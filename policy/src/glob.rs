@@ -127,8 +127,17 @@ pub fn component_matches(pat: &str, name: &str) -> bool {
     go(&p, &n)
 }
 
+/// At most this many paths, at any step of one pattern's expansion: past it the
+/// pattern counts as matching nothing (the command keeps its glob, so it needs
+/// approval) instead of growing the agent's memory with every `/*` level.
+pub const MAX_GLOB_MATCHES: usize = 1000;
+
+/// The longest expanded command: past it the command is judged unexpanded.
+pub const MAX_EXPANDED_BYTES: usize = 32 * 1024;
+
 /// The paths `pattern` matches, sorted, using `list_dir` (names in a directory) for the
-/// components with glob characters. A relative pattern is relative to `/`.
+/// components with glob characters. A relative pattern is relative to `/`. More than
+/// [`MAX_GLOB_MATCHES`] paths at any step: no match.
 pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> Vec<String> {
     let absolute = pattern.starts_with('/');
     let mut found = vec![String::new()];
@@ -164,6 +173,9 @@ pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> 
                 next.push(join(comp));
             }
         }
+        if next.len() > MAX_GLOB_MATCHES {
+            return Vec::new();
+        }
         found = next;
         if found.is_empty() {
             break;
@@ -192,9 +204,12 @@ pub fn expand(command: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> O
             out.push_str(&m.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" "));
         }
         last = e;
+        if out.len() > MAX_EXPANDED_BYTES {
+            return None;
+        }
     }
     out.push_str(&command[last..]);
-    any.then_some(out)
+    (any && out.len() <= MAX_EXPANDED_BYTES).then_some(out)
 }
 
 impl Policy {
@@ -280,5 +295,21 @@ mod tests {
             p.classify_globbed(None, "rm /var/log/*").risk,
             Risk::AutoAllowed
         );
+    }
+
+    #[test]
+    fn an_expansion_past_the_caps_is_not_expanded_so_it_needs_approval() {
+        // 40 names in every directory: two levels are 1,600 paths.
+        let mut wide = |_: &str| (0..40).map(|i| format!("d{i:02}")).collect::<Vec<String>>();
+        assert_eq!(matches("/*", &mut wide).len(), 40);
+        assert!(matches("/*/*", &mut wide).is_empty());
+        assert!(matches("/*/*/*/*/*", &mut wide).is_empty());
+        assert!(expand("ls -d /*/*", &mut wide).is_none());
+        let p = Policy::builtin();
+        assert!(p.classify_expanded(None, "ls -d /*/*", &mut wide).is_none());
+        // Many words each under the count cap, together past the byte cap.
+        let mut long = |_: &str| (0..900).map(|i| format!("{i:030}")).collect::<Vec<String>>();
+        assert!(expand("ls -d /* /*", &mut long).is_none());
+        assert!(expand("ls -d /*", &mut long).is_some());
     }
 }
