@@ -308,7 +308,11 @@ mod tests {
         let p = Policy::builtin();
         assert!(p.classify_expanded(None, "ls -d /*/*", &mut wide).is_none());
         // Many words each under the count cap, together past the byte cap.
-        let mut long = |_: &str| (0..900).map(|i| format!("{i:030}")).collect::<Vec<String>>();
+        let mut long = |_: &str| {
+            (0..900)
+                .map(|i| format!("{i:030}"))
+                .collect::<Vec<String>>()
+        };
         assert!(expand("ls -d /* /*", &mut long).is_none());
         assert!(expand("ls -d /*", &mut long).is_some());
     }
