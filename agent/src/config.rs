@@ -169,8 +169,10 @@ fn default_max_handshakes() -> usize {
 fn default_handshake_timeout() -> u32 {
     3
 }
+// Half of `max_handshakes`: one address cannot take every slot, and the
+// controller's own bursts (64 parallel `aiops run`) still get through.
 fn default_max_handshakes_per_peer() -> usize {
-    8
+    64
 }
 fn default_refusal_records() -> u32 {
     60

@@ -114,6 +114,11 @@ fn an_approver_account_approves_what_the_controller_account_cannot() {
         .args(["-R", &format!("{CTL}:{GROUP}")])
         .arg(&lab.dir));
     chown(&lab.dir, CTL, 0o2770);
+    // The lab's agents stand for target hosts, whose files are root's (the
+    // root executor refuses a configuration anyone else could have written).
+    sh(Command::new("chown")
+        .args(["-R", "root:root"])
+        .arg(lab.dir.join("agents")));
     let pki = lab.dir.join("pki");
     chown(&pki, CTL, 0o2750);
     for key in ["ca.key", "controller.key", "signing.key"] {
@@ -192,7 +197,7 @@ fn an_approver_account_approves_what_the_controller_account_cannot() {
     let answer = parse_answer(&as_user(&lab, APPR, &["approvals", "approve", &id], b""));
     assert_eq!(answer["status"], "executed", "{answer}");
     assert_eq!(answer["approval_id"], id.as_str());
-    assert!(marker.exists());
+    assert!(marker.exists(), "{answer}");
     let audit = lab.audit();
     let approved = audit.iter().find(|r| r["event"] == "approved").unwrap();
     assert_eq!(approved["resolver"], APPR);

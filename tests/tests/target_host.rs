@@ -230,25 +230,13 @@ fn agent_deb_on_a_real_systemd_target() {
         "{agent_audit:?}"
     );
 
-    // Outside the drop-in: the policy lets `sudo ls /root` through, sudo refuses it.
+    // A privileged read the policy auto-allows runs as root through the executor, which
+    // applies the same policy: no second allowlist to drift ("auto-allowed but refused").
     let a = ctl.run("srv1", "sudo ls /root");
     assert_eq!(a["status"], "executed", "{a}");
     assert_eq!(a["risk"], "auto_allowed");
-    assert_eq!(a["exit_code"], 1, "{a}");
-    assert_eq!(a["stdout"], "", "{a}");
-    assert_eq!(a["stderr"], "sudo: a password is required\n", "{a}");
-    // A service action on a unit the drop-in excludes, even approved, fails at sudo too.
-    let a = ctl.run("srv1", "sudo systemctl restart dbus");
-    assert_eq!(a["status"], "approval_requested", "{a}");
-    let a = ctl.approve();
-    assert_eq!(a["status"], "executed", "{a}");
-    assert_eq!(a["exit_code"], 1, "{a}");
-    assert!(
-        a["stderr"].as_str().unwrap().contains(
-            "user aiops is not allowed to execute '/usr/bin/systemctl restart dbus' as root"
-        ),
-        "{a}"
-    );
+    assert_eq!(a["exit_code"], 0, "{a}");
+    assert_eq!(a["stderr"], "", "{a}");
 
     // The replay cache survives `systemctl restart` and kill -9 (systemd restarts it).
     let signed = signed_hostname(&ctl.pki(), "srv1");
