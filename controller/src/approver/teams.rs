@@ -28,7 +28,6 @@ mod jwt;
 mod server;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -245,38 +244,6 @@ impl TeamsConfig {
     }
 }
 
-/// Reads a private file: a regular file owned by this account, not readable by group or others.
-fn read_private(path: &Path, what: &str, limit: u64) -> Result<String, String> {
-    use std::os::unix::fs::MetadataExt;
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let euid = nix::unistd::geteuid().as_raw();
-    if !meta.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    if meta.uid() != euid {
-        return Err(format!(
-            "{}: owned by uid {}, not by the account running the bot (uid {euid}); refusing it",
-            path.display(),
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{}: mode {:04o} lets others read the {what}; chmod 600 it",
-            path.display(),
-            meta.mode() & 0o7777
-        ));
-    }
-    let mut text = String::new();
-    f.take(limit)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(text)
-}
-
 /// The app secret. Its `Debug` never shows it and it has no `Display`.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -290,7 +257,7 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// Reads the secret file (same rules as the Telegram token file).
     pub fn read(path: &Path) -> Result<Secret, String> {
-        let text = read_private(path, "app secret", 4096)?;
+        let text = super::read_private(path, "app secret", 4096)?;
         let secret = text.trim();
         let ok = (8..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
@@ -386,7 +353,7 @@ pub fn cmd(config: &Path, args: TeamsArgs) -> ExitCode {
     };
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
-            if let Err(e) = read_private(key, "TLS private key", 1) {
+            if let Err(e) = super::read_private(key, "TLS private key", 1) {
                 return setup(e);
             }
             match server::tls_acceptor(cert, key) {

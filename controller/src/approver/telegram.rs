@@ -17,7 +17,6 @@
 
 use aiops_types::ErrorCode;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -175,33 +174,7 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// Reads the token file: a regular file owned by this account, not readable by group or others.
     pub fn read(path: &Path) -> Result<Token, String> {
-        use std::os::unix::fs::MetadataExt;
-        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let meta = f
-            .metadata()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let euid = nix::unistd::geteuid().as_raw();
-        if !meta.is_file() {
-            return Err(format!("{}: not a regular file", path.display()));
-        }
-        if meta.uid() != euid {
-            return Err(format!(
-                "{}: owned by uid {}, not by the account running the bot (uid {euid}); refusing it",
-                path.display(),
-                meta.uid()
-            ));
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(format!(
-                "{}: mode {:04o} lets others read the token; chmod 600 it",
-                path.display(),
-                meta.mode() & 0o7777
-            ));
-        }
-        let mut text = String::new();
-        f.take(4096)
-            .read_to_string(&mut text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = super::read_private(path, "token", 4096)?;
         let token = text.trim();
         let ok = token.len() >= 8
             && token.len() <= 256
