@@ -69,15 +69,21 @@ pub fn agent_bin() -> PathBuf {
 }
 
 /// Returns a base port such that `n` consecutive ports on 127.0.0.1 are free now.
+/// The ports stay below the kernel's ephemeral range (32768 and up by default),
+/// where other tests' outgoing connections would take them between this check
+/// and the agent's bind.
 pub fn free_ports(n: u16) -> u16 {
+    const LOW: u32 = 20000;
+    const EPHEMERAL: u32 = 32768;
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let pid_part = u16::try_from(std::process::id() % 200).unwrap_or(0);
+    let pid_part = std::process::id() % 200;
     loop {
-        let slot = NEXT.fetch_add(n + 1, Ordering::SeqCst);
-        let base = 20000 + pid_part * 150 + slot % 30000;
-        if u32::from(base) + u32::from(n) >= 65000 {
+        let slot = u32::from(NEXT.fetch_add(n + 1, Ordering::SeqCst));
+        let span = EPHEMERAL - LOW - u32::from(n);
+        let base = LOW + (pid_part * 61 + slot) % span;
+        let Ok(base) = u16::try_from(base) else {
             continue;
-        }
+        };
         let all_free =
             (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
         if all_free {
