@@ -84,6 +84,9 @@ pub struct Answer {
     /// Signal that ended it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// A per-command resource limit ended it: `memory`, `cpu`, `file_size`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_exceeded: Option<String>,
     /// Wall time measured by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,

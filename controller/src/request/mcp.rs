@@ -146,6 +146,7 @@ fn approval_outcome(loaded: &Loaded, id: &str) -> Option<Value> {
                 "stderr",
                 "truncated",
                 "timed_out",
+                "limit_exceeded",
                 "duration_ms",
                 "request_id",
                 "code",
