@@ -156,6 +156,14 @@ pub fn verify(
                 ));
             }
             let g = verify_grant(cfg, &signed.approval, &req, now_ms)?;
+            // The approver was shown a plan; only that plan runs. (Grants from
+            // before plan digests carry none: their command hash still binds.)
+            if !g.plan_sha256.is_empty() && g.plan_sha256 != aiops_policy::plan_digest(&own.plan) {
+                return Err(refuse(
+                    "approval_invalid",
+                    "grant is for another plan than this host's policy derives",
+                ));
+            }
             if !approvable(cfg, &own) {
                 return Err(refuse(
                     "not_approvable",

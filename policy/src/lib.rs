@@ -63,6 +63,15 @@ pub trait HostFs {
     fn walk(&self, dir: &str, limit: usize) -> Walk;
 }
 
+/// Hex SHA-256 of a plan's canonical JSON (fields in declaration order):
+/// what an approval and its grant bind, so a human who was shown plan A
+/// can never authorise plan B. The controller, the approver and the root
+/// executor all compute it with this function.
+pub fn plan_digest(plan: &Plan) -> String {
+    let text = serde_json::to_string(plan).expect("a plan serializes");
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
+}
+
 /// The outcome of classifying one command.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

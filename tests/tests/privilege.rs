@@ -91,6 +91,7 @@ fn signed(
             expires_at_ms: now + 120_000,
             approver: who.into(),
             requester: "attacker".into(),
+            ..Default::default()
         }
         .encode_to_vec();
         s.approval = pb::SignedApproval {
