@@ -458,3 +458,34 @@ fn a_grant_or_a_card_that_differs_from_what_was_approved_runs_nothing() {
         .count();
     assert_eq!(executed, 1, "only the control reached the agent");
 }
+
+#[test]
+fn approvals_list_shows_the_plan_the_account_every_target_and_the_undo_hint() {
+    let lab = Lab::start(2, "lab");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "targets": ["srv1", "srv2"], "requester": "hermes", "reason": "drop the bad first line",
+        "command": "sudo sed -i '1d' /etc/aiops-test.conf && sudo systemctl restart 'my app'",
+    }))
+    .unwrap();
+    let (a, _) = lab.run(&body);
+    assert_eq!(a["status"], "approval_requested", "{a}");
+    assert_eq!(
+        a["card"]["targets"],
+        serde_json::json!(["srv1", "srv2"]),
+        "{a}"
+    );
+    assert_eq!(a["card"]["undo"], "cannot_undo", "{a}");
+    let out = lab.aiops(&["approvals", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{text}");
+    for fact in [
+        "    targets: srv1, srv2 (2)\n",
+        "    runs as: root (every stage of the plan)\n",
+        "    plan:\n      1. [sudo] sed -i 1d /etc/aiops-test.conf\n      2. && [sudo] systemctl restart 'my app'\n",
+        "    undo: CANNOT be undone",
+    ] {
+        assert!(text.contains(fact), "{fact:?} not in:\n{text}");
+    }
+    // Nothing ran: only listed.
+    assert!(lab.agent_audit("srv1").is_empty() && lab.agent_audit("srv2").is_empty());
+}
