@@ -377,6 +377,7 @@ fn a_telegram_approval_runs_once_and_reports_in_the_chat() {
     ] {
         assert!(text.contains(&fact), "{fact:?} not in {text}");
     }
+    println!("{text}");
     // Plain text: no parse mode, so nothing in the request can become markup.
     assert!(sent.get("parse_mode").is_none(), "{sent}");
     let buttons = &sent["reply_markup"]["inline_keyboard"][0];
