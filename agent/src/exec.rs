@@ -368,9 +368,22 @@ fn build_stage(
     let argv0 = stage.argv.first().ok_or("empty stage")?;
     let program = resolve(argv0)?;
     let r = at.runner;
+    // The last `< FILE` wins (as in bash). The daemon never opens it: the process that
+    // runs the stage does, after the switch to the command account and inside Landlock.
+    let stdin_file: Option<PathBuf> = stage
+        .redirects
+        .iter()
+        .filter_map(|r| match r {
+            Redirect::StdinFromFile(p) => Some(normalize(&cwd.join(p))),
+            _ => None,
+        })
+        .next_back();
     let mut cmd = match &r.switch {
         Some(switch) => {
             let mut c = Command::new(switch);
+            if let Some(f) = &stdin_file {
+                c.arg("--stdin-file").arg(f);
+            }
             c.arg(&program);
             c
         }
@@ -388,10 +401,8 @@ fn build_stage(
             Redirect::StdoutToNull => out = Sink::Null,
             Redirect::StderrToNull => err = Sink::Null,
             Redirect::StderrToStdout => err = out.dup().map_err(|e| e.to_string())?,
-            Redirect::StdinFromFile(p) => {
-                let f = std::fs::File::open(cwd.join(p)).map_err(|e| format!("{p}: {e}"))?;
-                stdin = Stdio::from(f);
-            }
+            // Opened by the stage's own process (above).
+            Redirect::StdinFromFile(_) => stdin = Stdio::null(),
         }
     }
     cmd.stdin(stdin)
@@ -407,6 +418,7 @@ fn build_stage(
             // A lab agent killed with SIGKILL takes its stages with it (a
             // packaged agent's stages also die with the unit's cgroup).
             die_with_parent: true,
+            stdin_file: stdin_file.as_deref(),
         }
         .install(&mut cmd);
     }
