@@ -858,6 +858,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stdin_redirect_is_opened_by_the_stage_itself_relative_to_its_directory() {
+        let mut p = plan(&[
+            (&["cd", "/etc"], Connector::Seq),
+            (&["cat"], Connector::And),
+        ]);
+        p.pipelines[1].stages[0].redirects = vec![Redirect::StdinFromFile("hostname".into())];
+        let (o, out, err) = run(&p, 4096, Duration::from_secs(10)).await;
+        let want = std::fs::read_to_string("/etc/hostname").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            want,
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+        assert_eq!(o.exit_code, 0);
+        // A file that cannot be opened: the stage does not run.
+        let mut p = plan(&[(&["echo", "RAN-MARKER"], Connector::Seq)]);
+        p.pipelines[0].stages[0].redirects = vec![Redirect::StdinFromFile("/nonexistent".into())];
+        let (o, out, err) = run(&p, 4096, Duration::from_secs(10)).await;
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        assert_ne!(o.exit_code, 0);
+        assert!(
+            String::from_utf8_lossy(&err).contains("No such file"),
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+    }
+
+    #[tokio::test]
     async fn cd_changes_directory_for_later_pipelines() {
         let p = plan(&[
             (&["cd", "/proc/self/.."], Connector::Seq),

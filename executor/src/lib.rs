@@ -188,7 +188,19 @@ pub fn main() -> ExitCode {
     };
     let v = match verify::verify(&cfg, &signed, sel, now_ms()) {
         Ok(v) => v,
-        Err(r) => return refused(r.code, &r.message, &[]),
+        Err(r) => {
+            // Which signed request was refused (none named when the signature is not ours).
+            let named: Vec<(&str, serde_json::Value)> = verify::authentic_request(&cfg, &signed)
+                .map(|q| {
+                    vec![
+                        ("request_id", q.request_id.into()),
+                        ("command", q.command.into()),
+                        ("requester", q.requester.into()),
+                    ]
+                })
+                .unwrap_or_default();
+            return refused(r.code, &r.message, &named);
+        }
     };
     let req = &v.request;
     let base = [

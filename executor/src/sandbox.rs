@@ -274,6 +274,9 @@ impl Confinement<'_> {
             // SAFETY (whole block): only raw system calls on integers and on
             // structs on this stack frame; async-signal-safe after fork.
             unsafe {
+                // A file-size limit kills, as the kernel intends (`limit_exceeded:
+                // file_size`), whatever disposition this process inherited.
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
                 if die_with_parent {
                     check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0).into())?;
                 }
@@ -354,8 +357,9 @@ impl Confinement<'_> {
 /// Undoes what a caller can leave behind across `exec` for the executor: resource limits
 /// that would make its own log write or its run fail (`RLIMIT_FSIZE` 0 with SIGXFSZ ignored
 /// turns every append into a quiet `EFBIG`), ignored or caught signal dispositions and a
-/// blocked signal mask. Root raises the limits to unlimited; an unprivileged executor (a
-/// lab) only up to its hard limits, and then its log write may fail, which refuses.
+/// blocked signal mask. Root with CAP_SYS_RESOURCE raises the limits to unlimited; without
+/// it (an unprivileged lab executor, a container without the capability) only up to the
+/// hard limits, and then a log write may fail, which refuses: nothing runs unrecorded.
 pub fn reset_inherited() {
     for res in [
         libc::RLIMIT_FSIZE,
@@ -379,13 +383,18 @@ pub fn reset_inherited() {
     if get_rlimit(libc::RLIMIT_NOFILE).is_some_and(|l| l.rlim_cur < 1024) {
         let _ = set_rlimit(libc::RLIMIT_NOFILE, 1024);
     }
-    // SAFETY: signal() with SIG_DFL installs no handler code; sigprocmask reads a set we own.
+    // SAFETY: signal() with SIG_DFL/SIG_IGN installs no handler code; sigprocmask reads a
+    // set we own.
     unsafe {
         for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+        // Where a hard RLIMIT_FSIZE could not be raised (no CAP_SYS_RESOURCE), a log write
+        // then fails with EFBIG, which refuses, instead of killing the executor unheard.
+        // Every program it starts gets SIGXFSZ back at its default (Confinement).
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

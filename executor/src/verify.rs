@@ -69,6 +69,17 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// The request, when the pinned controller key signed it (for the log of a refusal).
+pub fn authentic_request(
+    cfg: &Config,
+    signed: &wire::SignedCommand,
+) -> Option<wire::CommandRequest> {
+    (signed.key_id == key_id(&cfg.controller_key)
+        && verify_sig(&cfg.controller_key, &signed.request, &signed.signature))
+    .then(|| wire::CommandRequest::decode(signed.request.as_slice()).ok())
+    .flatten()
+}
+
 /// Runs every check except the single-use record (see [`consume_grant`]).
 pub fn verify(
     cfg: &Config,

@@ -611,46 +611,53 @@ fn a_compromised_daemon_cannot_make_the_executor_run_without_its_log_record() {
         &["sudo", "-n", EXEC],
     );
     assert_eq!(code, 0, "{err}");
-    let limited = [
-        "sh",
-        "-c",
-        &format!("ulimit -f 0 && trap '' XFSZ && exec sudo -n {EXEC}"),
-    ];
     let marker = "/var/tmp/aiops-unlogged-marker";
     let fix = format!("touch {marker}");
-    let privileged = signed(&controller, "sudo cat /srv/aiops-root/ok", None);
-    let approved = signed(&controller, &fix, Some((&approver, "root")));
-    let frames = [
-        (
-            &privileged,
-            aiops_exec::frame(0, 0, &privileged.encode_to_vec()),
-        ),
-        (
-            &approved,
-            aiops_exec::frame(
-                aiops_exec::WHOLE_PLAN,
-                aiops_exec::WHOLE_PLAN,
-                &approved.encode_to_vec(),
+    // A soft limit the executor can lift itself (up to the hard limit): it runs, recorded.
+    // A hard limit only CAP_SYS_RESOURCE lifts (this test machine's root lacks it; a real
+    // host's has it): recorded and run, or refused with nothing run.
+    for (ulimit, must_run) in [("ulimit -S -f 0", true), ("ulimit -f 0", false)] {
+        let limited = [
+            "sh",
+            "-c",
+            &format!("{ulimit} && trap '' XFSZ && exec sudo -n {EXEC}"),
+        ];
+        let privileged = signed(&controller, "sudo cat /srv/aiops-root/ok", None);
+        let approved = signed(&controller, &fix, Some((&approver, "root")));
+        let frames = [
+            (
+                &privileged,
+                aiops_exec::frame(0, 0, &privileged.encode_to_vec()),
             ),
-        ),
-    ];
-    for (s, frame) in &frames {
-        let (code, out, err) = as_daemon_run(&t.c, frame, &limited);
-        let id = request_id(s);
-        let logged = exec_log(&t.c)
-            .iter()
-            .any(|r| r["request_id"] == id.as_str() && r["event"] != "refused");
-        let ran = out.contains("ROOT-ONLY-OK") || exists(&t.c, marker);
-        assert!(
-            !ran || logged,
-            "ran without its record in exec.jsonl: exit {code}: {out} {err}"
-        );
-        // Either way the attempt is on record (the limits were reset), not lost.
-        assert!(
-            exec_log(&t.c)
+            (
+                &approved,
+                aiops_exec::frame(
+                    aiops_exec::WHOLE_PLAN,
+                    aiops_exec::WHOLE_PLAN,
+                    &approved.encode_to_vec(),
+                ),
+            ),
+        ];
+        for (s, frame) in &frames {
+            let (code, out, err) = as_daemon_run(&t.c, frame, &limited);
+            let id = request_id(s);
+            let logged = exec_log(&t.c)
                 .iter()
-                .any(|r| r["request_id"] == id.as_str()),
-            "no record at all: exit {code}: {err}"
-        );
+                .any(|r| r["request_id"] == id.as_str() && r["event"] != "refused");
+            let ran = out.contains("ROOT-ONLY-OK") || exists(&t.c, marker);
+            assert!(
+                !ran || logged,
+                "{ulimit}: ran without its record in exec.jsonl: exit {code}: {out} {err}"
+            );
+            if must_run {
+                assert!(ran && code == 0, "{ulimit}: exit {code}: {out} {err}");
+            } else if !ran {
+                // Refused, said so, and nothing ran.
+                assert_eq!(code, 126, "{ulimit}: {out} {err}");
+                assert!(err.contains("aiops-exec: refused"), "{ulimit}: {err}");
+                assert_eq!(out, "", "{ulimit}");
+            }
+            let _ = std::fs::remove_file(t.c.root.join(marker.trim_start_matches('/')));
+        }
     }
 }
