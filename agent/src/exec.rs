@@ -374,7 +374,7 @@ fn build_stage(
         .redirects
         .iter()
         .filter_map(|r| match r {
-            Redirect::StdinFromFile(p) => Some(normalize(&cwd.join(p))),
+            Redirect::StdinFromFile(p) => Some(cwd.join(p)),
             _ => None,
         })
         .next_back();

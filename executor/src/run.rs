@@ -157,7 +157,7 @@ fn redirect(
             Redirect::StderrToStdout => err = out.dup()?,
             Redirect::StdinFromFile(p) => {
                 cmd.stdin(Stdio::null());
-                stdin_file = Some(normalize(&cwd.join(p)));
+                stdin_file = Some(cwd.join(p));
             }
         }
     }

@@ -569,6 +569,15 @@ fn a_compromised_daemon_cannot_point_a_signed_privileged_read_at_another_file() 
     let frame = aiops_exec::frame(0, 0, &s.encode_to_vec());
     let (code, out, err) = as_daemon_run(&t.c, &frame, &["sudo", "-n", EXEC]);
     assert_eq!((code, out.as_str()), (0, "ROOT-ONLY-OK\n"), "{err}");
+    // The daemon keeps the signed bytes it was sent: replayed to the executor, the stage
+    // does not run again (before, it ran until the request expired).
+    let (code, out, err) = as_daemon_run(&t.c, &frame, &["sudo", "-n", EXEC]);
+    assert_eq!(
+        (code, out.as_str()),
+        (126, ""),
+        "a replayed request ran: {err}"
+    );
+    assert_eq!(last_refusal(&t.c), "replayed", "{err}");
 
     // An approved command run as another account: its `<` is opened as that account, not
     // as root before the switch.
