@@ -407,6 +407,7 @@ fn build_stage(
             // A lab agent killed with SIGKILL takes its stages with it (a
             // packaged agent's stages also die with the unit's cgroup).
             die_with_parent: true,
+            withhold_capabilities: 0,
         }
         .install(&mut cmd);
     }

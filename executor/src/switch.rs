@@ -68,6 +68,7 @@ pub fn main() -> ExitCode {
         drop_capabilities: true,
         no_new_privs: true,
         landlock: ruleset.as_ref(),
+        withhold_capabilities: 0,
         die_with_parent: false,
     }
     .install(&mut cmd);
