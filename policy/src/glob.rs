@@ -366,7 +366,7 @@ mod tests {
             ),
         ] {
             assert_eq!(expand(cmd, &mut fs).as_deref(), Some(literal), "{cmd}");
-            let d = p.classify_expanded(None, cmd, &mut fs);
+            let d = p.classify_expanded(None, cmd, &mut fs, &Plain);
             assert!(d.is_some(), "{cmd}: the literal is auto-allowed");
             assert_eq!(p.classify_globbed(None, cmd).risk, Risk::AutoAllowed);
         }
@@ -379,7 +379,7 @@ mod tests {
             "cat /etc/shado?",
         ] {
             assert!(
-                p.classify_expanded(None, cmd, &mut fs).is_none(),
+                p.classify_expanded(None, cmd, &mut fs, &Plain).is_none(),
                 "{cmd} must not be auto-allowed on the target"
             );
         }
