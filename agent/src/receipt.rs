@@ -18,16 +18,7 @@ use std::path::Path;
 use aiops_certs::signing::SigningKey;
 use aiops_proto::agent::v1 as pb;
 
-/// What the receipt signature covers: this prefix (it starts with a zero
-/// byte, so it is never a valid protobuf message and no signature of the
-/// controller's or an approver's can be confused with it), then the
-/// encoded receipt.
-pub const RECEIPT_DOMAIN: &[u8] = b"\0aiops-receipt-v1\0";
-
-/// The signed bytes of an encoded receipt.
-pub fn receipt_message(encoded: &[u8]) -> Vec<u8> {
-    [RECEIPT_DOMAIN, encoded].concat()
-}
+pub use aiops_proto::receipt_message;
 
 /// Loads `<state_dir>/audit.key`, creating it on first start. Refuses a
 /// key owned by another account or readable by anyone else.
@@ -142,7 +133,10 @@ mod tests {
         let (bytes, sig) = sign(&key, &r);
         let vk = key.verifying_key();
         vk.verify(&receipt_message(&bytes), &sig).unwrap();
-        assert!(vk.verify(&bytes, &sig).is_err(), "the domain prefix is signed");
+        assert!(
+            vk.verify(&bytes, &sig).is_err(),
+            "the domain prefix is signed"
+        );
         let mut other = bytes.clone();
         *other.last_mut().unwrap() ^= 1;
         assert!(vk.verify(&receipt_message(&other), &sig).is_err());
