@@ -262,23 +262,18 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-/// The `event` of a signed checkpoint record.
-pub const CHECKPOINT_EVENT: &str = "checkpoint";
-
 /// Events only the holder of the checkpoint key writes, and always in a
-/// batch that ends with a checkpoint: `verify` with a key refuses one that
-/// no checkpoint covers (a record added by another writer of the file).
+/// batch whose last record is a checkpoint: `verify` with a key refuses one
+/// that no checkpoint covers (a record added by another writer of the file).
 pub const SIGNED_EVENTS: &[&str] = &["requested", "executed"];
 
 /// The bytes a checkpoint signs: a domain prefix that starts with a zero
 /// byte (never a valid protobuf message, so no signed request or approval
-/// can be passed off as one, nor the reverse), then `seq hash` of the
-/// record it covers, which through the chain commits to every record
-/// before it.
-pub fn checkpoint_message(seq: u64, hash: &str) -> Vec<u8> {
-    let mut m = b"\0aiops-audit-checkpoint-v1\0".to_vec();
-    m.extend_from_slice(format!("{seq} {hash}").as_bytes());
-    m
+/// can be passed off as one, nor the reverse), then the record's canonical
+/// JSON without `hash` and `sig` (with its `seq`, `prev` and `sig_key`).
+/// Through `prev` it commits to every record before it.
+pub fn checkpoint_message(body: &str) -> Vec<u8> {
+    [b"\0aiops-audit-checkpoint-v1\0".as_slice(), body.as_bytes()].concat()
 }
 
 /// Checks a checkpoint signature: (key id, message, signature) -> valid.
@@ -293,11 +288,12 @@ impl AuditLog {
         }
     }
 
-    /// Every batch this log appends ends with a `checkpoint` record signed
-    /// by `sign` (see [`checkpoint_message`]): for the controller account,
-    /// whose signing key the log's other writers (the approvers group)
-    /// cannot read. The checkpoint is in the same write and fsync as the
-    /// batch, and is not among the returned [`Appended`]s.
+    /// The last record of every batch this log appends is a checkpoint: it
+    /// carries `sig_key` and `sig`, a signature by `sign` (see
+    /// [`checkpoint_message`]) over the record, which through the chain
+    /// covers every record before it. For the controller account, whose
+    /// signing key the log's other writers (the approvers group) cannot
+    /// read. One signature per batch, in the same write and fsync.
     pub fn with_checkpoints(
         mut self,
         key_id: impl Into<String>,
@@ -408,6 +404,7 @@ impl AuditLog {
         let ts = aiops_sys::rfc3339_ms(aiops_sys::now_ms());
         let mut text = String::new();
         let mut appended = Vec::with_capacity(records.len());
+        let batch = records.len();
         for mut fields in records {
             seq += 1;
             fields.remove("hash");
@@ -415,6 +412,16 @@ impl AuditLog {
             fields.insert("prev".into(), Value::from(prev.clone()));
             if !fields.contains_key("ts") {
                 fields.insert("ts".into(), Value::from(ts.clone()));
+            }
+            fields.remove("sig");
+            fields.remove("sig_key");
+            if let Some(c) = &self.checkpoints
+                && appended.len() + 1 == batch
+            {
+                fields.insert("sig_key".into(), Value::from(c.key_id.clone()));
+                let body = canonical(&Value::Object(fields.clone()));
+                let sig = (c.sign)(&checkpoint_message(&body));
+                fields.insert("sig".into(), Value::from(hex_encode(&sig)));
             }
             let body = canonical(&Value::Object(fields.clone()));
             prev = aiops_sys::sha256_hex(body.as_bytes());
@@ -425,27 +432,6 @@ impl AuditLog {
                 seq,
                 hash: prev.clone(),
             });
-        }
-        if let Some(c) = &self.checkpoints
-            && !appended.is_empty()
-        {
-            let covers = (seq, prev.clone());
-            seq += 1;
-            let mut fields = Map::new();
-            fields.insert("event".into(), Value::from(CHECKPOINT_EVENT));
-            fields.insert("covers_seq".into(), Value::from(covers.0));
-            fields.insert("covers_hash".into(), Value::from(covers.1.clone()));
-            fields.insert("key_id".into(), Value::from(c.key_id.clone()));
-            let sig = (c.sign)(&checkpoint_message(covers.0, &covers.1));
-            fields.insert("sig".into(), Value::from(hex_encode(&sig)));
-            fields.insert("seq".into(), Value::from(seq));
-            fields.insert("prev".into(), Value::from(prev.clone()));
-            fields.insert("ts".into(), Value::from(ts.clone()));
-            let body = canonical(&Value::Object(fields.clone()));
-            prev = aiops_sys::sha256_hex(body.as_bytes());
-            fields.insert("hash".into(), Value::from(prev.clone()));
-            text.push_str(&canonical(&Value::Object(fields)));
-            text.push('\n');
         }
         if torn.is_some() {
             // The repair record goes with the batch; callers see their own.
@@ -562,13 +548,13 @@ impl AuditLog {
                 return Err(bad(n, format!("seq {got_seq}, expected {}", seq + 1)));
             }
             let event = record.get("event").and_then(Value::as_str).unwrap_or("");
-            if event == CHECKPOINT_EVENT {
-                check_checkpoint(&record, seq, &prev, check).map_err(|m| {
+            if record.contains_key("sig") {
+                check_checkpoint(&record, check).map_err(|m| {
                     bad(
                         n,
                         format!(
-                            "{m}: a record after the checkpoint at seq {last_checkpoint} and up to \
-                             seq {seq} was rewritten, or this checkpoint was forged"
+                            "{m}: this record or one after the checkpoint at seq \
+                             {last_checkpoint} was rewritten, or the signature was forged"
                         ),
                     )
                 })?;
@@ -776,29 +762,28 @@ impl Verified {
     }
 }
 
-/// A checkpoint covers the record just before it, and (with `check`) its
-/// signature verifies.
+/// With `check`, a checkpoint's signature verifies over the record.
 fn check_checkpoint(
     record: &Map<String, Value>,
-    prev_seq: u64,
-    prev_hash: &str,
     check: Option<CheckpointVerifier<'_>>,
 ) -> Result<(), String> {
-    let covers_seq = record.get("covers_seq").and_then(Value::as_u64);
-    let covers_hash = record.get("covers_hash").and_then(Value::as_str);
-    if covers_seq != Some(prev_seq) || covers_hash != Some(prev_hash) {
-        return Err("checkpoint does not cover the record before it".into());
-    }
     let Some(check) = check else {
         return Ok(());
     };
-    let key_id = record.get("key_id").and_then(Value::as_str).unwrap_or("");
+    let key_id = record.get("sig_key").and_then(Value::as_str).unwrap_or("");
     let sig = record
         .get("sig")
         .and_then(Value::as_str)
         .and_then(hex_decode)
         .unwrap_or_default();
-    if check(key_id, &checkpoint_message(prev_seq, prev_hash), &sig) {
+    let mut body = record.clone();
+    body.remove("hash");
+    body.remove("sig");
+    if check(
+        key_id,
+        &checkpoint_message(&canonical(&Value::Object(body))),
+        &sig,
+    ) {
         Ok(())
     } else {
         Err(format!(
@@ -1207,10 +1192,6 @@ mod tests {
             r.remove("hash");
             r.insert("seq".into(), seq.into());
             r.insert("prev".into(), prev.clone().into());
-            if r["event"] == CHECKPOINT_EVENT {
-                r.insert("covers_seq".into(), (seq - 1).into());
-                r.insert("covers_hash".into(), prev.clone().into());
-            }
             prev = aiops_sys::sha256_hex(canonical(&Value::Object(r.clone())).as_bytes());
             r.insert("hash".into(), prev.clone().into());
             out.push_str(&canonical(&Value::Object(r)));
@@ -1227,7 +1208,7 @@ mod tests {
             let mut r = rec(i);
             r.insert("event".into(), "requested".into());
             let got = log.append_many(vec![r, rec(i + 10)]).unwrap();
-            assert_eq!(got.len(), 2, "the checkpoint is not the caller's");
+            assert_eq!(got.len(), 2);
         }
         (dir, log)
     }
@@ -1236,7 +1217,14 @@ mod tests {
     fn checkpoints_are_signed_and_verified() {
         let (_d, log) = signed_log();
         let v = log.verify_with(Some(&toy_check)).unwrap();
-        assert_eq!((v.records, v.checkpoints, v.last_checkpoint_seq), (9, 3, 9));
+        assert_eq!((v.records, v.checkpoints, v.last_checkpoint_seq), (6, 3, 6));
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let signed: Vec<bool> = text.lines().map(|l| l.contains("\"sig\"")).collect();
+        assert_eq!(
+            signed,
+            [false, true, false, true, false, true],
+            "the last of each batch"
+        );
         assert!(v.signatures_checked);
         // A writer without the key (an approver) appends: an unsigned tail, not an error.
         let mut approved = rec(99);
@@ -1258,14 +1246,17 @@ mod tests {
         // The chain alone (what `audit verify` checked before) still passes.
         assert!(log.verify().is_ok());
         let e = log.verify_with(Some(&toy_check)).unwrap_err();
-        assert_eq!(e.line, 6, "{e}");
+        assert_eq!(e.line, 4, "{e}");
         assert!(e.message.contains("checkpoint signature"), "{e}");
     }
 
     #[test]
     fn dropping_checkpoints_or_adding_a_signed_only_event_is_detected() {
         let (_d, log) = signed_log();
-        rewrite_consistently(&log, |r| r["event"] != CHECKPOINT_EVENT);
+        rewrite_consistently(&log, |r| {
+            r.remove("sig");
+            true
+        });
         assert!(log.verify().is_ok());
         let e = log.verify_with(Some(&toy_check)).unwrap_err();
         assert_eq!(e.line, 1, "{e}");
@@ -1279,7 +1270,7 @@ mod tests {
         forged.insert("event".into(), "executed".into());
         AuditLog::new(log.path()).append(forged).unwrap();
         let e = log.verify_with(Some(&toy_check)).unwrap_err();
-        assert_eq!(e.line, 10, "{e}");
+        assert_eq!(e.line, 7, "{e}");
     }
 
     #[test]
