@@ -236,11 +236,14 @@ pub struct Appended {
     pub hash: String,
 }
 
+/// Signs a message.
+type SignFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
 /// Signs checkpoint messages: the key's id and a signing function.
 #[derive(Clone)]
 struct Checkpointer {
     key_id: String,
-    sign: Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>,
+    sign: Arc<SignFn>,
 }
 
 /// A hash-chained audit log file.
