@@ -104,7 +104,7 @@ pub async fn verify_targets(loaded: &Loaded, names: &[String]) -> (bool, Value) 
         names.to_vec()
     };
     let sender = match super::Sender::load(loaded) {
-        Ok(s) => Some(s),
+        Ok(s) => s,
         Err(f) => {
             let msg = f
                 .answer
@@ -119,7 +119,6 @@ pub async fn verify_targets(loaded: &Loaded, names: &[String]) -> (bool, Value) 
             );
         }
     };
-    let sender = sender.expect("loaded");
     let mut all_ok = local_ok;
     let mut reports = Vec::new();
     for name in &names {
