@@ -368,9 +368,22 @@ fn build_stage(
     let argv0 = stage.argv.first().ok_or("empty stage")?;
     let program = resolve(argv0)?;
     let r = at.runner;
+    // The last `< FILE` wins (as in bash). The daemon never opens it: the process that
+    // runs the stage does, after the switch to the command account and inside Landlock.
+    let stdin_file: Option<PathBuf> = stage
+        .redirects
+        .iter()
+        .filter_map(|r| match r {
+            Redirect::StdinFromFile(p) => Some(cwd.join(p)),
+            _ => None,
+        })
+        .next_back();
     let mut cmd = match &r.switch {
         Some(switch) => {
             let mut c = Command::new(switch);
+            if let Some(f) = &stdin_file {
+                c.arg("--stdin-file").arg(f);
+            }
             c.arg(&program);
             c
         }
@@ -388,10 +401,8 @@ fn build_stage(
             Redirect::StdoutToNull => out = Sink::Null,
             Redirect::StderrToNull => err = Sink::Null,
             Redirect::StderrToStdout => err = out.dup().map_err(|e| e.to_string())?,
-            Redirect::StdinFromFile(p) => {
-                let f = std::fs::File::open(cwd.join(p)).map_err(|e| format!("{p}: {e}"))?;
-                stdin = Stdio::from(f);
-            }
+            // Opened by the stage's own process (above).
+            Redirect::StdinFromFile(_) => stdin = Stdio::null(),
         }
     }
     cmd.stdin(stdin)
@@ -407,6 +418,7 @@ fn build_stage(
             // A lab agent killed with SIGKILL takes its stages with it (a
             // packaged agent's stages also die with the unit's cgroup).
             die_with_parent: true,
+            stdin_file: stdin_file.as_deref(),
         }
         .install(&mut cmd);
     }
@@ -843,6 +855,35 @@ mod tests {
             assert_eq!(o.exit_code, 127, "{argv0}");
             assert!(!err.is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn a_stdin_redirect_is_opened_by_the_stage_itself_relative_to_its_directory() {
+        let mut p = plan(&[
+            (&["cd", "/etc"], Connector::Seq),
+            (&["cat"], Connector::And),
+        ]);
+        p.pipelines[1].stages[0].redirects = vec![Redirect::StdinFromFile("hostname".into())];
+        let (o, out, err) = run(&p, 4096, Duration::from_secs(10)).await;
+        let want = std::fs::read_to_string("/etc/hostname").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            want,
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+        assert_eq!(o.exit_code, 0);
+        // A file that cannot be opened: the stage does not run.
+        let mut p = plan(&[(&["echo", "RAN-MARKER"], Connector::Seq)]);
+        p.pipelines[0].stages[0].redirects = vec![Redirect::StdinFromFile("/nonexistent".into())];
+        let (o, out, err) = run(&p, 4096, Duration::from_secs(10)).await;
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        assert_ne!(o.exit_code, 0);
+        assert!(
+            String::from_utf8_lossy(&err).contains("No such file"),
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
     }
 
     #[tokio::test]

@@ -171,6 +171,7 @@ impl Verifier<'_> {
                 Some(self.name),
                 &req.command,
                 &mut aiops_exec::run::list_dir,
+                &HostFiles,
             )
         {
             own = d;
@@ -329,81 +330,6 @@ impl Verifier<'_> {
     }
 }
 
-/// This host's file system as the policy's re-check sees it: `realpath`
-/// with every symbolic link resolved, and bounded walks of the trees that
-/// recursive reads would enter.
-pub struct HostFiles;
-
-impl aiops_policy::HostFs for HostFiles {
-    fn realpath(&self, path: &str) -> Option<String> {
-        let p = std::path::Path::new(path);
-        if let Ok(c) = std::fs::canonicalize(p) {
-            return Some(c.to_string_lossy().into_owned());
-        }
-        // A path that does not exist (yet): resolve its longest existing
-        // ancestor, which is where a link would redirect it.
-        let mut rest = Vec::new();
-        let mut cur = p;
-        while let (Some(parent), Some(name)) = (cur.parent(), cur.file_name()) {
-            rest.push(name.to_owned());
-            cur = parent;
-            if let Ok(mut c) = std::fs::canonicalize(cur) {
-                for n in rest.iter().rev() {
-                    c.push(n);
-                }
-                return Some(c.to_string_lossy().into_owned());
-            }
-        }
-        None
-    }
-
-    fn walk(&self, dir: &str, limit: usize) -> aiops_policy::Walk {
-        use std::collections::HashSet;
-        let mut entries = Vec::new();
-        let mut complete = true;
-        let mut seen: HashSet<std::path::PathBuf> = HashSet::new();
-        let Ok(root) = std::fs::canonicalize(dir) else {
-            return aiops_policy::Walk::Entries {
-                entries,
-                complete: false,
-            };
-        };
-        let mut todo = vec![root];
-        while let Some(d) = todo.pop() {
-            if !seen.insert(d.clone()) {
-                continue;
-            }
-            let Ok(rd) = std::fs::read_dir(&d) else {
-                if d.is_dir() {
-                    complete = false;
-                }
-                continue;
-            };
-            for e in rd.flatten() {
-                if entries.len() >= limit {
-                    return aiops_policy::Walk::TooLarge;
-                }
-                let path = e.path();
-                let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                    complete = false;
-                    continue;
-                };
-                // A link is judged by its target; a linked directory is
-                // walked too (`grep -R` follows it).
-                let real = if meta.file_type().is_symlink() {
-                    match std::fs::canonicalize(&path) {
-                        Ok(r) => r,
-                        Err(_) => continue,
-                    }
-                } else {
-                    path
-                };
-                if std::fs::metadata(&real).is_ok_and(|m| m.is_dir()) {
-                    todo.push(real.clone());
-                }
-                entries.push(real.to_string_lossy().into_owned());
-            }
-        }
-        aiops_policy::Walk::Entries { entries, complete }
-    }
-}
+/// This host's file system as the policy's re-check sees it; the root executor runs the
+/// same check itself.
+pub use aiops_exec::hostfs::HostFiles;

@@ -637,7 +637,7 @@ fn cmd_approvals(config: &Path, command: ApprovalsCmd) -> Result<ExitCode, Error
             let now = aiops_sys::now_ms();
             let mut out = output::Lines::new();
             for a in all.iter().filter(|a| a.state == approvals::State::Pending) {
-                out.line(&format!(
+                let mut text = format!(
                     "{}  {}  {:?}  by {}  expires in {}s\n    reason: {}",
                     a.id,
                     a.target,
@@ -645,7 +645,19 @@ fn cmd_approvals(config: &Path, command: ApprovalsCmd) -> Result<ExitCode, Error
                     a.requester,
                     (a.expires_ms - now) / 1000,
                     a.reason
-                ))?;
+                );
+                let v = serde_json::to_value(a).unwrap_or_default();
+                for (label, value) in approvals::card::facts(&v) {
+                    text.push_str(&format!("\n    {}:", label.to_lowercase()));
+                    if value.contains('\n') || label == "Plan" {
+                        for l in value.lines() {
+                            text.push_str(&format!("\n      {l}"));
+                        }
+                    } else {
+                        text.push_str(&format!(" {value}"));
+                    }
+                }
+                out.line(&text)?;
             }
             out.finish()?;
             return Ok(ExitCode::SUCCESS);

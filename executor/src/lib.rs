@@ -22,6 +22,7 @@
 //! the executor's own log (`<state_dir>/exec.jsonl`).
 
 pub mod config;
+pub mod hostfs;
 pub mod run;
 pub mod sandbox;
 pub mod switch;
@@ -93,20 +94,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Appends one record to the executor's log (root-only, in its state dir).
-fn log(state: Option<&Path>, mut rec: serde_json::Map<String, serde_json::Value>) {
-    let Some(dir) = state else { return };
+/// Appends one record to the executor's log (root-only, in its state dir) and
+/// makes it durable (`fdatasync`) before returning: nothing runs unless its
+/// record is on disk.
+fn log(dir: &Path, mut rec: serde_json::Map<String, serde_json::Value>) -> std::io::Result<()> {
     rec.insert("ts_ms".into(), now_ms().into());
     let line = format!("{}\n", serde_json::Value::Object(rec));
     use std::os::unix::fs::OpenOptionsExt;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
-        .open(dir.join("exec.jsonl"))
-    {
-        let _ = f.write_all(line.as_bytes());
-    }
+        .open(dir.join("exec.jsonl"))?;
+    f.write_all(line.as_bytes())?;
+    f.sync_data()
 }
 
 fn fields(pairs: &[(&str, serde_json::Value)]) -> serde_json::Map<String, serde_json::Value> {
@@ -118,6 +119,9 @@ fn fields(pairs: &[(&str, serde_json::Value)]) -> serde_json::Map<String, serde_
 
 /// Entry point of the `aiops-exec` binary.
 pub fn main() -> ExitCode {
+    // Before anything else: limits, signal dispositions and the mask the caller (through
+    // sudo, which passes them on) chose must not decide whether the log can be written.
+    sandbox::reset_inherited();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config_path = match args.as_slice() {
         [] => PathBuf::from(config::DEFAULT_CONFIG),
@@ -153,9 +157,18 @@ pub fn main() -> ExitCode {
             ("message", msg.into()),
         ]);
         rec.extend(fields(extra));
-        log(Some(&state), rec);
+        if let Err(e) = log(&state, rec) {
+            eprintln!("aiops-exec: exec.jsonl: {e}");
+        }
         eprintln!("aiops-exec: refused: {code}: {msg}");
         ExitCode::from(EXIT_REFUSED)
+    };
+    // A run is recorded durably first; when that fails nothing runs.
+    let record = |rec: serde_json::Map<String, serde_json::Value>| -> Result<(), ExitCode> {
+        log(&state, rec).map_err(|e| {
+            eprintln!("aiops-exec: refused: audit_failed: exec.jsonl: {e}");
+            ExitCode::from(EXIT_REFUSED)
+        })
     };
     // Read the frame from a duplicate of fd 0: unbuffered, so what follows
     // the frame stays for the stage.
@@ -175,7 +188,19 @@ pub fn main() -> ExitCode {
     };
     let v = match verify::verify(&cfg, &signed, sel, now_ms()) {
         Ok(v) => v,
-        Err(r) => return refused(r.code, &r.message, &[]),
+        Err(r) => {
+            // Which signed request was refused (none named when the signature is not ours).
+            let named: Vec<(&str, serde_json::Value)> = verify::authentic_request(&cfg, &signed)
+                .map(|q| {
+                    vec![
+                        ("request_id", q.request_id.into()),
+                        ("command", q.command.into()),
+                        ("requester", q.requester.into()),
+                    ]
+                })
+                .unwrap_or_default();
+            return refused(r.code, &r.message, &named);
+        }
     };
     let req = &v.request;
     let base = [
@@ -188,7 +213,20 @@ pub fn main() -> ExitCode {
             let mut rec = fields(&base);
             rec.insert("event".into(), "privileged_stage".into());
             rec.insert("stage".into(), format!("{p}.{s}").into());
-            log(Some(&state), rec);
+            if let Err(r) = verify::consume_request(
+                &state,
+                &req.request_id,
+                p,
+                s,
+                req.expires_at_ms,
+                cfg.skew_ms,
+                now_ms(),
+            ) {
+                return refused(r.code, &r.message, &base);
+            }
+            if let Err(code) = record(rec) {
+                return code;
+            }
             let err = run::exec_stage(&v.decision.plan, p, s, cfg.limits);
             eprintln!("aiops-exec: {err}");
             ExitCode::from(127)
@@ -197,7 +235,9 @@ pub fn main() -> ExitCode {
             let Some(grant) = &v.grant else {
                 return refused("approval_missing", "no grant", &base);
             };
-            if let Err(r) = verify::consume_grant(&state, grant, &req.request_id) {
+            if let Err(r) =
+                verify::consume_grant(&state, grant, &req.request_id, cfg.skew_ms, now_ms())
+            {
                 return refused(r.code, &r.message, &base);
             }
             let run_as = grant.run_as.clone();
@@ -221,7 +261,9 @@ pub fn main() -> ExitCode {
                 (if run_as.is_empty() { "root" } else { &run_as }).into(),
             );
             rec.insert("transient_unit".into(), transient.into());
-            log(Some(&state), rec);
+            if let Err(code) = record(rec) {
+                return code;
+            }
             let timeout = Duration::from_millis(u64::from(req.timeout_ms));
             sandbox::die_with_parent();
             if transient {
@@ -266,7 +308,9 @@ fn inner_run(cfg_path: &Path, timeout_ms: &str, run_as: &str, command: &str) -> 
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let d = cfg.policy.classify_for(Some(&cfg.name), command);
+    let d = cfg
+        .policy
+        .classify_on_host(Some(&cfg.name), command, &hostfs::HostFiles);
     if matches!(
         d.risk,
         aiops_policy::Risk::Forbidden | aiops_policy::Risk::Rejected

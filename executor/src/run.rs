@@ -138,23 +138,31 @@ fn own_fd(fd: impl AsFd) -> Result<OwnedFd, String> {
 }
 
 /// Applies the stage's redirects in the order written; `stdout` is where
-/// its output goes otherwise, stderr goes to ours.
-fn redirect(cmd: &mut Command, stage: &Stage, cwd: &Path, stdout: OwnedFd) -> Result<(), String> {
+/// its output goes otherwise, stderr goes to ours. A `< FILE` is not opened
+/// here (as root): the path is returned for [`Confinement::stdin_file`], so
+/// the stage's own process opens it after the switch to `run_as`.
+fn redirect(
+    cmd: &mut Command,
+    stage: &Stage,
+    cwd: &Path,
+    stdout: OwnedFd,
+) -> Result<Option<PathBuf>, String> {
     let mut out = Sink::Fd(stdout);
     let mut err = Sink::Fd(own_fd(std::io::stderr())?);
+    let mut stdin_file = None;
     for r in &stage.redirects {
         match r {
             Redirect::StdoutToNull => out = Sink::Null,
             Redirect::StderrToNull => err = Sink::Null,
             Redirect::StderrToStdout => err = out.dup()?,
             Redirect::StdinFromFile(p) => {
-                let f = std::fs::File::open(cwd.join(p)).map_err(|e| format!("{p}: {e}"))?;
-                cmd.stdin(f);
+                cmd.stdin(Stdio::null());
+                stdin_file = Some(cwd.join(p));
             }
         }
     }
     cmd.stdout(out.stdio()).stderr(err.stdio());
-    Ok(())
+    Ok(stdin_file)
 }
 
 /// Replaces this process with one privileged stage: root, the limits and
@@ -171,13 +179,16 @@ pub fn exec_stage(plan: &Plan, p: usize, s: usize, limits: Limits) -> String {
         Ok(c) => c,
         Err(e) => return e,
     };
-    if let Err(e) = own_fd(std::io::stdout()).and_then(|o| redirect(&mut cmd, stage, &cwd, o)) {
-        return e;
-    }
+    let stdin_file =
+        match own_fd(std::io::stdout()).and_then(|o| redirect(&mut cmd, stage, &cwd, o)) {
+            Ok(f) => f,
+            Err(e) => return e,
+        };
     Confinement {
         limits: Some(limits),
         no_new_privs: true,
         die_with_parent: true,
+        stdin_file: stdin_file.as_deref(),
         ..Confinement::default()
     }
     .install(&mut cmd);
@@ -303,12 +314,13 @@ fn run_pipeline(
             } else {
                 own_fd(std::io::stdout())?
             };
-            redirect(&mut cmd, stage, cwd, out)?;
+            let stdin_file = redirect(&mut cmd, stage, cwd, out)?;
             cmd.process_group(pgid);
             Confinement {
                 account: run_as,
                 limits: Some(limits),
                 die_with_parent: true,
+                stdin_file: stdin_file.as_deref(),
                 ..Confinement::default()
             }
             .install(&mut cmd);

@@ -226,6 +226,10 @@ pub struct Confinement<'a> {
     pub landlock: Option<&'a ReadOnly>,
     /// SIGKILL the child when its parent dies.
     pub die_with_parent: bool,
+    /// Open this file as standard input last, after the switch, the dropped
+    /// capabilities and the Landlock domain: a `< FILE` redirect reads only
+    /// what the account that runs the stage may read.
+    pub stdin_file: Option<&'a Path>,
 }
 
 #[repr(C)]
@@ -254,6 +258,11 @@ impl Confinement<'_> {
         let landlock_fd = self.landlock.map(|r| r.fd.as_raw_fd());
         let nnp = self.no_new_privs || landlock_fd.is_some();
         let die_with_parent = self.die_with_parent;
+        // Prepared here: the child must not allocate. A path with a NUL cannot be
+        // opened; the hook then fails with EINVAL and nothing runs.
+        let stdin_file = self
+            .stdin_file
+            .map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default());
         let hook = move || -> io::Result<()> {
             let check = |rc: libc::c_long| {
                 if rc < 0 {
@@ -265,6 +274,9 @@ impl Confinement<'_> {
             // SAFETY (whole block): only raw system calls on integers and on
             // structs on this stack frame; async-signal-safe after fork.
             unsafe {
+                // A file-size limit kills, as the kernel intends (`limit_exceeded:
+                // file_size`), whatever disposition this process inherited.
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
                 if die_with_parent {
                     check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0).into())?;
                 }
@@ -317,6 +329,20 @@ impl Confinement<'_> {
                 if let Some(fd) = landlock_fd {
                     check(libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32))?;
                 }
+                if let Some(path) = &stdin_file {
+                    if path.is_empty() {
+                        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                    }
+                    let fd = libc::open(
+                        path.as_ptr(),
+                        libc::O_RDONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
+                    );
+                    check(fd.into())?;
+                    check(libc::dup2(fd, 0).into())?;
+                    if fd != 0 {
+                        libc::close(fd);
+                    }
+                }
             }
             Ok(())
         };
@@ -325,6 +351,53 @@ impl Confinement<'_> {
         unsafe {
             cmd.pre_exec(hook);
         }
+    }
+}
+
+/// Undoes what a caller can leave behind across `exec` for the executor: resource limits
+/// that would make its own log write or its run fail (`RLIMIT_FSIZE` 0 with SIGXFSZ ignored
+/// turns every append into a quiet `EFBIG`), ignored or caught signal dispositions and a
+/// blocked signal mask. Root with CAP_SYS_RESOURCE raises the limits to unlimited; without
+/// it (an unprivileged lab executor, a container without the capability) only up to the
+/// hard limits, and then a log write may fail, which refuses: nothing runs unrecorded.
+pub fn reset_inherited() {
+    for res in [
+        libc::RLIMIT_FSIZE,
+        libc::RLIMIT_CPU,
+        libc::RLIMIT_AS,
+        libc::RLIMIT_DATA,
+    ] {
+        if set_rlimit(res, libc::RLIM_INFINITY).is_err()
+            && let Some(l) = get_rlimit(res)
+        {
+            let lim = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            // SAFETY: setrlimit reads one plain struct we own.
+            unsafe {
+                libc::setrlimit(res, &lim);
+            }
+        }
+    }
+    if get_rlimit(libc::RLIMIT_NOFILE).is_some_and(|l| l.rlim_cur < 1024) {
+        let _ = set_rlimit(libc::RLIMIT_NOFILE, 1024);
+    }
+    // SAFETY: signal() with SIG_DFL/SIG_IGN installs no handler code; sigprocmask reads a
+    // set we own.
+    unsafe {
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        // Where a hard RLIMIT_FSIZE could not be raised (no CAP_SYS_RESOURCE), a log write
+        // then fails with EFBIG, which refuses, instead of killing the executor unheard.
+        // Every program it starts gets SIGXFSZ back at its default (Confinement).
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
 }
 

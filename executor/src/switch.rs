@@ -1,4 +1,4 @@
-//! `aiops-sandbox PROGRAM ARGS...`: the one place that holds CAP_SETUID and
+//! `aiops-sandbox [--stdin-file PATH] PROGRAM ARGS...`: the one place that holds CAP_SETUID and
 //! CAP_SETGID (as file capabilities, executable by the agent's group only).
 //! It switches to the command account named in the root-owned agent
 //! configuration — never to uid or gid 0, never to an account the caller
@@ -34,10 +34,25 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    // `--stdin-file PATH`: the stage's `< PATH`, opened as the command account after the
+    // switch and inside the Landlock domain, never by the daemon (a program path is
+    // absolute, so it cannot be mistaken for this option).
+    let (stdin_file, args) = match args.as_slice() {
+        [flag, path, rest @ ..] if flag == "--stdin-file" => {
+            (Some(std::path::PathBuf::from(path)), rest)
+        }
+        _ => (None, args.as_slice()),
+    };
     let Some((program, rest)) = args.split_first() else {
-        eprintln!("aiops-sandbox: usage: aiops-sandbox /ABSOLUTE/PROGRAM [ARGS...]");
+        eprintln!(
+            "aiops-sandbox: usage: aiops-sandbox [--stdin-file /PATH] /ABSOLUTE/PROGRAM [ARGS...]"
+        );
         return ExitCode::from(EXIT_SANDBOX);
     };
+    if stdin_file.as_ref().is_some_and(|p| !p.is_absolute()) {
+        eprintln!("aiops-sandbox: --stdin-file takes an absolute path");
+        return ExitCode::from(EXIT_SANDBOX);
+    }
     let fail = |m: String| {
         eprintln!("aiops-sandbox: {m}");
         ExitCode::from(EXIT_SANDBOX)
@@ -69,6 +84,7 @@ pub fn main() -> ExitCode {
         no_new_privs: true,
         landlock: ruleset.as_ref(),
         die_with_parent: false,
+        stdin_file: stdin_file.as_deref(),
     }
     .install(&mut cmd);
     fail(format!("{}: {}", program.to_string_lossy(), cmd.exec()))

@@ -69,6 +69,17 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// The request, when the pinned controller key signed it (for the log of a refusal).
+pub fn authentic_request(
+    cfg: &Config,
+    signed: &wire::SignedCommand,
+) -> Option<wire::CommandRequest> {
+    (signed.key_id == key_id(&cfg.controller_key)
+        && verify_sig(&cfg.controller_key, &signed.request, &signed.signature))
+    .then(|| wire::CommandRequest::decode(signed.request.as_slice()).ok())
+    .flatten()
+}
+
 /// Runs every check except the single-use record (see [`consume_grant`]).
 pub fn verify(
     cfg: &Config,
@@ -110,14 +121,24 @@ pub fn verify(
     if req.timeout_ms == 0 || i64::from(req.timeout_ms) > cfg.max_timeout_ms {
         return Err(refuse("limits", "timeout out of range"));
     }
-    let mut own = cfg.policy.classify_for(Some(&cfg.name), &req.command);
+    // Judged against this host's file system, here, as root: every path operand, `<`
+    // and working directory with its links resolved, and for a privileged stage none
+    // that another account could redirect after this check (the agent daemon checks
+    // the same, but a compromised daemon is who would set up the link).
+    let fs = crate::hostfs::HostFiles;
+    let mut own = cfg
+        .policy
+        .classify_on_host(Some(&cfg.name), &req.command, &fs);
     // Glob operands of an auto-allowed request: expanded here, as root, and classified
     // again (the agent did the same; the structure of the plan is the same).
     if own.risk == Risk::ApprovalRequired
         && req.decision == wire::AUTO_ALLOWED
-        && let Some(d) =
-            cfg.policy
-                .classify_expanded(Some(&cfg.name), &req.command, &mut crate::run::list_dir)
+        && let Some(d) = cfg.policy.classify_expanded(
+            Some(&cfg.name),
+            &req.command,
+            &mut crate::run::list_dir,
+            &fs,
+        )
     {
         own = d;
     }
@@ -156,6 +177,14 @@ pub fn verify(
                 ));
             }
             let g = verify_grant(cfg, &signed.approval, &req, now_ms)?;
+            // The approver was shown a plan; only that plan runs. (Grants from
+            // before plan digests carry none: their command hash still binds.)
+            if !g.plan_sha256.is_empty() && g.plan_sha256 != aiops_policy::plan_digest(&own.plan) {
+                return Err(refuse(
+                    "approval_invalid",
+                    "grant is for another plan than this host's policy derives",
+                ));
+            }
             if !approvable(cfg, &own) {
                 return Err(refuse(
                     "not_approvable",
@@ -255,30 +284,115 @@ pub fn consume_grant(
     state: &Path,
     g: &wire::ApprovalGrant,
     request_id: &str,
+    skew_ms: i64,
+    now_ms: i64,
 ) -> Result<(), Refusal> {
-    let dir = state.join("grants");
-    std::fs::create_dir_all(&dir).map_err(|e| refuse("state", e.to_string()))?;
-    let path = dir.join(&g.approval_id);
+    let used = || {
+        refuse(
+            "approval_used",
+            format!("approval {} was already used", g.approval_id),
+        )
+    };
+    once(
+        &state.join("grants"),
+        &g.approval_id,
+        &format!("{request_id} {}\n", g.expires_at_ms),
+        skew_ms,
+        now_ms,
+    )
+    .map_err(|e| e.unwrap_or_else(used))
+}
+
+/// Records that one privileged stage of an auto-allowed request ran: a signed
+/// request replayed to the executor (by a compromised daemon, which keeps the
+/// bytes it was sent) runs that stage once, not until it expires.
+pub fn consume_request(
+    state: &Path,
+    request_id: &str,
+    pipeline: usize,
+    stage: usize,
+    expires_at_ms: i64,
+    skew_ms: i64,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    once(
+        &state.join("requests"),
+        &format!("{request_id}.{pipeline}.{stage}"),
+        &format!("{expires_at_ms}\n"),
+        skew_ms,
+        now_ms,
+    )
+    .map_err(|e| {
+        e.unwrap_or_else(|| {
+            refuse(
+                "replayed",
+                format!("request {request_id} stage {pipeline}.{stage} already ran"),
+            )
+        })
+    })
+}
+
+/// Most records kept in one single-use directory; past it nothing more runs until
+/// records expire (bounded state instead of a disk filled by replays).
+const MAX_RECORDS: usize = 100_000;
+
+/// Creates `dir/name` exclusively with `text` (whose first field after the optional
+/// request id is the expiry in Unix ms) and makes it durable. `Err(None)`: it
+/// exists. Records whose expiry (plus the skew) has passed are removed first: what
+/// they guarded is refused as expired anyway.
+fn once(
+    dir: &Path,
+    name: &str,
+    text: &str,
+    skew_ms: i64,
+    now_ms: i64,
+) -> Result<(), Option<Refusal>> {
+    let st = |e: std::io::Error| Some(refuse("state", e.to_string()));
+    std::fs::create_dir_all(dir).map_err(st)?;
+    let kept = prune(dir, skew_ms, now_ms);
+    if kept >= MAX_RECORDS {
+        return Err(Some(refuse(
+            "state",
+            format!("{}: {kept} unexpired records", dir.display()),
+        )));
+    }
     let mut f = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(dir.join(name))
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(refuse(
-                "approval_used",
-                format!("approval {} was already used", g.approval_id),
-            ));
-        }
-        Err(e) => return Err(refuse("state", e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(None),
+        Err(e) => return Err(st(e)),
     };
-    let rec = format!("{request_id} {}\n", g.expires_at_ms);
-    f.write_all(rec.as_bytes())
+    f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::File::open(&dir)?.sync_all())
-        .map_err(|e| refuse("state", e.to_string()))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(st)
+}
+
+/// Removes the expired records of `dir`; returns how many are left.
+fn prune(dir: &Path, skew_ms: i64, now_ms: i64) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut kept = 0;
+    for e in rd.flatten() {
+        let expires = std::fs::read_to_string(e.path()).ok().and_then(|t| {
+            t.split_whitespace()
+                .last()
+                .and_then(|x| x.parse::<i64>().ok())
+        });
+        match expires {
+            Some(x) if now_ms > x.saturating_add(skew_ms) => {
+                let _ = std::fs::remove_file(e.path());
+            }
+            // Unreadable or unparsable: kept (never forget a use by mistake).
+            _ => kept += 1,
+        }
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -307,5 +421,37 @@ mod tests {
         assert!(!words_match(&w("kill"), &w("kill 1")));
         assert!(is_uuid("0e2b5a6c-1f0d-4c3a-9a57-8d9f0b1c2d3e"));
         assert!(!is_uuid("../../etc/passwd-aaaaaaaaaaaaaaaaaaaaa"));
+    }
+
+    #[test]
+    fn single_use_records_refuse_a_second_use_and_expired_ones_are_pruned() {
+        let dir = std::env::temp_dir().join(format!("aiops-exec-once-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let id = "0e2b5a6c-1f0d-4c3a-9a57-8d9f0b1c2d3e";
+        consume_request(&dir, id, 0, 0, 1_000, 0, 500).expect("first use");
+        let r = consume_request(&dir, id, 0, 0, 1_000, 0, 600).unwrap_err();
+        assert_eq!(r.code, "replayed");
+        // Another stage of the same request is its own record.
+        consume_request(&dir, id, 1, 0, 1_000, 0, 600).expect("another stage");
+        let g = wire::ApprovalGrant {
+            approval_id: id.into(),
+            expires_at_ms: 2_000,
+            ..Default::default()
+        };
+        consume_grant(&dir, &g, id, 0, 700).expect("grant");
+        assert_eq!(
+            consume_grant(&dir, &g, id, 0, 800).unwrap_err().code,
+            "approval_used"
+        );
+        // Past the requests' expiry their records go; the grant's stays until its own.
+        consume_request(&dir, "other", 0, 0, 5_000, 0, 1_500).expect("prunes");
+        let left: Vec<String> = std::fs::read_dir(dir.join("requests"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["other.0.0"]);
+        assert!(dir.join("grants").join(id).exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -84,6 +84,9 @@ pub struct ApprovalGrant {
     /// Account the approved command runs as; empty = root.
     #[prost(string, tag = "7")]
     pub run_as: String,
+    /// Hex SHA-256 of the approved plan (`aiops_policy::plan_digest`).
+    #[prost(string, tag = "8")]
+    pub plan_sha256: String,
 }
 
 /// `aiops.agent.v1.SignedApproval`.
@@ -141,8 +144,14 @@ mod tests {
             expires_at_ms: 9,
             approver: "p".into(),
             requester: "q".into(),
+            run_as: "nobody".into(),
+            plan_sha256: "d".into(),
         };
         let wg = super::ApprovalGrant::decode(g.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            (wg.run_as.as_str(), wg.plan_sha256.as_str()),
+            ("nobody", "d")
+        );
         assert_eq!(
             (
                 wg.approval_id,

@@ -672,6 +672,28 @@ impl Run<'_> {
                     privileged: true,
                     ..*ctx
                 };
+                // The executor opens a privileged stage's `<` as root: a privileged read.
+                for r in &stage.redirects {
+                    if let Redirect::StdinFromFile(f) = r
+                        && let Some(why) = ctx.sensitive(f, false)
+                    {
+                        out.push(v(Level::Approval, format!("stdin redirect {why}")));
+                    }
+                }
+                // Where it runs: a directory another account can change is one it can
+                // swap for a link between this check and the `chdir`.
+                if let (Some(fs), Cwd::Known(dirs)) = (ctx.fs, ctx.cwd) {
+                    for d in dirs {
+                        if let Some(why) =
+                            fs.writable_dir(&format!("{}/.", d.trim_end_matches('/')))
+                        {
+                            out.push(v(
+                                Level::Approval,
+                                format!("a privileged stage in {d}, which another account can redirect ({why})"),
+                            ));
+                        }
+                    }
+                }
                 self.program(&stage.argv, &ctx, 0, out);
                 return;
             }

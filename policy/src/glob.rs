@@ -11,7 +11,7 @@
 //! written (as in bash), so it still needs a shell and an approval. Names starting with `.`
 //! match only a pattern component that starts with `.`.
 
-use crate::{Decision, Policy, Risk};
+use crate::{Decision, EXEC_CWD, HostFs, Policy, Risk};
 
 /// Byte ranges of the glob words of `command`; `None` when it has none, or when a glob
 /// word also has quotes, escapes or expansions (left to the shell path).
@@ -135,19 +135,23 @@ pub const MAX_GLOB_MATCHES: usize = 1000;
 /// The longest expanded command: past it the command is judged unexpanded.
 pub const MAX_EXPANDED_BYTES: usize = 32 * 1024;
 
-/// The paths `pattern` matches, sorted, using `list_dir` (names in a directory) for the
-/// components with glob characters. A relative pattern is relative to `/`. More than
-/// [`MAX_GLOB_MATCHES`] paths at any step: no match.
+/// The paths `pattern` matches, sorted, using `list_dir` (names in a directory, always
+/// asked for by absolute path) for the components with glob characters. A relative
+/// pattern is relative to [`EXEC_CWD`], where every command starts, and its matches stay
+/// relative. More than [`MAX_GLOB_MATCHES`] paths at any step: no match.
 pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> Vec<String> {
     let absolute = pattern.starts_with('/');
     let mut found = vec![String::new()];
     for comp in pattern.split('/').filter(|c| !c.is_empty()) {
         let mut next = Vec::new();
         for base in &found {
+            // Never the lister's own working directory (the executor's is its caller's).
             let dir = if base.is_empty() {
-                "/".to_string()
-            } else {
+                EXEC_CWD.to_string()
+            } else if absolute {
                 base.clone()
+            } else {
+                format!("{}/{base}", EXEC_CWD.trim_end_matches('/'))
             };
             let join = |n: &str| {
                 if base.is_empty() {
@@ -191,14 +195,30 @@ pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> 
 /// with no match stays as written. `None`: no glob words, or none matched anything.
 pub fn expand(command: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> Option<String> {
     let words = glob_words(command)?;
+    // After a `cd` a relative glob would expand against a directory this text-level
+    // expansion does not track: it stays a glob (needs approval), never `/`'s names.
+    // (The lexer does not take glob characters: it reads the template.)
+    let moves = match template(command).map(|t| crate::lex::plan(&t)) {
+        Some(Ok(pipes)) => pipes.iter().flat_map(|p| &p.stages).any(|st| {
+            st.argv
+                .first()
+                .is_some_and(|a| a == "cd" || a.ends_with("/cd"))
+        }),
+        _ => true,
+    };
     let mut out = String::new();
     let mut last = 0;
     let mut any = false;
     for (s, e) in words {
         out.push_str(&command[last..s]);
-        let m = matches(&command[s..e], list_dir);
+        let word = &command[s..e];
+        let m = if moves && !word.starts_with('/') {
+            Vec::new()
+        } else {
+            matches(word, list_dir)
+        };
         if m.is_empty() {
-            out.push_str(&command[s..e]);
+            out.push_str(word);
         } else {
             any = true;
             out.push_str(&m.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" "));
@@ -234,16 +254,18 @@ impl Policy {
     }
 
     /// On the target: a command that is not auto-allowed as written, with its glob words
-    /// expanded by `list_dir`, classified again. `Some` only when the expansion is
-    /// auto-allowed (its plan is what runs).
+    /// expanded by `list_dir`, classified again against the host's file system (as
+    /// [`Policy::classify_on_host`]). `Some` only when the expansion is auto-allowed (its
+    /// plan is what runs).
     pub fn classify_expanded(
         &self,
         target: Option<&str>,
         command: &str,
         list_dir: &mut dyn FnMut(&str) -> Vec<String>,
+        fs: &dyn HostFs,
     ) -> Option<Decision> {
         let expanded = expand(command, list_dir)?;
-        let d = self.classify_for(target, &expanded);
+        let d = self.classify_on_host(target, &expanded, fs);
         (d.risk == Risk::AutoAllowed).then_some(d)
     }
 }
@@ -251,6 +273,23 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file system where nothing is a link and every directory is root's.
+    struct Plain;
+    impl HostFs for Plain {
+        fn realpath(&self, path: &str) -> Option<String> {
+            Some(path.to_string())
+        }
+        fn walk(&self, _: &str, _: usize) -> crate::Walk {
+            crate::Walk::Entries {
+                entries: Vec::new(),
+                complete: true,
+            }
+        }
+        fn writable_dir(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
 
     fn fs(dir: &str) -> Vec<String> {
         match dir {
@@ -285,11 +324,14 @@ mod tests {
             Risk::AutoAllowed
         );
         assert!(
-            p.classify_expanded(None, "file /home/admin/deploy/*.sh", &mut fs)
+            p.classify_expanded(None, "file /home/admin/deploy/*.sh", &mut fs, &Plain)
                 .is_some()
         );
         // A sensitive path among the matches is not auto-allowed on the target.
-        assert!(p.classify_expanded(None, "cat /etc/*", &mut fs).is_none());
+        assert!(
+            p.classify_expanded(None, "cat /etc/*", &mut fs, &Plain)
+                .is_none()
+        );
         // A write stays a write.
         assert_ne!(
             p.classify_globbed(None, "rm /var/log/*").risk,
@@ -306,7 +348,10 @@ mod tests {
         assert!(matches("/*/*/*/*/*", &mut wide).is_empty());
         assert!(expand("ls -d /*/*", &mut wide).is_none());
         let p = Policy::builtin();
-        assert!(p.classify_expanded(None, "ls -d /*/*", &mut wide).is_none());
+        assert!(
+            p.classify_expanded(None, "ls -d /*/*", &mut wide, &Plain)
+                .is_none()
+        );
         // Many words each under the count cap, together past the byte cap.
         let mut long = |_: &str| {
             (0..900)
@@ -315,5 +360,42 @@ mod tests {
         };
         assert!(expand("ls -d /* /*", &mut long).is_none());
         assert!(expand("ls -d /*", &mut long).is_some());
+    }
+
+    #[test]
+    fn relative_globs_expand_against_the_start_directory_and_not_after_a_cd() {
+        let mut asked = Vec::new();
+        let mut lister = |d: &str| {
+            asked.push(d.to_string());
+            fs(d)
+        };
+        // Relative to `/`, listed by absolute path (never the lister's own directory).
+        assert_eq!(
+            expand("ls etc/*", &mut lister).unwrap(),
+            "ls 'etc/hostname' 'etc/shadow'"
+        );
+        assert_eq!(asked, ["/etc"]);
+        // After a `cd` the directory is not `/`: the glob stays, so it needs approval
+        // (before, it took `/`'s names).
+        let mut root = |d: &str| {
+            if d == "/" {
+                vec!["etc".to_string(), "var".to_string()]
+            } else {
+                fs(d)
+            }
+        };
+        assert_eq!(expand("cat *", &mut root).unwrap(), "cat 'etc' 'var'");
+        assert!(expand("cd /etc && cat *", &mut root).is_none());
+        assert!(expand("cd /var/log; ls *", &mut root).is_none());
+        // Absolute globs after a `cd` still expand.
+        assert_eq!(
+            expand("cd /tmp && ls /var/log/*", &mut fs).unwrap(),
+            "cd /tmp && ls '/var/log/nginx' '/var/log/syslog'"
+        );
+        let p = Policy::builtin();
+        assert!(
+            p.classify_expanded(None, "cd /etc && cat *", &mut fs, &Plain)
+                .is_none()
+        );
     }
 }

@@ -61,6 +61,25 @@ pub trait HostFs {
     fn realpath(&self, path: &str) -> Option<String>;
     /// Every entry under the directory `dir`, at most `limit` of them.
     fn walk(&self, dir: &str, limit: usize) -> Walk;
+    /// `Some(why)` when an account other than root could change what the
+    /// absolute path `path` names between this check and the open: a
+    /// directory in which its resolution looks a name up (every symbolic
+    /// link followed) is owned by another account, or writable by a group
+    /// other than root's or by everyone, or a link on the way is owned by
+    /// another account. A `.` component stands for a lookup in the
+    /// directory itself. Such a path cannot be checked once and trusted
+    /// for a privileged read: a link swapped in after the check points it
+    /// anywhere.
+    fn writable_dir(&self, path: &str) -> Option<String>;
+}
+
+/// Hex SHA-256 of a plan's canonical JSON (fields in declaration order):
+/// what an approval and its grant bind, so a human who was shown plan A
+/// can never authorise plan B. The controller, the approver and the root
+/// executor all compute it with this function.
+pub fn plan_digest(plan: &Plan) -> String {
+    let text = serde_json::to_string(plan).expect("a plan serializes");
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
 }
 
 /// The outcome of classifying one command.

@@ -69,6 +69,15 @@ impl Ctx<'_> {
                 return Some(r);
             }
             let Some(fs) = self.fs else { continue };
+            // A privileged read of a path another account can redirect: checking it is not
+            // enough (the link can be swapped in after the check), so it needs a human.
+            if self.privileged
+                && let Some(why) = fs.writable_dir(full)
+            {
+                return Some(format!(
+                    "a privileged read of {full}, which another account can redirect ({why})"
+                ));
+            }
             let real = fs.realpath(full);
             if let Some(real) = &real
                 && real != full

@@ -36,6 +36,48 @@ impl HostFs for Fake {
             },
         }
     }
+    fn writable_dir(&self, path: &str) -> Option<String> {
+        ["/tmp/", "/var/log/aiops-agent/", "/home/alice/"]
+            .iter()
+            .find(|d| path.starts_with(*d))
+            .map(|d| format!("{d} is writable by another account"))
+    }
+}
+
+#[test]
+fn a_privileged_read_through_a_directory_another_account_can_change_needs_approval() {
+    let p = Policy::builtin();
+    for cmd in [
+        "sudo cat /tmp/x",
+        "sudo wc -c /var/log/aiops-agent/x",
+        "sudo cat < /tmp/x",
+        "cd /tmp && sudo ls",
+        "cd /var/log/aiops-agent && sudo cat x",
+        "sudo tail -n 5 /home/alice/app.log",
+    ] {
+        assert_eq!(p.classify(cmd).risk, Risk::AutoAllowed, "{cmd} as text");
+        let d = p.classify_on_host(None, cmd, &Fake);
+        assert_eq!(d.risk, Risk::ApprovalRequired, "{cmd}: {:?}", d.reasons);
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.contains("another account can redirect")),
+            "{cmd}: {:?}",
+            d.reasons
+        );
+    }
+    // The same reads unprivileged are the command account's own business, and privileged
+    // reads of root's directories stay automatic.
+    for cmd in [
+        "cat /tmp/x",
+        "wc -c < /tmp/x",
+        "cd /tmp && ls",
+        "sudo cat /var/log/syslog",
+        "sudo ls /root",
+    ] {
+        let d = p.classify_on_host(None, cmd, &Fake);
+        assert_eq!(d.risk, Risk::AutoAllowed, "{cmd}: {:?}", d.reasons);
+    }
 }
 
 #[test]

@@ -308,6 +308,7 @@ impl Forge {
             expires_at_ms: expires,
             approver: "approver".into(),
             requester: requester.into(),
+            ..Default::default()
         }
         .encode_to_vec();
         pb::SignedApproval {

@@ -29,10 +29,51 @@ fn glob_operands_run_expanded_without_a_shell_or_an_approval() {
     assert!(out.contains(&format!("1 {d}/a.sh")), "{out}");
     assert!(out.contains(&format!("2 {d}/b.sh")), "{out}");
     assert!(!out.contains("c.txt"), "{out}");
-    // A privileged read with a glob goes through the executor, which expands it itself.
-    let (a, _) = lab.run(&request("srv1", &format!("sudo wc -l {d}/[ab].sh")));
+    // A privileged read with a glob goes through the executor, which expands it itself:
+    // in a directory only root can change (the lab's own is under /tmp, which every
+    // account can write, so a privileged read there needs a human).
+    let root_dir = format!("/run/aiops-globs-{}", std::process::id());
+    std::fs::create_dir_all(&root_dir).unwrap();
+    for f in ["a.sh", "b.sh"] {
+        std::fs::copy(format!("{d}/{f}"), format!("{root_dir}/{f}")).unwrap();
+    }
+    let (a, _) = lab.run(&request("srv1", &format!("sudo wc -l {root_dir}/[ab].sh")));
+    let _ = std::fs::remove_dir_all(&root_dir);
     assert_eq!(a["status"], "executed", "{a}");
     assert!(a["stdout"].as_str().unwrap().contains("3 total"), "{a}");
+    let (a, _) = lab.run(&request("srv1", &format!("sudo wc -l {d}/[ab].sh")));
+    assert_eq!(a["error"]["code"], "agent_refused", "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy_stricter"),
+        "{a}"
+    );
+}
+
+#[test]
+fn a_relative_glob_after_a_cd_is_not_expanded_against_the_root_directory() {
+    let lab = Lab::start(1, "lab");
+    let d = dir_with_files(&lab);
+    // `*` after `cd D` means D's names; expanding it against `/` ran `ls bin boot ...` in D.
+    let (a, code) = lab.run(&request("srv1", &format!("cd {d} && ls *")));
+    assert_eq!(code, 1, "{a}");
+    assert_eq!(a["error"]["code"], "agent_refused", "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy_stricter"),
+        "{a}"
+    );
+    let audit = lab.agent_audit("srv1");
+    assert_eq!(audit.last().unwrap()["reason"], "policy_stricter");
+    assert!(!audit.iter().any(|r| r["event"] == "executed"), "it ran");
+    // Without a `cd` a relative glob is relative to `/`, where every command starts.
+    let (a, _) = lab.run(&request("srv1", "ls -d et*"));
+    assert_eq!(a["status"], "executed", "{a}");
+    assert_eq!(a["stdout"], "etc\n", "{a}");
 }
 
 #[test]

@@ -93,6 +93,7 @@ fn signed(
             expires_at_ms: now + 120_000,
             approver: who.into(),
             requester: "attacker".into(),
+            ..Default::default()
         }
         .encode_to_vec();
         s.approval = pb::SignedApproval {
@@ -108,24 +109,69 @@ fn signed(
 /// Feeds `frame` to the executor the way a compromised daemon can: as the `aiops` account,
 /// through `sudo -n` and the one sudoers rule. Returns (exit status, stderr).
 fn as_daemon(c: &Container, frame: &[u8], extra_args: &[&str]) -> (i32, String) {
+    let mut args = vec!["sudo", "-n", EXEC];
+    args.extend_from_slice(extra_args);
+    let (code, _, err) = as_daemon_run(c, frame, &args);
+    (code, err)
+}
+
+/// Runs `argv` as the daemon's account (a compromised daemon) with `stdin` on its standard
+/// input. Returns (exit status, stdout, stderr).
+fn as_daemon_run(c: &Container, stdin: &[u8], argv: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new("nsenter");
     cmd.args(["-t", &c.pid1.to_string(), "-a", "--"])
-        .args(["runuser", "-u", "aiops", "--", "sudo", "-n", EXEC])
-        .args(extra_args)
+        .args(["runuser", "-u", "aiops", "--"])
+        .args(argv)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("nsenter");
     {
         use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        let _ = stdin.write_all(frame);
+        let mut input = child.stdin.take().expect("stdin");
+        let _ = input.write_all(stdin);
     }
     let out = child.wait_with_output().expect("wait");
     (
         out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// An approved request for `command` whose grant names `run_as` (the executor's wire form:
+/// the grant carries the account).
+fn approved_as(
+    signer: &SigningKey,
+    approver: &SigningKey,
+    command: &str,
+    run_as: &str,
+) -> pb::SignedCommand {
+    let mut s = signed(signer, command, Some((approver, "root")));
+    let req = pb::CommandRequest::decode(s.request.as_slice()).expect("request");
+    let grant = aiops_exec::wire::ApprovalGrant {
+        approval_id: req.approval_id.clone(),
+        target: "srv1".into(),
+        command_sha256: aiops_sys::sha256_hex(command.as_bytes()),
+        expires_at_ms: req.expires_at_ms,
+        approver: "root".into(),
+        requester: "attacker".into(),
+        run_as: run_as.into(),
+    }
+    .encode_to_vec();
+    s.approval = pb::SignedApproval {
+        signature: approver.sign(&grant),
+        key_id: approver.verifying_key().key_id(),
+        grant,
+    }
+    .encode_to_vec();
+    s
+}
+
+fn request_id(s: &pb::SignedCommand) -> String {
+    pb::CommandRequest::decode(s.request.as_slice())
+        .expect("request")
+        .request_id
 }
 
 fn exec_log(c: &Container) -> Vec<Value> {
@@ -275,6 +321,15 @@ fn unprivileged_commands_cannot_write_or_read_the_daemons_files_even_when_the_cl
         "cat /proc/1/root/etc/aiops-agent/pki/agent.key".to_string(),
         "cat /proc/1/root/var/log/aiops-agent/audit.jsonl".to_string(),
     ];
+    // `<` redirects: the built-in policy auto-allows `cat < FILE` for a file it does not
+    // know as sensitive; the open must happen as the command account, after the switch.
+    // `/srv/aiops-run/k` is a hard link to the daemon's key (a classifier that missed it).
+    let redirects = [
+        "cat < /var/log/aiops-agent/audit.jsonl".to_string(),
+        "cat < /var/lib/aiops-agent/replay.log".to_string(),
+        "cat < /srv/aiops-run/k".to_string(),
+        "wc -c < /var/log/aiops-agent/audit.jsonl".to_string(),
+    ];
     let t = boot("priv-unpriv", 43, None);
     let list: Vec<String> = attacks.iter().map(|a| format!("    - {a:?}\n")).collect();
     std::fs::write(
@@ -303,11 +358,12 @@ fn unprivileged_commands_cannot_write_or_read_the_daemons_files_even_when_the_cl
         std::net::TcpStream::connect(&t.address).is_ok()
     });
     t.c.sh(&format!(
-        "mkdir -p /srv/aiops-run && echo keep > {victim} && chown -R aiops-run:aiops-run /srv/aiops-run"
+        "mkdir -p /srv/aiops-run && echo keep > {victim} && chown -R aiops-run:aiops-run /srv/aiops-run \
+         && ln /etc/aiops-agent/pki/agent.key /srv/aiops-run/k"
     ));
     let key_text = std::fs::read_to_string(t.c.root.join("etc/aiops-agent/pki/agent.key")).unwrap();
     let key_line = key_text.lines().nth(1).unwrap_or("").to_string();
-    for cmd in &attacks {
+    for cmd in attacks.iter().chain(&redirects) {
         let a = t.ctl.run("srv1", cmd);
         assert_eq!(
             a["status"], "executed",
@@ -317,6 +373,9 @@ fn unprivileged_commands_cannot_write_or_read_the_daemons_files_even_when_the_cl
         let out = format!("{}{}", a["stdout"], a["stderr"]);
         assert!(!out.contains(&key_line), "{cmd}: leaked the key");
         assert!(!out.contains("\"event\""), "{cmd}: leaked the audit");
+        if redirects.contains(cmd) {
+            assert_eq!(a["stdout"], "", "{cmd}: the redirect was read: {a}");
+        }
     }
     assert!(!exists(&t.c, "/srv/aiops-run/created"));
     assert!(!exists(&t.c, "/srv/aiops-run/dir"));
@@ -326,7 +385,7 @@ fn unprivileged_commands_cannot_write_or_read_the_daemons_files_even_when_the_cl
     );
     // Each attempt is in the agent's audit as a failed execution.
     let audit = read_jsonl(&t.c.root.join("var/log/aiops-agent/audit.jsonl"));
-    for cmd in &attacks {
+    for cmd in attacks.iter().chain(&redirects) {
         assert!(
             audit.iter().any(|r| r["event"] == "executed"
                 && r["command"] == cmd.as_str()
@@ -449,4 +508,168 @@ fn approved_fixes_escape_the_unit_sandbox_limits_hold_and_the_sudoers_rule_is_va
         );
     }
     assert!(checks >= 1);
+}
+
+#[test]
+fn a_compromised_daemon_cannot_point_a_signed_privileged_read_at_another_file() {
+    // The executor judged the command by its text: a signed, auto-allowed `sudo cat PATH`
+    // under a directory the daemon can write read whatever the daemon linked there.
+    let t = boot("priv-links", 53, None);
+    let pki = t.ctl.pki();
+    let controller = key(&pki.signing_key());
+    let approver = key(&t.ctl.dir().join("pki/approver.key"));
+    let shadow = std::fs::read_to_string(t.c.root.join("etc/shadow")).expect("shadow");
+    let shadow_line = shadow.lines().next().expect("a line").to_string();
+    let shadow_size = format!("{} ", shadow.len());
+    // What a compromised daemon can set up with its own account.
+    let (code, _, err) = as_daemon_run(
+        &t.c,
+        b"",
+        &[
+            "sh",
+            "-c",
+            "ln -sfn /etc/shadow /var/log/aiops-agent/x && ln -sfn /etc/shadow /tmp/aiops-x \
+             && ln -sfn /etc /var/lib/aiops-agent/d && echo PLAIN-DAEMON-FILE > /var/log/aiops-agent/plain",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    t.c.sh("mkdir -p /srv/aiops-root && echo ROOT-ONLY-OK > /srv/aiops-root/ok && chmod 600 /srv/aiops-root/ok");
+    // (command, pipeline of the privileged stage)
+    let cases = [
+        ("sudo cat /var/log/aiops-agent/x", 0),
+        ("sudo wc -c /tmp/aiops-x", 0),
+        ("sudo cat < /var/log/aiops-agent/x", 0),
+        ("cd /var/lib/aiops-agent/d && sudo cat shadow", 1),
+        ("cd /var/lib/aiops-agent && sudo cat d/shadow", 1),
+        // No link at all when it is checked: a link swapped in between the check and the
+        // open cannot be ruled out by checking, so a path the daemon can redirect is refused.
+        ("sudo cat /var/log/aiops-agent/plain", 0),
+        ("sudo tail -n 1 /tmp/aiops-x", 0),
+    ];
+    for (cmd, p) in cases {
+        let before = exec_log(&t.c).len();
+        let s = signed(&controller, cmd, None);
+        let frame = aiops_exec::frame(p, 0, &s.encode_to_vec());
+        let (code, out, err) = as_daemon_run(&t.c, &frame, &["sudo", "-n", EXEC]);
+        assert!(
+            !out.contains(&shadow_line),
+            "{cmd}: read /etc/shadow: {out}"
+        );
+        assert!(
+            !out.starts_with(&shadow_size),
+            "{cmd}: /etc/shadow's size: {out}"
+        );
+        assert!(!out.contains("PLAIN-DAEMON-FILE"), "{cmd}: ran: {out}");
+        assert_eq!(out, "", "{cmd}: ran");
+        assert_eq!(code, 126, "{cmd}: {out} {err}");
+        let rec = exec_log(&t.c).get(before).cloned().unwrap_or(Value::Null);
+        assert_eq!(rec["event"], "refused", "{cmd}: {rec}");
+        assert_eq!(rec["reason"], "policy_stricter", "{cmd}: {rec}");
+        assert_eq!(rec["request_id"], request_id(&s).as_str(), "{cmd}: {rec}");
+    }
+    // The same read of a path only root can redirect runs.
+    let s = signed(&controller, "sudo cat /srv/aiops-root/ok", None);
+    let frame = aiops_exec::frame(0, 0, &s.encode_to_vec());
+    let (code, out, err) = as_daemon_run(&t.c, &frame, &["sudo", "-n", EXEC]);
+    assert_eq!((code, out.as_str()), (0, "ROOT-ONLY-OK\n"), "{err}");
+    // The daemon keeps the signed bytes it was sent: replayed to the executor, the stage
+    // does not run again (before, it ran until the request expired).
+    let (code, out, err) = as_daemon_run(&t.c, &frame, &["sudo", "-n", EXEC]);
+    assert_eq!(
+        (code, out.as_str()),
+        (126, ""),
+        "a replayed request ran: {err}"
+    );
+    assert_eq!(last_refusal(&t.c), "replayed", "{err}");
+
+    // An approved command run as another account: its `<` is opened as that account, not
+    // as root before the switch.
+    let s = approved_as(&controller, &approver, "cat < /etc/shadow", "aiops-run");
+    let frame = aiops_exec::frame(
+        aiops_exec::WHOLE_PLAN,
+        aiops_exec::WHOLE_PLAN,
+        &s.encode_to_vec(),
+    );
+    let (code, out, err) = as_daemon_run(&t.c, &frame, &["sudo", "-n", EXEC]);
+    assert!(
+        !out.contains(&shadow_line),
+        "read /etc/shadow as root: {out}"
+    );
+    assert_ne!(code, 0, "{out} {err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    let ran = exec_log(&t.c)
+        .into_iter()
+        .rev()
+        .find(|r| r["request_id"] == request_id(&s).as_str())
+        .unwrap_or(Value::Null);
+    assert_eq!(ran["event"], "approved_run", "{ran}");
+    assert_eq!(ran["run_as"], "aiops-run", "{ran}");
+}
+
+#[test]
+fn a_compromised_daemon_cannot_make_the_executor_run_without_its_log_record() {
+    // sudo passes the caller's rlimits and ignored signals: with RLIMIT_FSIZE 0 and SIGXFSZ
+    // ignored the executor's append fails quietly. Ran but not logged must never happen.
+    let t = boot("priv-log", 59, None);
+    let pki = t.ctl.pki();
+    let controller = key(&pki.signing_key());
+    let approver = key(&t.ctl.dir().join("pki/approver.key"));
+    t.c.sh("mkdir -p /srv/aiops-root && echo ROOT-ONLY-OK > /srv/aiops-root/ok && chmod 600 /srv/aiops-root/ok");
+    // The log exists and is not empty, as on any host that ran something.
+    let warm = signed(&controller, "sudo cat /srv/aiops-root/ok", None);
+    let (code, _, err) = as_daemon_run(
+        &t.c,
+        &aiops_exec::frame(0, 0, &warm.encode_to_vec()),
+        &["sudo", "-n", EXEC],
+    );
+    assert_eq!(code, 0, "{err}");
+    let marker = "/var/tmp/aiops-unlogged-marker";
+    let fix = format!("touch {marker}");
+    // A soft limit the executor can lift itself (up to the hard limit): it runs, recorded.
+    // A hard limit only CAP_SYS_RESOURCE lifts (this test machine's root lacks it; a real
+    // host's has it): recorded and run, or refused with nothing run.
+    for (ulimit, must_run) in [("ulimit -S -f 0", true), ("ulimit -f 0", false)] {
+        let limited = [
+            "sh",
+            "-c",
+            &format!("{ulimit} && trap '' XFSZ && exec sudo -n {EXEC}"),
+        ];
+        let privileged = signed(&controller, "sudo cat /srv/aiops-root/ok", None);
+        let approved = signed(&controller, &fix, Some((&approver, "root")));
+        let frames = [
+            (
+                &privileged,
+                aiops_exec::frame(0, 0, &privileged.encode_to_vec()),
+            ),
+            (
+                &approved,
+                aiops_exec::frame(
+                    aiops_exec::WHOLE_PLAN,
+                    aiops_exec::WHOLE_PLAN,
+                    &approved.encode_to_vec(),
+                ),
+            ),
+        ];
+        for (s, frame) in &frames {
+            let (code, out, err) = as_daemon_run(&t.c, frame, &limited);
+            let id = request_id(s);
+            let logged = exec_log(&t.c)
+                .iter()
+                .any(|r| r["request_id"] == id.as_str() && r["event"] != "refused");
+            let ran = out.contains("ROOT-ONLY-OK") || exists(&t.c, marker);
+            assert!(
+                !ran || logged,
+                "{ulimit}: ran without its record in exec.jsonl: exit {code}: {out} {err}"
+            );
+            if must_run {
+                assert!(ran && code == 0, "{ulimit}: exit {code}: {out} {err}");
+            } else if !ran {
+                // Refused, said so, and nothing ran.
+                assert_eq!(code, 126, "{ulimit}: {out} {err}");
+                assert!(err.contains("aiops-exec: refused"), "{ulimit}: {err}");
+                assert_eq!(out, "", "{ulimit}");
+            }
+            let _ = std::fs::remove_file(t.c.root.join(marker.trim_start_matches('/')));
+        }
+    }
 }

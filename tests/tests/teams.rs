@@ -247,6 +247,13 @@ fn a_teams_press_runs_once_and_every_forged_press_is_refused() {
         "approval_required",
         id.as_str(),
         "Expires",
+        // What the privilege will be: the plan that runs, as whom, where, and the undo hint.
+        "Plan (what runs)",
+        &format!("1. touch {}", marker.display()),
+        "Runs as",
+        "root (every stage of the plan)",
+        "srv1 (1)",
+        "reversible if you note",
     ] {
         assert!(text.contains(fact), "the card lacks {fact:?}: {text}");
     }

@@ -368,6 +368,18 @@ fn a_telegram_approval_runs_once_and_reports_in_the_chat() {
         text.contains("srv1") && text.contains("hermes") && text.contains(&id),
         "{text}"
     );
+    // What the privilege will be: the plan that runs, as whom, where, and the undo hint.
+    for fact in [
+        format!("Plan:\n1. touch {}\n", marker.display()),
+        "Runs as: root (every stage of the plan)\n".to_string(),
+        "Targets: srv1 (1)\n".to_string(),
+        "Undo: reversible if you note".to_string(),
+    ] {
+        assert!(text.contains(&fact), "{fact:?} not in {text}");
+    }
+    println!("{text}");
+    // Plain text: no parse mode, so nothing in the request can become markup.
+    assert!(sent.get("parse_mode").is_none(), "{sent}");
     let buttons = &sent["reply_markup"]["inline_keyboard"][0];
     assert_eq!(buttons[0]["callback_data"], format!("a:{id}"));
     assert_eq!(buttons[1]["callback_data"], format!("d:{id}"));

@@ -49,7 +49,7 @@ impl std::fmt::Display for Risk {
 }
 
 /// How a pipeline joins the one before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Connector {
     /// `;` or newline (also used for the first pipeline).
@@ -61,7 +61,7 @@ pub enum Connector {
 }
 
 /// A redirect the executor applies itself (the only ones the auto grammar has).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Redirect {
     /// `2>&1`
@@ -75,7 +75,7 @@ pub enum Redirect {
 }
 
 /// One program invocation: decoded argv, never re-parsed by a shell.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Stage {
     /// argv[0] is a bare program name or an absolute path.
     pub argv: Vec<String>,
@@ -86,7 +86,7 @@ pub struct Stage {
 }
 
 /// Stages connected stdout-to-stdin.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Pipeline {
     /// How this pipeline joins the previous one.
     pub connector: Connector,
@@ -95,7 +95,7 @@ pub struct Pipeline {
 }
 
 /// What the executor runs for a command.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Plan {
     /// Pipelines in order. Empty when the command could not be turned into argv.
     pub pipelines: Vec<Pipeline>,

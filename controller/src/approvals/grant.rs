@@ -91,6 +91,8 @@ fn sign_grant(loaded: &Loaded, a: &Approval, approver: &str) -> Result<Vec<u8>, 
             expires_at_ms: a.expires_ms,
             approver: approver.to_string(),
             requester: a.requester.clone(),
+            run_as: a.run_as.clone(),
+            plan_sha256: a.plan_sha256.clone(),
         }
         .encode_to_vec();
         pb::SignedApproval {
@@ -195,10 +197,16 @@ pub async fn resolve(
         let a = &mut all[i];
         check_pending(a).map_err(&audited)?;
         if !a.intact(&controller) {
-            return Err(audited(err(
-                ErrorCode::ApprovalTampered,
-                "the stored approval does not match what the controller recorded; nothing was run",
-            )));
+            // Recorded with the approval's id even when the approver named none.
+            return Err(audit_error(
+                &log,
+                err(
+                    ErrorCode::ApprovalTampered,
+                    "the stored approval does not match what the controller recorded; nothing was run",
+                ),
+                Some(&a.id),
+                &who,
+            ));
         }
         if production && a.requester == who {
             return Err(audited(err(

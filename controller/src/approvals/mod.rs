@@ -10,6 +10,7 @@
 //! Nothing here calls back into `aiops run` or `aiops mcp`; sending goes
 //! through [`crate::dispatch`].
 
+pub mod card;
 pub mod grant;
 pub mod release;
 pub mod request;

@@ -115,7 +115,9 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
             let valid = signed.key_id == approver.key_id()
                 && approver.verify(&signed.grant, &signed.signature).is_ok()
                 && grant.approval_id == a.id
-                && grant.command_sha256 == a.command_sha256;
+                && grant.command_sha256 == a.command_sha256
+                && grant.run_as == a.run_as
+                && grant.plan_sha256 == a.plan_sha256;
             if !valid {
                 grants.clear();
                 break;
@@ -155,6 +157,7 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
         max_errors: None,
         canary: None,
         save_output: false,
+        run_as: (!approval.run_as.is_empty()).then(|| approval.run_as.clone()),
     };
     let names = approval.target_set();
     if let Some(gone) = names
@@ -179,6 +182,13 @@ pub async fn release(loaded: &Loaded, id: &str) -> Result<Answer, Failure> {
                 "the command is now {} by policy; nothing was run",
                 decision.risk.as_str()
             ),
+        )));
+    }
+    // The plan the policy derives now must be the one the approver was shown.
+    if aiops_policy::plan_digest(&decision.plan) != approval.plan_sha256 {
+        return Err(audited(err(
+            ErrorCode::PolicyChanged,
+            "the policy now derives another plan than the one the approver was shown; nothing was run",
         )));
     }
     let results = dispatch::execute_targets(

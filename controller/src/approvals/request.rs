@@ -42,6 +42,10 @@ pub fn request(
         state: State::Pending,
         record_signature: String::new(),
         resolver: None,
+        run_as: req.run_as().to_string(),
+        plan_sha256: aiops_policy::plan_digest(&decision.plan),
+        undo: super::card::undo(&decision.plan),
+        plan: decision.plan.clone(),
     };
     approval.record_signature = hex::encode(controller_key.sign(&approval.binding()));
     // The audit record comes first: if it cannot be written, nothing is pending.
@@ -61,6 +65,7 @@ pub fn request(
             "Approval required. An approver must run `aiops approvals approve` (the assistant cannot approve in production mode)."
         }
     };
+    let card = super::card::card_json(&approval);
     Ok(Answer {
         status: Status::ApprovalRequested,
         risk: Some(decision.risk),
@@ -69,8 +74,9 @@ pub fn request(
         target: Some(approval.target),
         command: Some(approval.command),
         reason: Some(approval.reason),
-        reasons: Some(approval.reasons),
+        reasons: Some(approval.reasons.clone()),
         message: Some(message.into()),
+        card: Some(card),
         ..Answer::default()
     })
 }

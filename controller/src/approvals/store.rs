@@ -82,15 +82,29 @@ pub struct Approval {
     /// Who approved or denied it.
     #[serde(default)]
     pub resolver: Option<String>,
+    /// The account it runs as on the target: `""` = root.
+    #[serde(default)]
+    pub run_as: String,
+    /// The exact argv plan that runs (what the approver is shown).
+    #[serde(default)]
+    pub plan: aiops_policy::Plan,
+    /// [`aiops_policy::plan_digest`] of `plan`; the grant carries it to the executor.
+    #[serde(default)]
+    pub plan_sha256: String,
+    /// Whether it can be undone, from the plan ([`super::card::Undo`]).
+    #[serde(default)]
+    pub undo: super::card::Undo,
 }
 
 impl Approval {
     /// The bytes the controller signs when it stores the approval.
     /// Covers everything an approver is shown: the reason and the policy's
-    /// reasons too (as SHA-256), so an edited reason is `approval_tampered`.
+    /// reasons too (as SHA-256), so an edited reason is `approval_tampered`;
+    /// the run-as account, the plan's digest and the undo hint, so the card
+    /// cannot show another privilege or plan than the one that runs.
     pub(super) fn binding(&self) -> Vec<u8> {
         format!(
-            "aiops-approval-v3\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+            "aiops-approval-v4\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
             self.id,
             self.target_set().join(","),
             self.command_sha256,
@@ -100,6 +114,9 @@ impl Approval {
             aiops_sys::sha256_hex(self.reason.as_bytes()),
             aiops_sys::sha256_hex(self.reasons.join("\n").as_bytes()),
             self.risk,
+            self.run_as,
+            self.plan_sha256,
+            self.undo.as_str(),
         )
         .into_bytes()
     }
@@ -113,9 +130,20 @@ impl Approval {
         }
     }
 
-    /// True when the command, its hash and the controller's signature all agree.
+    /// The account it runs as, for people: `root` when none is named.
+    pub fn run_as_shown(&self) -> &str {
+        if self.run_as.is_empty() {
+            "root"
+        } else {
+            &self.run_as
+        }
+    }
+
+    /// True when the command, the plan, their hashes and the controller's
+    /// signature all agree.
     pub(super) fn intact(&self, controller: &VerifyingKey) -> bool {
         aiops_sys::sha256_hex(self.command.as_bytes()) == self.command_sha256
+            && aiops_policy::plan_digest(&self.plan) == self.plan_sha256
             && hex::decode(&self.record_signature)
                 .is_ok_and(|sig| controller.verify(&self.binding(), &sig).is_ok())
     }
@@ -256,6 +284,11 @@ pub(super) fn approval_record(event: &str, a: &Approval) -> serde_json::Map<Stri
         .insert("command_sha256".into(), a.command_sha256.clone().into());
     e.other.insert("reason".into(), a.reason.clone().into());
     e.other.insert("expires_ms".into(), a.expires_ms.into());
+    e.other
+        .insert("run_as".into(), a.run_as_shown().to_string().into());
+    e.other
+        .insert("plan_sha256".into(), a.plan_sha256.clone().into());
+    e.other.insert("undo".into(), a.undo.as_str().into());
     e.into_record()
 }
 

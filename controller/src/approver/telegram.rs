@@ -789,9 +789,23 @@ fn request_text(a: &Value) -> String {
     } else {
         command.to_string()
     };
+    let mut card = String::new();
+    for (label, value) in crate::approvals::card::facts(a) {
+        let value = if label == "Plan" {
+            clip(&value, 2500)
+        } else {
+            value
+        };
+        let sep = if value.contains('\n') || label == "Plan" {
+            "\n"
+        } else {
+            " "
+        };
+        card.push_str(&format!("{label}:{sep}{value}\n"));
+    }
     clip(
         &format!(
-            "🔐 Approval needed on {targets}\n\nCommand:\n{command}\n\nRequested by: {}\nReason: {}\nPolicy: {}\nExpires: {} (in {minutes} min)\nID: {}",
+            "🔐 Approval needed on {targets}\n\nCommand:\n{command}\n\n{card}\nRequested by: {}\nReason: {}\nPolicy: {}\nExpires: {} (in {minutes} min)\nID: {}",
             s("requester"),
             s("reason"),
             reasons.join("; "),
@@ -808,13 +822,17 @@ fn outcome_text(name: &str, a: &Value) -> String {
     let mut out = match status {
         "denied" => return format!("❌ Denied by {name}. Nothing ran."),
         "executed" => format!(
-            "✅ Approved by {name}. Executed: exit code {}{}",
+            "✅ Approved by {name}. Executed: exit code {}{}{}",
             a.get("exit_code").unwrap_or(&Value::Null),
             if a.get("timed_out") == Some(&Value::Bool(true)) {
                 " (timed out)"
             } else {
                 ""
-            }
+            },
+            a.get("limit_exceeded")
+                .and_then(Value::as_str)
+                .map(|l| format!(" (limit exceeded: {l})"))
+                .unwrap_or_default()
         ),
         "error" => format!(
             "⚠️ Approved by {name}, but it failed: {}",

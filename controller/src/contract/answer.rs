@@ -84,6 +84,9 @@ pub struct Answer {
     /// Signal that ended it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// A per-command resource limit ended it: `memory`, `cpu`, `file_size`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_exceeded: Option<String>,
     /// Wall time measured by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
@@ -105,6 +108,10 @@ pub struct Answer {
     /// Set when `status` is `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    /// `approval_requested`: what the approver is shown — the argv plan,
+    /// the run-as account, every target and whether it can be undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<Value>,
     /// Fan-out: the resolved target set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<String>>,

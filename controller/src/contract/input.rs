@@ -46,9 +46,41 @@ pub struct RunInput {
     /// answer carries an excerpt, the files' paths and their SHA-256.
     #[serde(default)]
     pub save_output: bool,
+    /// The account an approved command runs as on the target (default
+    /// `root`). Anything but root needs a human's approval even for a
+    /// command the policy auto-allows; the approver's grant names it.
+    #[serde(default)]
+    pub run_as: Option<String>,
+}
+
+/// Longest `run_as` (a Linux account name).
+pub const MAX_RUN_AS: usize = 32;
+
+/// `run_as` is a plausible account name: `[a-z_][a-z0-9_-]*` (a final `$`
+/// allowed), at most [`MAX_RUN_AS`] bytes. Nothing a shell, a path or an
+/// option could make something else of.
+pub fn valid_account(name: &str) -> bool {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    !body.is_empty()
+        && name.len() <= MAX_RUN_AS
+        && body
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl RunInput {
+    /// The account the command is to run as when approved: `""` for root.
+    pub fn run_as(&self) -> &str {
+        match self.run_as.as_deref() {
+            None | Some("root") => "",
+            Some(a) => a,
+        }
+    }
+
     /// How the request named its targets, for answers and audit records.
     pub fn target_spec(&self) -> String {
         match &self.targets {
@@ -99,6 +131,16 @@ pub fn check(req: RunInput) -> Result<RunInput, Failure> {
         if let Some(why) = aiops_types::text_hygiene(field, value) {
             return Err(fail(ErrorCode::InvalidField, why));
         }
+    }
+    if let Some(a) = &req.run_as
+        && !valid_account(a)
+    {
+        return Err(fail(
+            ErrorCode::InvalidField,
+            format!(
+                "run_as must be an account name ([a-z_][a-z0-9_-]*, at most {MAX_RUN_AS} bytes)"
+            ),
+        ));
     }
     if req.requester.trim().is_empty() {
         return Err(fail(ErrorCode::InvalidField, "requester is empty"));

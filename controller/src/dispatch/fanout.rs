@@ -465,6 +465,9 @@ fn outcome_record(mut rec: Map<String, Value>, a: &Answer) -> Map<String, Value>
             rec.insert("status".into(), "executed".into());
             rec.insert("exit_code".into(), a.exit_code.into());
             rec.insert("timed_out".into(), a.timed_out.into());
+            if let Some(which) = &a.limit_exceeded {
+                rec.insert("limit_exceeded".into(), which.clone().into());
+            }
             rec.insert("truncated".into(), a.truncated.into());
             rec.insert("duration_ms".into(), a.duration_ms.into());
             if a.stdout_file.is_some() {
@@ -727,11 +730,24 @@ async fn send_one(
         stderr_dropped_bytes: truncated.then_some(st.stderr_dropped),
         timed_out: Some(st.timed_out),
         signal: (st.signal != 0).then_some(st.signal),
+        limit_exceeded: limit_name(&st.limit_exceeded),
         duration_ms: Some(st.duration_ms),
         request_id: Some(p.request_id.clone()),
         approval_id: approval_id.map(str::to_string),
         receipt_error,
         ..Answer::default()
+    }
+}
+
+/// The limit an agent says ended the command: a short lowercase word, or
+/// `invalid` for anything else (the agent's text is never shown as is).
+fn limit_name(which: &str) -> Option<String> {
+    match which {
+        "" => None,
+        w if w.len() <= 32 && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            Some(w.to_string())
+        }
+        _ => Some("invalid".into()),
     }
 }
 

@@ -51,6 +51,9 @@ pub struct RunActionArgs {
     pub command: String,
     /// Why: what you are checking or fixing. An approver reads this.
     pub reason: String,
+    /// Run the approved command as this account instead of root (e.g. "www-data"). Always needs a human's approval.
+    #[serde(default)]
+    pub run_as: Option<String>,
 }
 
 /// `approval_status` arguments.
@@ -146,6 +149,7 @@ fn approval_outcome(loaded: &Loaded, id: &str) -> Option<Value> {
                 "stderr",
                 "truncated",
                 "timed_out",
+                "limit_exceeded",
                 "duration_ms",
                 "request_id",
                 "code",
@@ -199,6 +203,7 @@ impl AiopsMcp {
             max_errors: None,
             canary: None,
             save_output: false,
+            run_as: args.run_as,
         };
         let (answer, code) = super::run::run_input(&loaded, input).await;
         let v = cap_answer(serde_json::to_value(&answer).unwrap_or(Value::Null));

@@ -73,11 +73,22 @@ async fn run_checked(loaded: &Loaded, log: &AuditLog, req: RunInput) -> (Answer,
     // A plain single name keeps the single-target answer; any selector or list fans out.
     let fanout = req.targets.is_some() || req.target.contains(':');
     // One decision for the exact command and the exact set: the strictest over the targets.
-    let decision = names
+    let mut decision = names
         .iter()
         .map(|n| loaded.policy.classify_globbed(Some(n), &req.command))
         .max_by_key(|d| d.risk)
         .expect("at least one target");
+    // Running as another account is a privilege a human grants: never automatic.
+    if !req.run_as().is_empty() && decision.risk == Risk::AutoAllowed {
+        decision.risk = Risk::ApprovalRequired;
+        decision.reasons.insert(
+            0,
+            format!(
+                "run_as {}: running as another account needs a human's approval",
+                req.run_as()
+            ),
+        );
+    }
     match decision.risk {
         Risk::AutoAllowed => {
             let results = execute_targets(

@@ -33,6 +33,14 @@ pub struct ApprovalGrant {
     /// Who asked; never the approver.
     #[prost(string, tag = "6")]
     pub requester: ::prost::alloc::string::String,
+    /// Account the approved command runs as; empty = root.
+    #[prost(string, tag = "7")]
+    pub run_as: ::prost::alloc::string::String,
+    /// Hex SHA-256 of the canonical JSON of the plan the approver was shown
+    /// (aiops_policy::plan_digest); the executor refuses a grant whose plan is
+    /// not the one it derives itself.
+    #[prost(string, tag = "8")]
+    pub plan_sha256: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SignedApproval {

@@ -65,6 +65,14 @@ pub fn request_body(a: &Value) -> Vec<Value> {
             ),
         ));
     }
+    for (label, value) in crate::approvals::card::facts(a) {
+        if label == "Plan" {
+            body.push(json!({"type": "TextBlock", "text": "Plan (what runs)", "weight": "bolder", "spacing": "medium"}));
+            body.push(mono(&clip(&value, COMMAND_MAX)));
+        } else {
+            body.push(plain(label, &value));
+        }
+    }
     body.extend([
         plain("Requested by", &s("requester")),
         plain("Reason", &s("reason")),
@@ -135,13 +143,17 @@ pub fn outcome(name: &str, a: &Value) -> (String, Vec<(String, String)>) {
     let headline = match status {
         "denied" => return (format!("Denied by {name}. Nothing ran."), Vec::new()),
         "executed" => format!(
-            "Approved by {name}. Executed: exit code {}{}",
+            "Approved by {name}. Executed: exit code {}{}{}",
             a.get("exit_code").unwrap_or(&Value::Null),
             if a.get("timed_out") == Some(&Value::Bool(true)) {
                 " (timed out)"
             } else {
                 ""
-            }
+            },
+            a.get("limit_exceeded")
+                .and_then(Value::as_str)
+                .map(|l| format!(" (limit exceeded: {l})"))
+                .unwrap_or_default()
         ),
         "error" => format!(
             "Approved by {name}, but it failed: {}",
