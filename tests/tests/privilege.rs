@@ -140,7 +140,7 @@ fn as_daemon_run(c: &Container, stdin: &[u8], argv: &[&str]) -> (i32, String, St
 }
 
 /// An approved request for `command` whose grant names `run_as` (the executor's wire form:
-/// the grant carries the account).
+/// the grant carries the account; no plan digest, which the executor derives itself).
 fn approved_as(
     signer: &SigningKey,
     approver: &SigningKey,
@@ -157,6 +157,7 @@ fn approved_as(
         approver: "root".into(),
         requester: "attacker".into(),
         run_as: run_as.into(),
+        plan_sha256: String::new(),
     }
     .encode_to_vec();
     s.approval = pb::SignedApproval {
