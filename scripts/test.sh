@@ -19,6 +19,7 @@ apt_packages+=(python3 python3-venv python3-pip)   # assistant side (Hermes, MCP
 apt_packages+=(ansible-core)   # fleet: our inventory parser against ansible-inventory
 apt_packages+=(openssl)   # teams: the fake Bot Framework's RSA signing keys, the bot's test certificate
 apt_packages+=(rsyslog rsyslog-gnutls)   # audit export: a real RFC 5425 (syslog over TLS) receiver
+apt_packages+=(iproute2 util-linux)   # usability on target: a network namespace of its own (ip netns), nsenter
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

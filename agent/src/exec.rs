@@ -419,6 +419,7 @@ fn build_stage(
             // packaged agent's stages also die with the unit's cgroup).
             die_with_parent: true,
             stdin_file: stdin_file.as_deref(),
+            withhold_capabilities: 0,
         }
         .install(&mut cmd);
     }

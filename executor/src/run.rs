@@ -165,6 +165,32 @@ fn redirect(
     Ok(stdin_file)
 }
 
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+const CAP_SYSLOG: u32 = 34;
+
+/// The capabilities a privileged read of `argv0` runs without. The agent unit's bounding
+/// set has `CAP_NET_ADMIN` (the firewall and conntrack reads: the kernel asks for it to
+/// *list* rules), `CAP_SYSLOG` (`dmesg`: reading the kernel log) and `CAP_NET_RAW`
+/// (without it in the bounding set the kernel refuses to exec `ping`, whose file
+/// capability it cannot grant, even for `aiops-run`); only those programs keep the one they
+/// need, every other privileged read runs without all three, so a classifier mistake in
+/// `cat` or `journalctl` cannot change the firewall or clear the kernel log.
+pub fn withheld_capabilities(argv0: &str) -> u64 {
+    let name = Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let keep: u64 = match name {
+        "iptables" | "ip6tables" | "iptables-save" | "ip6tables-save" | "iptables-nft"
+        | "ip6tables-nft" | "iptables-legacy" | "ip6tables-legacy" | "nft" | "ufw"
+        | "conntrack" => 1 << CAP_NET_ADMIN,
+        "dmesg" => 1 << CAP_SYSLOG,
+        _ => 0,
+    };
+    ((1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_SYSLOG)) & !keep
+}
+
 /// Replaces this process with one privileged stage: root, the limits and
 /// `no_new_privs`. No Landlock domain here: a domain also denies ptrace-mode
 /// access to every process outside it, which is what `ss -p`, `lsof` and
@@ -187,6 +213,7 @@ pub fn exec_stage(plan: &Plan, p: usize, s: usize, limits: Limits) -> String {
     Confinement {
         limits: Some(limits),
         no_new_privs: true,
+        withhold_capabilities: withheld_capabilities(&stage.argv[0]),
         die_with_parent: true,
         stdin_file: stdin_file.as_deref(),
         ..Confinement::default()
@@ -419,4 +446,64 @@ pub fn transient_unit_args(
         command.to_string(),
     ]);
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Effective and permitted capability masks of `program` run as a privileged read of
+    /// `argv0` would be (this test process's capabilities, minus what is withheld).
+    fn caps_of_a_privileged_read(argv0: &str) -> (u64, u64) {
+        let mut cmd = Command::new("/bin/grep");
+        cmd.args(["-E", "^Cap(Eff|Prm):", "/proc/self/status"]);
+        Confinement {
+            no_new_privs: true,
+            withhold_capabilities: withheld_capabilities(argv0),
+            ..Confinement::default()
+        }
+        .install(&mut cmd);
+        let out = cmd.output().expect("grep runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
+                .unwrap_or_else(|| panic!("no {k} in {text}"))
+        };
+        (get("CapEff:"), get("CapPrm:"))
+    }
+
+    #[test]
+    fn privileged_reads_run_without_net_admin_net_raw_and_syslog_unless_they_need_one() {
+        assert_eq!(
+            crate::sandbox::euid(),
+            0,
+            "run as root (scripts/test.sh does): a privileged read starts with root's set"
+        );
+        let bit = |n: u32| 1u64 << n;
+        for argv0 in ["cat", "journalctl", "/usr/bin/lsof", "ss", "grep"] {
+            let (eff, prm) = caps_of_a_privileged_read(argv0);
+            for n in [CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYSLOG] {
+                assert_eq!(eff & bit(n), 0, "{argv0} holds capability {n}: {eff:x}");
+                assert_eq!(
+                    prm & bit(n),
+                    0,
+                    "{argv0} may regain capability {n}: {prm:x}"
+                );
+            }
+            // The rest of root's set stays (reading other users' files and /proc).
+            assert_ne!(eff & bit(2), 0, "{argv0} lost CAP_DAC_READ_SEARCH");
+        }
+        for (argv0, needs, not) in [
+            ("iptables", CAP_NET_ADMIN, CAP_SYSLOG),
+            ("/usr/sbin/nft", CAP_NET_ADMIN, CAP_SYSLOG),
+            ("conntrack", CAP_NET_ADMIN, CAP_NET_RAW),
+            ("dmesg", CAP_SYSLOG, CAP_NET_ADMIN),
+        ] {
+            let (eff, _) = caps_of_a_privileged_read(argv0);
+            assert_ne!(eff & bit(needs), 0, "{argv0} lacks capability {needs}");
+            assert_eq!(eff & bit(not), 0, "{argv0} holds capability {not}");
+        }
+    }
 }

@@ -40,7 +40,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            memory_mb: 512,
+            memory_mb: 1024,
             cpu_secs: 60,
             processes: 256,
             file_size_mb: 1024,
@@ -220,6 +220,9 @@ pub struct Confinement<'a> {
     pub limits: Option<Limits>,
     /// Empty the permitted, effective, inheritable and ambient capability sets.
     pub drop_capabilities: bool,
+    /// Remove these capabilities (bit N = capability N) from the permitted, effective and
+    /// inheritable sets; with `no_new_privs` a program run as root does not get them back.
+    pub withhold_capabilities: u64,
     /// Set `no_new_privs` (set-uid bits and file capabilities stop working).
     pub no_new_privs: bool,
     /// Restrict with this Landlock ruleset (implies `no_new_privs`).
@@ -255,6 +258,7 @@ impl Confinement<'_> {
         let account = self.account;
         let rlimits = self.limits.map(|l| l.rlimits(self.account.is_some()));
         let drop_caps = self.drop_capabilities;
+        let withhold = self.withhold_capabilities;
         let landlock_fd = self.landlock.map(|r| r.fd.as_raw_fd());
         let nnp = self.no_new_privs || landlock_fd.is_some();
         let die_with_parent = self.die_with_parent;
@@ -317,6 +321,34 @@ impl Confinement<'_> {
                         permitted: 0,
                         inheritable: 0,
                     }; 2];
+                    check(libc::syscall(
+                        libc::SYS_capset,
+                        &mut hdr as *mut CapHeader,
+                        data.as_ptr(),
+                    ))?;
+                }
+                if withhold != 0 && !drop_caps {
+                    let mut hdr = CapHeader {
+                        version: CAP_VERSION_3,
+                        pid: 0,
+                    };
+                    let mut data = [CapData {
+                        effective: 0,
+                        permitted: 0,
+                        inheritable: 0,
+                    }; 2];
+                    check(libc::syscall(
+                        libc::SYS_capget,
+                        &mut hdr as *mut CapHeader,
+                        data.as_mut_ptr(),
+                    ))?;
+                    for (i, d) in data.iter_mut().enumerate() {
+                        // Low and high 32 bits of the mask.
+                        let keep = !((withhold >> (32 * i)) as u32);
+                        d.effective &= keep;
+                        d.permitted &= keep;
+                        d.inheritable &= keep;
+                    }
                     check(libc::syscall(
                         libc::SYS_capset,
                         &mut hdr as *mut CapHeader,

@@ -83,6 +83,7 @@ pub fn main() -> ExitCode {
         drop_capabilities: true,
         no_new_privs: true,
         landlock: ruleset.as_ref(),
+        withhold_capabilities: 0,
         die_with_parent: false,
         stdin_file: stdin_file.as_deref(),
     }

@@ -7,9 +7,9 @@
 //! expanded argv, sensitive-path checks included; only that decision counts there.
 //!
 //! Supported: unquoted words whose glob characters (`*`, `?`, `[...]`) are not quoted or
-//! escaped, in a command otherwise in the auto grammar. A word with no match stays as
-//! written (as in bash), so it still needs a shell and an approval. Names starting with `.`
-//! match only a pattern component that starts with `.`.
+//! escaped, in a command otherwise in the auto grammar. A word with no match is passed as
+//! written, as bash does (`ps -ef | grep [n]ginx`): the target classifies that literal
+//! argument. Names starting with `.` match only a pattern component that starts with `.`.
 
 use crate::{Decision, EXEC_CWD, HostFs, Policy, Risk};
 
@@ -140,6 +140,14 @@ pub const MAX_EXPANDED_BYTES: usize = 32 * 1024;
 /// pattern is relative to [`EXEC_CWD`], where every command starts, and its matches stay
 /// relative. More than [`MAX_GLOB_MATCHES`] paths at any step: no match.
 pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> Vec<String> {
+    matches_within_caps(pattern, list_dir).unwrap_or_default()
+}
+
+/// [`matches`], telling "past [`MAX_GLOB_MATCHES`]" (`None`) from "no match" (empty).
+fn matches_within_caps(
+    pattern: &str,
+    list_dir: &mut dyn FnMut(&str) -> Vec<String>,
+) -> Option<Vec<String>> {
     let absolute = pattern.starts_with('/');
     let mut found = vec![String::new()];
     for comp in pattern.split('/').filter(|c| !c.is_empty()) {
@@ -178,7 +186,7 @@ pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> 
             }
         }
         if next.len() > MAX_GLOB_MATCHES {
-            return Vec::new();
+            return None;
         }
         found = next;
         if found.is_empty() {
@@ -186,17 +194,21 @@ pub fn matches(pattern: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> 
         }
     }
     if found.iter().any(String::is_empty) {
-        return Vec::new();
+        return Some(Vec::new());
     }
-    found
+    Some(found)
 }
 
 /// The command with each glob word replaced by its matches (each single-quoted); a word
-/// with no match stays as written. `None`: no glob words, or none matched anything.
+/// with no match becomes that word single-quoted, the literal argument bash passes for it
+/// (no `nullglob`, no `failglob`: `grep [n]ginx`, `curl http://h/x?pretty`). `None`: no
+/// glob words, a word past [`MAX_GLOB_MATCHES`], or a result past [`MAX_EXPANDED_BYTES`]
+/// (the command is then judged as written: it needs approval).
 pub fn expand(command: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> Option<String> {
     let words = glob_words(command)?;
     // After a `cd` a relative glob would expand against a directory this text-level
-    // expansion does not track: it stays a glob (needs approval), never `/`'s names.
+    // expansion does not track: the command is judged as written (needs approval), never
+    // with `/`'s names.
     // (The lexer does not take glob characters: it reads the template.)
     let moves = match template(command).map(|t| crate::lex::plan(&t)) {
         Some(Ok(pipes)) => pipes.iter().flat_map(|p| &p.stages).any(|st| {
@@ -208,19 +220,16 @@ pub fn expand(command: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> O
     };
     let mut out = String::new();
     let mut last = 0;
-    let mut any = false;
     for (s, e) in words {
         out.push_str(&command[last..s]);
         let word = &command[s..e];
-        let m = if moves && !word.starts_with('/') {
-            Vec::new()
-        } else {
-            matches(word, list_dir)
-        };
+        if moves && !word.starts_with('/') {
+            return None;
+        }
+        let m = matches_within_caps(word, list_dir)?;
         if m.is_empty() {
-            out.push_str(word);
+            out.push_str(&quote(word));
         } else {
-            any = true;
             out.push_str(&m.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" "));
         }
         last = e;
@@ -229,7 +238,7 @@ pub fn expand(command: &str, list_dir: &mut dyn FnMut(&str) -> Vec<String>) -> O
         }
     }
     out.push_str(&command[last..]);
-    (any && out.len() <= MAX_EXPANDED_BYTES).then_some(out)
+    (out.len() <= MAX_EXPANDED_BYTES).then_some(out)
 }
 
 impl Policy {
@@ -312,7 +321,8 @@ mod tests {
             "file '/home/admin/deploy/a.sh' '/home/admin/deploy/b.sh'"
         );
         assert_eq!(template("du -sh /var/log/*").unwrap(), "du -sh /var/log/x");
-        assert!(expand("ls /nope/*", &mut fs).is_none());
+        // No match: the literal word, as bash passes it.
+        assert_eq!(expand("ls /nope/*", &mut fs).unwrap(), "ls '/nope/*'");
         assert!(expand("ls '/var/log/*'", &mut fs).is_none());
         assert!(expand("ls \"$HOME\"/*", &mut fs).is_none());
         assert!(component_matches("[a-c].sh", "b.sh"));
@@ -337,6 +347,42 @@ mod tests {
             p.classify_globbed(None, "rm /var/log/*").risk,
             Risk::AutoAllowed
         );
+    }
+
+    #[test]
+    fn a_glob_word_with_no_match_is_the_literal_argument_bash_passes() {
+        let p = Policy::builtin();
+        // Found on the nspawn target: the controller auto-allowed these (template), the
+        // agent refused them (policy_stricter) because nothing matched.
+        for (cmd, literal) in [
+            ("ps -ef | grep [n]ginx", "ps -ef | grep '[n]ginx'"),
+            (
+                "curl -s http://localhost:9200/_cluster/health?pretty",
+                "curl -s 'http://localhost:9200/_cluster/health?pretty'",
+            ),
+            (
+                "zgrep -c 'Out of memory' /var/log/kern.log.*.gz",
+                "zgrep -c 'Out of memory' '/var/log/kern.log.*.gz'",
+            ),
+        ] {
+            assert_eq!(expand(cmd, &mut fs).as_deref(), Some(literal), "{cmd}");
+            let d = p.classify_expanded(None, cmd, &mut fs);
+            assert!(d.is_some(), "{cmd}: the literal is auto-allowed");
+            assert_eq!(p.classify_globbed(None, cmd).risk, Risk::AutoAllowed);
+        }
+        // The literal is classified like any argument: a sensitive name stays sensitive,
+        // a write stays a write, whether or not the glob matched.
+        for cmd in [
+            "cat /etc/ssl/private/*.key",
+            "cat /root/.ssh/id_*",
+            "rm /nope/*",
+            "cat /etc/shado?",
+        ] {
+            assert!(
+                p.classify_expanded(None, cmd, &mut fs).is_none(),
+                "{cmd} must not be auto-allowed on the target"
+            );
+        }
     }
 
     #[test]

@@ -341,6 +341,44 @@ pub(crate) enum Pos {
     PatternThenPaths,
 }
 
+/// Most probes (`ping -c`, `mtr -c`) a network check may send without approval.
+const PROBE_MAX_COUNT: u64 = 100;
+
+/// `axfr`, `ixfr` or `ixfr=N` (any case): a query type that copies a whole zone.
+fn is_zone_transfer(word: &str) -> bool {
+    let w = word.to_ascii_lowercase();
+    let w = w
+        .trim_start_matches("-type=")
+        .trim_start_matches("-querytype=")
+        .trim_start_matches("-query=")
+        .trim_start_matches("-q=");
+    w == "axfr" || w == "ixfr" || w.starts_with("ixfr=")
+}
+
+/// `nslookup`: its options are `-name=value` words; only the port and the query type
+/// matter (everything else it does is one DNS query).
+fn nslookup(args: &[String], out: &mut Vec<Verdict>) {
+    for a in args {
+        let lower = a.to_ascii_lowercase();
+        if let Some(port) = lower
+            .strip_prefix("-port=")
+            .or_else(|| lower.strip_prefix("-po="))
+            && port != "53"
+        {
+            out.push(v(
+                Level::Approval,
+                "nslookup to a port other than 53 reaches other services",
+            ));
+        }
+        if lower.starts_with('-') && is_zone_transfer(&lower) {
+            out.push(v(
+                Level::Approval,
+                "a zone transfer (AXFR/IXFR) copies a whole zone",
+            ));
+        }
+    }
+}
+
 /// Which hand-written check completes the generic one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Custom {
@@ -365,6 +403,12 @@ pub(crate) enum Custom {
     Openssl,
     /// `test` / `[`: only looks at file metadata and strings.
     Test,
+    /// `ping`: a bounded count or deadline, no flood-rate interval, no broadcast.
+    Ping,
+    /// `mtr`: report mode (not the interactive screen), a bounded count and interval.
+    Mtr,
+    /// `dig` / `nslookup`: DNS on port 53 only, no zone transfer.
+    Dns,
 }
 
 /// A program spec.
@@ -714,6 +758,7 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
     let args = &argv[1..];
     match spec.custom {
         Custom::Echo => return,
+        Custom::Dns if spec.name == "nslookup" => return nslookup(args, out),
         Custom::Ps => return ps(args, out),
         Custom::Find => return find(args, ctx, out),
         Custom::Sed => return sed(spec, args, ctx, out),
@@ -779,6 +824,78 @@ pub(crate) fn check(spec: &Spec, argv: &[String], ctx: &Ctx, out: &mut Vec<Verdi
                 }
             }
             return;
+        }
+        Custom::Ping => {
+            let count = p.value("-c").and_then(|c| c.parse::<u64>().ok());
+            let deadline = p.value("-w").and_then(|c| c.parse::<u64>().ok());
+            if count.is_none() && deadline.is_none() {
+                out.push(v(
+                    Level::Approval,
+                    "ping without -c or -w runs until it is stopped",
+                ));
+            }
+            if count.is_some_and(|c| c > PROBE_MAX_COUNT) || deadline.is_some_and(|d| d > 60) {
+                out.push(v(
+                    Level::Approval,
+                    format!("ping: more than {PROBE_MAX_COUNT} probes or 60 s"),
+                ));
+            }
+            if let Some(i) = p.value("-i")
+                && !i.parse::<f64>().is_ok_and(|i| i >= 0.2)
+            {
+                out.push(v(Level::Approval, "ping -i below 0.2 s floods"));
+            }
+            if p.has("-b") {
+                out.push(v(Level::Approval, "ping -b pings a whole broadcast domain"));
+            }
+        }
+        Custom::Mtr => {
+            let report = ["-r", "-w", "-j", "-C", "-x"].iter().any(|o| p.has(o));
+            if !report {
+                out.push(v(
+                    Level::Approval,
+                    "mtr without --report is an interactive screen",
+                ));
+            }
+            if p.value("-c")
+                .is_some_and(|c| !c.parse::<u64>().is_ok_and(|c| c <= PROBE_MAX_COUNT))
+            {
+                out.push(v(
+                    Level::Approval,
+                    format!("mtr: more than {PROBE_MAX_COUNT} cycles"),
+                ));
+            }
+            if let Some(i) = p.value("-i")
+                && !i.parse::<f64>().is_ok_and(|i| i >= 1.0)
+            {
+                out.push(v(Level::Approval, "mtr -i below 1 s floods"));
+            }
+        }
+        Custom::Dns => {
+            if p.value("-p").is_some_and(|port| port != "53") {
+                out.push(v(
+                    Level::Approval,
+                    "dig to a port other than 53 reaches other services",
+                ));
+            }
+            if p.value("-t").is_some_and(is_zone_transfer) {
+                out.push(v(
+                    Level::Approval,
+                    "a zone transfer (AXFR/IXFR) copies a whole zone",
+                ));
+            }
+            for o in &p.operands {
+                let lower = o.to_ascii_lowercase();
+                if lower.starts_with("+port") || lower.starts_with("+po=") {
+                    out.push(v(Level::Approval, "dig +port reaches other services"));
+                }
+                if is_zone_transfer(o) {
+                    out.push(v(
+                        Level::Approval,
+                        "a zone transfer (AXFR/IXFR) copies a whole zone",
+                    ));
+                }
+            }
         }
         Custom::Top => {
             if !p.has("-b") {
@@ -1932,6 +2049,8 @@ pub(crate) fn builtin() -> Vec<Spec> {
             .ex(&["journalctl -u nginx --no-pager -n 50", "journalctl -p err -b", "journalctl -fu nginx", "journalctl --since=-1h"], &["journalctl --vacuum-size=1G", "journalctl --vacuum-s=1G", "journalctl --rot", "journalctl --file=/root/x.key"]),
         Spec::new("cat", "-A|--show-all -b|--number-nonblank -e -E|--show-ends -n|--number -s|--squeeze-blank -t -T|--show-tabs -u -v|--show-nonprinting --help --version", Pos::Paths)
             .ex(&["cat /proc/loadavg", "cat -n /etc/hosts"], &["cat /etc/shadow", "cat /root/.ssh/id_rsa", "cat --bogus x"]),
+        Spec::new("od", "-A|--address-radix=any -j|--skip-bytes=any -N|--read-bytes=any -S|--strings=?any -t|--format=any -v|--output-duplicates -w|--width=?any --endian=any --traditional -a -b -c -d -f -i -l -o -s -x --help --version", Pos::Paths)
+            .ex(&["od -c /etc/hostname", "od -An -tx1 -N 16 /bin/ls", "od -c"], &["od -c /etc/shadow", "od -An -tx1 /root/.ssh/id_rsa", "od --bogus x"]),
         Spec::new("tac", "-b|--before -r|--regex -s|--separator=any --help --version", Pos::Paths)
             .ex(&["tac /var/log/syslog"], &["tac /etc/gshadow"]),
         Spec::new("head", "-c|--bytes=any -n|--lines=any -q|--quiet|--silent -v|--verbose -z|--zero-terminated --help --version", Pos::Paths)
@@ -1980,9 +2099,10 @@ pub(crate) fn builtin() -> Vec<Spec> {
             .custom(Custom::Curl)
             .ex(&["curl -fsS http://127.0.0.1:8080/health", "curl -s http://localhost/healthz", "curl -I 'http://[::1]:80/'"], &["curl -o /tmp/x http://127.0.0.1/", "curl https://example.com/", "curl http://127.0.0.1.evil.com/", "curl http://user@localhost/", "curl -K /tmp/cfg http://localhost/", "curl --out x http://localhost/"]),
         Spec::new("dig", "-4 -6 -b=any -c=any -p=num -q=any -t=any -x=any -m -u -v -h -r !-k=any !-f=any", Pos::Any)
-            .ex(&["dig example.com", "dig +short @127.0.0.53 example.com A"], &["dig -f /tmp/names"]),
-        Spec::new("host", "-a -A -c=any -C -d -l -m=any -N=num -r -R=num -s -t=any -T -U -v -V -w -W=num -4 -6", Pos::Any)
-            .ex(&["host example.com", "host -t mx example.com"], &["host --bogus"]),
+            .custom(Custom::Dns)
+            .ex(&["dig example.com", "dig +short @127.0.0.53 example.com A", "dig +tcp example.com", "dig -p 53 @10.0.0.2 example.com"], &["dig -f /tmp/names", "dig -p 6379 +tcp @127.0.0.1 x", "dig +tcp -p5432 @10.0.0.5 x", "dig axfr example.com @ns1", "dig -t AXFR example.com", "dig +port=8080 @10.0.0.5 x"]),
+        Spec::new("host", "-a -A -c=any -C -d !-l -m=any -N=num -r -R=num -s -t=any -T -U -v -V -w -W=num -4 -6", Pos::Any)
+            .ex(&["host example.com", "host -t mx example.com"], &["host --bogus", "host -l example.com ns1"]),
         Spec::new("docker", "", Pos::Any).custom(Custom::Docker)
             .ex(&["docker logs --tail 50 web", "docker stats --no-stream", "docker ps -a"], &["docker restart web", "docker exec web id", "docker -H tcp://x ps", "docker stats"]),
         Spec::new("apt-cache", "-n|--names-only -f|--full -i|--important --installed --recurse -q|--quiet -a|--all-versions --no-all-versions -h|--help -v|--version", Pos::Any)
@@ -2109,16 +2229,18 @@ pub(crate) fn builtin() -> Vec<Spec> {
             .ex(&["pidstat -d 1 3", "pidstat -p 1234 1 5"], &["pidstat -e id"]),
         Spec::new("sar", "-A -B -b -d -F -H -h -I=any -j=any -m=any -n=any -P=any -p -q -r=?any -S -t -u=?any -V -v -W -w -x -y -z -s=any -e=any -i=num -f=path --dec=num --human --pretty !-o=any", Pos::Any)
             .ex(&["sar -q 1 3", "sar -n DEV 1 3", "sar -f /var/log/sysstat/sa01 -u"], &["sar -o /tmp/x 1 3"]),
-        Spec::new("nslookup", "", Pos::Any).custom(Custom::Echo)
-            .ex(&["nslookup example.com", "nslookup -type=mx example.com 127.0.0.53"], &[]),
+        Spec::new("nslookup", "", Pos::Any).custom(Custom::Dns)
+            .ex(&["nslookup example.com", "nslookup -type=mx example.com 127.0.0.53"], &["nslookup -port=5432 db 127.0.0.1", "nslookup -type=axfr example.com"]),
         Spec::new("ping", "-c|--count=num -i|--interval=any -W|--timeout=any -w|--deadline=num -n -q -4 -6 -s=num -t=num -I=any -D -O -a -A -v -V -R -U -b -B -L -M=any -Q=any -T=any -m=any !-f !-p=any", Pos::Any)
-            .ex(&["ping -c 3 10.0.0.1", "ping -c 1 -W 2 example.com"], &["ping -f 10.0.0.1", "ping -p ff 10.0.0.1"]),
+            .custom(Custom::Ping)
+            .ex(&["ping -c 3 10.0.0.1", "ping -c 1 -W 2 example.com", "ping -w 5 10.0.0.1", "ping -c 5 -i 0.5 10.0.0.1"], &["ping -f 10.0.0.1", "ping -p ff 10.0.0.1", "ping 10.0.0.1", "ping -c 100000 10.0.0.1", "ping -c 10 -i 0 10.0.0.1", "ping -c 10 -i 0.01 10.0.0.1", "ping -c 3 -b 10.0.0.255"]),
         Spec::new("traceroute", "-n -I -T -U -4 -6 -F -e -A -V -p|--port=num -m|--max-hops=num -q|--queries=num -w|--wait=any -z|--sendwait=any -f|--first=num -i|--interface=any -s|--source=any -N|--sim-queries=num -t|--tos=any -l|--flowlabel=any --mtu --back", Pos::Any)
             .ex(&["traceroute -n 10.0.0.1"], &["traceroute --bogus"]),
         Spec::new("tracepath", "-n -b -4 -6 -l=num -m=num -p=num -V", Pos::Any)
             .ex(&["tracepath -n 10.0.0.1"], &["tracepath --bogus"]),
         Spec::new("mtr", "-r|--report -w|--report-wide -c|--report-cycles=num -n|--no-dns -b|--show-ips -z|--aslookup -T|--tcp -u|--udp -4 -6 -P|--port=num -i|--interval=any -m|--max-ttl=num -f|--first-ttl=num -s|--psize=num -j|--json -C|--csv -x|--xml -e|--mpls -o|--order=any -h|--help -v|--version", Pos::Any)
-            .ex(&["mtr -rwc 10 10.0.0.1"], &["mtr --bogus"]),
+            .custom(Custom::Mtr)
+            .ex(&["mtr -rwc 10 10.0.0.1", "mtr -r -c 5 -n 10.0.0.1", "mtr --report 10.0.0.1"], &["mtr --bogus", "mtr 10.0.0.1", "mtr -r -c 100000 10.0.0.1", "mtr -r -i 0.01 -c 10 10.0.0.1"]),
         Spec::new("chronyc", "-n -c -a -4 -6 -h=any -p=num -m -v", Pos::Any)
             .subs(Auto, "tracking sources sourcestats activity ntpdata serverstats selectdata authdata clients rtcdata smoothing waitsync")
             .no_sub(Unknown)

@@ -189,6 +189,12 @@ pub fn children(pid: i32) -> Vec<(i32, String)> {
 impl Container {
     /// Copies the cached root, lets `prepare` edit it, and boots it.
     pub fn boot(tag: &str, prepare: impl FnOnce(&Path)) -> Container {
+        Container::boot_with(tag, &[], prepare)
+    }
+
+    /// [`Container::boot`] with more `systemd-nspawn` options (e.g. a network namespace
+    /// of its own, or capabilities a real host's root has that nspawn withholds).
+    pub fn boot_with(tag: &str, nspawn_args: &[&str], prepare: impl FnOnce(&Path)) -> Container {
         let base = bookworm_root();
         let name = format!("aiops-{tag}-{}", std::process::id());
         let root = nspawn_dir().join(format!("run-{name}"));
@@ -214,6 +220,7 @@ impl Container {
             // systemd-nspawn's own seccomp allowlist (systemd 252) lacks the Landlock
             // system calls; a real host has no such filter, so let the container have them.
             .arg("--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self")
+            .args(nspawn_args)
             .arg("-D")
             .arg(&root)
             .args(["-M", &name, "-b"])
@@ -408,6 +415,20 @@ pub fn nginx_on(root: &Path, ip: &str, port: u16) {
 /// controller `ctl` issued outside (through the package's setup verb), and waits until
 /// systemd runs it and it listens.
 pub fn install_agent(c: &Container, ctl: &Controller, target: &str, address: &str) {
+    install_agent_with(c, ctl, target, address, || {
+        std::net::TcpStream::connect(address).is_ok()
+    });
+}
+
+/// [`install_agent`] for a container whose network the test cannot reach directly (a
+/// network namespace of its own): `listening` says when the agent answers.
+pub fn install_agent_with(
+    c: &Container,
+    ctl: &Controller,
+    target: &str,
+    address: &str,
+    mut listening: impl FnMut() -> bool,
+) {
     let (agent_deb, _) = debs().clone();
     c.copy_in(&agent_deb, "/root/aiops-agent.deb");
     c.sh("dpkg -i /root/aiops-agent.deb && rm /root/aiops-agent.deb");
@@ -429,6 +450,90 @@ pub fn install_agent(c: &Container, ctl: &Controller, target: &str, address: &st
         c.exec(&["systemctl", "is-active", "--quiet", "aiops-agent"])
             .status
             .success()
-            && std::net::TcpStream::connect(address).is_ok()
+            && listening()
     });
+}
+
+/// Runs a shell snippet in a stopped root (set-up before boot), asserting success.
+pub fn in_stopped_root(root: &Path, script: &str) {
+    let out = Command::new("systemd-nspawn")
+        .args(["-q", "--register=no", "--keep-unit", "-D"])
+        .arg(root)
+        .args(["sh", "-c", script])
+        .output()
+        .expect("systemd-nspawn runs");
+    assert!(
+        out.status.success(),
+        "in the stopped root: {script}\n{}",
+        text(&out)
+    );
+}
+
+/// Debian packages beyond the cached root (what an SRE's server has), with their
+/// dependencies: downloaded once inside a copy of the cached root (so they match it) into
+/// `target/nspawn/<name>-debs/`, reused while `packages` is unchanged.
+pub fn extra_debs(name: &str, packages: &[&str]) -> PathBuf {
+    let base = bookworm_root();
+    let dir = nspawn_dir();
+    let key = packages.join(",");
+    let cache = dir.join(format!("{name}-debs"));
+    let marker = dir.join(format!("{name}-debs.complete"));
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!(".{name}-debs.lock")))
+        .expect("lock file");
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("flock");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == key) && cache.is_dir() {
+        return cache;
+    }
+    let work = dir.join(format!("{name}-debs-root.tmp"));
+    let _ = std::fs::remove_dir_all(&work);
+    let cp = Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(&base)
+        .arg(&work)
+        .output()
+        .expect("cp runs");
+    assert!(cp.status.success(), "copy root: {}", text(&cp));
+    in_stopped_root(
+        &work,
+        &format!(
+            "apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends {}",
+            packages.join(" ")
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+    std::fs::create_dir_all(&cache).expect("deb cache");
+    let mut n = 0;
+    for e in std::fs::read_dir(work.join("var/cache/apt/archives"))
+        .expect("archives")
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().ends_with(".deb") {
+            std::fs::copy(e.path(), cache.join(e.file_name())).expect("copy deb");
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no .debs downloaded for {packages:?}");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::write(&marker, key).expect("marker");
+    cache
+}
+
+/// Installs every .deb of `debs` (see [`extra_debs`]) into a stopped root.
+pub fn install_debs(root: &Path, debs: &Path) {
+    let dst = root.join("root/extra-debs");
+    std::fs::create_dir_all(&dst).expect("deb dir");
+    for e in std::fs::read_dir(debs).expect("debs").flatten() {
+        std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy deb");
+    }
+    in_stopped_root(
+        root,
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         /root/extra-debs/*.deb >/dev/null && rm -r /root/extra-debs",
+    );
 }

@@ -468,7 +468,7 @@ fn approved_fixes_escape_the_unit_sandbox_limits_hold_and_the_sudoers_rule_is_va
     // with limit_exceeded, and the agent answers its health check throughout.
     let cfg = t.c.root.join("etc/aiops-agent/agent.yml");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, text.replacen("memory_mb: 512", "memory_mb: 64", 1)).unwrap();
+    std::fs::write(&cfg, text.replacen("memory_mb: 1024", "memory_mb: 64", 1)).unwrap();
     t.c.sh("systemctl restart aiops-agent");
     aiops_e2e::nspawn::wait_until("the agent to serve again", 30, || {
         std::net::TcpStream::connect(&t.address).is_ok()
