@@ -9,6 +9,7 @@ pub mod config;
 pub mod enroll;
 pub mod exec;
 pub mod interrupted;
+pub mod receipt;
 pub mod replay;
 pub mod verify;
 
@@ -208,6 +209,8 @@ struct State {
     cert_not_after: i64,
     refusals: std::sync::Mutex<RefusalWindow>,
     runner: exec::Runner,
+    /// Signs receipts (see [`receipt`]).
+    audit_key: aiops_certs::signing::SigningKey,
 }
 
 /// Refused connections of the current window: how many were recorded one
@@ -282,6 +285,8 @@ impl Agent {
             Err(e) => tracing::error!("recording interrupted requests: {e}"),
         }
         let runner = runner(&config, config_path).map_err(|e| setup("executor", &e))?;
+        let audit_key =
+            receipt::load_or_create(&config.state_dir).map_err(|e| setup("audit key", &e))?;
         Ok(Agent {
             tls,
             state: Arc::new(State {
@@ -295,6 +300,7 @@ impl Agent {
                 cert_not_after,
                 refusals: std::sync::Mutex::new(RefusalWindow::default()),
                 runner,
+                audit_key,
             }),
         })
     }
@@ -491,7 +497,10 @@ impl State {
     /// Appends a record from async code: the append (flock, write,
     /// fdatasync) runs on the blocking pool, so a slow audit disk holds up
     /// this request only, never the async workers serving the others.
-    async fn audit_off_worker(self: &Arc<State>, fields: Value) -> Result<(), String> {
+    async fn audit_off_worker(
+        self: &Arc<State>,
+        fields: Value,
+    ) -> Result<aiops_audit::Appended, String> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || state.audit(fields))
             .await
@@ -517,15 +526,53 @@ impl State {
             })
     }
 
-    fn audit(&self, fields: Value) -> Result<(), String> {
+    fn audit(&self, fields: Value) -> Result<aiops_audit::Appended, String> {
         let Value::Object(mut map) = fields else {
             return Err("audit record is not an object".into());
         };
         map.insert("agent".into(), Value::from(self.config.name.clone()));
-        self.audit
-            .append(map)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.audit.append(map).map_err(|e| e.to_string())
+    }
+
+    /// Up to `max` complete records from line `from` (1-based) of the
+    /// agent's log, and whether more follow. A page holds at most
+    /// [`READ_AUDIT_MAX_RECORDS`] records and about [`READ_AUDIT_MAX_BYTES`]
+    /// (always at least one record).
+    fn read_audit(&self, from: u64, max: u32) -> Result<(Vec<String>, bool), String> {
+        use std::io::BufRead;
+        let file = match std::fs::File::open(self.audit.path()) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+            Err(e) => return Err(e.to_string()),
+        };
+        let max = usize::try_from(max.clamp(1, READ_AUDIT_MAX_RECORDS)).unwrap_or(1);
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut n = 0u64;
+        loop {
+            line.clear();
+            if reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| e.to_string())?
+                == 0
+                || line.last() != Some(&b'\n')
+            {
+                // The end, or a torn tail (not a record).
+                return Ok((out, false));
+            }
+            n += 1;
+            if n < from.max(1) {
+                continue;
+            }
+            if out.len() == max || (!out.is_empty() && bytes + line.len() > READ_AUDIT_MAX_BYTES) {
+                return Ok((out, true));
+            }
+            line.pop();
+            bytes += line.len();
+            out.push(String::from_utf8_lossy(&line).into_owned());
+        }
     }
 
     /// A refused connection: recorded one by one up to
@@ -728,8 +775,15 @@ struct AgentService {
     state: Arc<State>,
 }
 
+/// Records a `ReadAudit` page holds at most.
+pub const READ_AUDIT_MAX_RECORDS: u32 = 1000;
+/// Bytes a `ReadAudit` page holds at most (but always one record).
+pub const READ_AUDIT_MAX_BYTES: usize = 1 << 20;
+
 fn request_fields(req: &pb::CommandRequest) -> Map<String, Value> {
     let Value::Object(m) = json!({
+        "controller_seq": req.controller_seq,
+        "controller_hash": req.controller_hash,
         "request_id": req.request_id,
         "target": req.target,
         "command": req.command,
@@ -899,7 +953,36 @@ impl pb::agent_server::Agent for AgentService {
                 timeout: Duration::from_millis(u64::from(req.timeout_ms)),
                 output_cap: req.output_cap_bytes,
             };
-            let outcome = exec::execute(&plan, &state.runner, &job, limits, tx.clone()).await;
+            // Output passes through here on its way out, so the receipt can
+            // say what was sent; a controller that goes away closes this
+            // channel too, which the executor notices.
+            let (inner_tx, mut inner_rx) = mpsc::channel::<Result<pb::ExecEvent, Status>>(16);
+            let out_tx = tx.clone();
+            let forward = tokio::spawn(async move {
+                let mut digests = [
+                    receipt::StreamDigest::default(),
+                    receipt::StreamDigest::default(),
+                ];
+                loop {
+                    tokio::select! {
+                        ev = inner_rx.recv() => {
+                            let Some(ev) = ev else { break };
+                            if let Ok(pb::ExecEvent { event: Some(pb::exec_event::Event::Output(c)) }) = &ev {
+                                digests[usize::from(c.stream == pb::Stream::Stdout as i32)].update(&c.data);
+                            }
+                            if out_tx.send(ev).await.is_err() {
+                                break;
+                            }
+                        }
+                        () = out_tx.closed() => break,
+                    }
+                }
+                digests
+            });
+            let outcome = exec::execute(&plan, &state.runner, &job, limits, inner_tx).await;
+            let [stderr_digest, stdout_digest] = forward.await.unwrap_or_default();
+            let (stdout_sent, stderr_sent) = (stdout_digest.bytes, stderr_digest.bytes);
+            let (stdout_sha256, stderr_sha256) = (stdout_digest.finish(), stderr_digest.finish());
             let mut rec = request_fields(&req);
             rec.insert("event".into(), "executed".into());
             rec.insert("exit_code".into(), outcome.exit_code.into());
@@ -912,6 +995,10 @@ impl pb::agent_server::Agent for AgentService {
             if let Some(which) = outcome.limit_exceeded {
                 rec.insert("limit_exceeded".into(), which.into());
             }
+            rec.insert("stdout_sha256".into(), stdout_sha256.clone().into());
+            rec.insert("stderr_sha256".into(), stderr_sha256.clone().into());
+            rec.insert("stdout_sent".into(), stdout_sent.into());
+            rec.insert("stderr_sent".into(), stderr_sent.into());
             // Retried (a full disk may clear); still failing, the controller
             // hears agent_lost, and the next start records `interrupted`.
             let mut written = state.audit_off_worker(Value::Object(rec.clone())).await;
@@ -922,13 +1009,34 @@ impl pb::agent_server::Agent for AgentService {
                 tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 written = state.audit_off_worker(Value::Object(rec.clone())).await;
             }
-            if let Err(e) = written {
-                tracing::error!("audit write failed after execution: {e}");
-                let _ = tx
-                    .send(Err(Status::unavailable(format!("audit_failed: {e}"))))
-                    .await;
-                return;
-            }
+            let head = match written {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::error!("audit write failed after execution: {e}");
+                    let _ = tx
+                        .send(Err(Status::unavailable(format!("audit_failed: {e}"))))
+                        .await;
+                    return;
+                }
+            };
+            let (receipt, receipt_signature) = receipt::sign(
+                &state.audit_key,
+                &pb::Receipt {
+                    request_id: req.request_id.clone(),
+                    target: req.target.clone(),
+                    exit_code: outcome.exit_code,
+                    signal: outcome.signal,
+                    timed_out: outcome.timed_out,
+                    stdout_sha256,
+                    stderr_sha256,
+                    stdout_sent,
+                    stderr_sent,
+                    agent_seq: head.seq,
+                    agent_hash: head.hash,
+                    controller_seq: req.controller_seq,
+                    controller_hash: req.controller_hash.clone(),
+                },
+            );
             let exit = pb::ExecEvent {
                 event: Some(pb::exec_event::Event::Exit(pb::ExitStatus {
                     exit_code: outcome.exit_code,
@@ -940,6 +1048,9 @@ impl pb::agent_server::Agent for AgentService {
                     stderr_total: outcome.stderr_total,
                     duration_ms: outcome.duration_ms,
                     limit_exceeded: outcome.limit_exceeded.unwrap_or_default().to_string(),
+                    receipt,
+                    receipt_signature,
+                    audit_key: state.audit_key.verifying_key().to_text(),
                 })),
             };
             let _ = tx.send(Ok(exit)).await;
@@ -961,6 +1072,35 @@ impl pb::agent_server::Agent for AgentService {
             controller_key_id: s.controller_key.key_id(),
             landlock_abi: s.runner.readonly.as_ref().map_or(0, |r| r.abi()),
             confinement: confinement(&s.config, &s.runner),
+        }))
+    }
+
+    async fn read_audit(
+        &self,
+        request: Request<pb::ReadAuditRequest>,
+    ) -> Result<Response<pb::ReadAuditPage>, Status> {
+        let state = self.state.clone();
+        // Defence in depth: the accept loop already checked the identity.
+        let identity_ok = request
+            .peer_certs()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| aiops_certs::tls::has_identity(&c, &state.config.controller.identity));
+        if !identity_ok {
+            return Err(Status::permission_denied(
+                "wrong_identity: client certificate is not the controller's",
+            ));
+        }
+        let r = request.into_inner();
+        let key = state.audit_key.verifying_key().to_text();
+        let (records, more) =
+            tokio::task::spawn_blocking(move || state.read_audit(r.from_seq, r.max_records))
+                .await
+                .map_err(|e| Status::internal(format!("audit reader: {e}")))?
+                .map_err(|e| Status::unavailable(format!("audit_unreadable: {e}")))?;
+        Ok(Response::new(pb::ReadAuditPage {
+            records,
+            more,
+            audit_key: key,
         }))
     }
 }

@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value};
@@ -61,6 +62,16 @@ pub struct Verified {
     /// cuts them off and records it): what a crash mid-write leaves, not
     /// tampering, since no complete record is missing.
     pub torn_tail_bytes: u64,
+    /// Signed checkpoints found (their signatures were checked only when
+    /// `signatures_checked`).
+    pub checkpoints: u64,
+    /// Seq of the last checkpoint (0: none).
+    pub last_checkpoint_seq: u64,
+    /// Records after the last checkpoint: nothing signs them yet (another
+    /// writer's records since the key holder last wrote).
+    pub unsigned_tail: u64,
+    /// Whether checkpoint signatures were checked against a key.
+    pub signatures_checked: bool,
 }
 
 /// A torn tail cut off by an append, as its `audit_repaired` record says.
@@ -202,7 +213,12 @@ impl AuditEvent {
 /// log at `path` and returns the JSON report they print, and whether the
 /// chain is intact (the process exits 0 only then).
 pub fn verify_report(path: &Path) -> (bool, Value) {
-    match AuditLog::new(path).verify() {
+    verify_report_with(path, None)
+}
+
+/// [`verify_report`], also checking checkpoint signatures with `check`.
+pub fn verify_report_with(path: &Path, check: Option<CheckpointVerifier<'_>>) -> (bool, Value) {
+    match AuditLog::new(path).verify_with(check) {
         Ok(v) => (true, v.to_json(path)),
         Err(e) => (
             false,
@@ -220,16 +236,77 @@ pub struct Appended {
     pub hash: String,
 }
 
+/// Signs a message.
+type SignFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
+/// Signs checkpoint messages: the key's id and a signing function.
+#[derive(Clone)]
+struct Checkpointer {
+    key_id: String,
+    sign: Arc<SignFn>,
+}
+
 /// A hash-chained audit log file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditLog {
     path: PathBuf,
+    checkpoints: Option<Checkpointer>,
 }
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field(
+                "checkpoint_key",
+                &self.checkpoints.as_ref().map(|c| &c.key_id),
+            )
+            .finish()
+    }
+}
+
+/// Events only the holder of the checkpoint key writes, and always in a
+/// batch whose last record is a checkpoint: `verify` with a key refuses one
+/// that no checkpoint covers (a record added by another writer of the file).
+pub const SIGNED_EVENTS: &[&str] = &["requested", "executed"];
+
+/// The bytes a checkpoint signs: a domain prefix that starts with a zero
+/// byte (never a valid protobuf message, so no signed request or approval
+/// can be passed off as one, nor the reverse), then the record's canonical
+/// JSON without `hash` and `sig` (with its `seq`, `prev` and `sig_key`).
+/// Through `prev` it commits to every record before it.
+pub fn checkpoint_message(body: &str) -> Vec<u8> {
+    [b"\0aiops-audit-checkpoint-v1\0".as_slice(), body.as_bytes()].concat()
+}
+
+/// Checks a checkpoint signature: (key id, message, signature) -> valid.
+pub type CheckpointVerifier<'a> = &'a dyn Fn(&str, &[u8], &[u8]) -> bool;
 
 impl AuditLog {
     /// The log at `path` (created on first append, mode 0640).
     pub fn new(path: impl Into<PathBuf>) -> AuditLog {
-        AuditLog { path: path.into() }
+        AuditLog {
+            path: path.into(),
+            checkpoints: None,
+        }
+    }
+
+    /// The last record of every batch this log appends is a checkpoint: it
+    /// carries `sig_key` and `sig`, a signature by `sign` (see
+    /// [`checkpoint_message`]) over the record, which through the chain
+    /// covers every record before it. For the controller account, whose
+    /// signing key the log's other writers (the approvers group) cannot
+    /// read. One signature per batch, in the same write and fsync.
+    pub fn with_checkpoints(
+        mut self,
+        key_id: impl Into<String>,
+        sign: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> AuditLog {
+        self.checkpoints = Some(Checkpointer {
+            key_id: key_id.into(),
+            sign: Arc::new(sign),
+        });
+        self
     }
 
     /// The log file's path.
@@ -330,6 +407,7 @@ impl AuditLog {
         let ts = aiops_sys::rfc3339_ms(aiops_sys::now_ms());
         let mut text = String::new();
         let mut appended = Vec::with_capacity(records.len());
+        let batch = records.len();
         for mut fields in records {
             seq += 1;
             fields.remove("hash");
@@ -337,6 +415,16 @@ impl AuditLog {
             fields.insert("prev".into(), Value::from(prev.clone()));
             if !fields.contains_key("ts") {
                 fields.insert("ts".into(), Value::from(ts.clone()));
+            }
+            fields.remove("sig");
+            fields.remove("sig_key");
+            if let Some(c) = &self.checkpoints
+                && appended.len() + 1 == batch
+            {
+                fields.insert("sig_key".into(), Value::from(c.key_id.clone()));
+                let body = canonical(&Value::Object(fields.clone()));
+                let sig = (c.sign)(&checkpoint_message(&body));
+                fields.insert("sig".into(), Value::from(hex_encode(&sig)));
             }
             let body = canonical(&Value::Object(fields.clone()));
             prev = aiops_sys::sha256_hex(body.as_bytes());
@@ -413,6 +501,16 @@ impl AuditLog {
 
     /// Checks every line's hash and the chain; names the first bad line.
     pub fn verify(&self) -> Result<Verified, VerifyError> {
+        self.verify_with(None)
+    }
+
+    /// [`AuditLog::verify`], and with `check` also every checkpoint's
+    /// signature, and that every record of [`SIGNED_EVENTS`] is covered by
+    /// a later valid checkpoint.
+    pub fn verify_with(
+        &self,
+        check: Option<CheckpointVerifier<'_>>,
+    ) -> Result<Verified, VerifyError> {
         let path = self.path.display().to_string();
         let bad = |line: usize, message: String| VerifyError {
             path: path.clone(),
@@ -425,6 +523,10 @@ impl AuditLog {
         let mut hashes = Vec::new();
         let mut repairs = Vec::new();
         let mut torn_tail_bytes = 0u64;
+        let mut checkpoints = 0u64;
+        let mut last_checkpoint = 0u64;
+        // (line, seq, event) of signed-only events no checkpoint covers yet.
+        let mut uncovered: Option<(usize, u64, String)> = None;
         let mut reader = BufReader::new(file);
         let mut line = Vec::new();
         for n in 1.. {
@@ -448,6 +550,23 @@ impl AuditLog {
             if got_seq != seq + 1 {
                 return Err(bad(n, format!("seq {got_seq}, expected {}", seq + 1)));
             }
+            let event = record.get("event").and_then(Value::as_str).unwrap_or("");
+            if record.contains_key("sig") {
+                check_checkpoint(&record, check).map_err(|m| {
+                    bad(
+                        n,
+                        format!(
+                            "{m}: this record or one after the checkpoint at seq \
+                             {last_checkpoint} was rewritten, or the signature was forged"
+                        ),
+                    )
+                })?;
+                checkpoints += 1;
+                last_checkpoint = got_seq;
+                uncovered = None;
+            } else if check.is_some() && SIGNED_EVENTS.contains(&event) && uncovered.is_none() {
+                uncovered = Some((n, got_seq, event.to_string()));
+            }
             if record.get("event").and_then(Value::as_str) == Some(REPAIR_EVENT) {
                 repairs.push(Repair {
                     line: n,
@@ -466,6 +585,15 @@ impl AuditLog {
             seq = got_seq;
             prev = hash;
             hashes.push(prev.clone());
+        }
+        if let Some((line, useq, event)) = uncovered {
+            return Err(bad(
+                line,
+                format!(
+                    "record {useq} ({event}) is not covered by a signed checkpoint: its writer \
+                     always adds one, so another writer of the file added or rewrote it"
+                ),
+            ));
         }
         if let Ok(text) = std::fs::read_to_string(self.head_path()) {
             let mut parts = text.split_whitespace();
@@ -491,6 +619,10 @@ impl AuditLog {
             head: prev,
             repairs,
             torn_tail_bytes,
+            checkpoints,
+            last_checkpoint_seq: last_checkpoint,
+            unsigned_tail: seq - last_checkpoint,
+            signatures_checked: check.is_some(),
         })
     }
 
@@ -610,6 +742,16 @@ impl Verified {
             serde_json::to_value(&self.repairs).unwrap_or_default(),
         );
         m.insert("torn_tail_bytes".into(), Value::from(self.torn_tail_bytes));
+        m.insert("checkpoints".into(), Value::from(self.checkpoints));
+        m.insert(
+            "last_checkpoint_seq".into(),
+            Value::from(self.last_checkpoint_seq),
+        );
+        m.insert("unsigned_tail".into(), Value::from(self.unsigned_tail));
+        m.insert(
+            "signatures_checked".into(),
+            Value::from(self.signatures_checked),
+        );
         if !self.repairs.is_empty() || self.torn_tail_bytes > 0 {
             m.insert(
                 "note".into(),
@@ -621,6 +763,66 @@ impl Verified {
         }
         Value::Object(m)
     }
+}
+
+/// With `check`, a checkpoint's signature verifies over the record.
+fn check_checkpoint(
+    record: &Map<String, Value>,
+    check: Option<CheckpointVerifier<'_>>,
+) -> Result<(), String> {
+    let Some(check) = check else {
+        return Ok(());
+    };
+    let key_id = record.get("sig_key").and_then(Value::as_str).unwrap_or("");
+    let sig = record
+        .get("sig")
+        .and_then(Value::as_str)
+        .and_then(hex_decode)
+        .unwrap_or_default();
+    let mut body = record.clone();
+    body.remove("hash");
+    body.remove("sig");
+    if check(
+        key_id,
+        &checkpoint_message(&canonical(&Value::Object(body))),
+        &sig,
+    ) {
+        Ok(())
+    } else {
+        Err(format!(
+            "checkpoint signature does not verify with the controller key (key_id {key_id:?})"
+        ))
+    }
+}
+
+/// Checks one JSON line of a log against the previous record's hash (for
+/// a log read from elsewhere, e.g. an agent's, page by page): returns the
+/// record, its seq and its hash.
+pub fn check_line(line: &[u8], prev: &str) -> Result<(Map<String, Value>, u64, String), String> {
+    let record: Map<String, Value> =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let (seq, hash) = check_record(&record, prev)?;
+    Ok((record, seq, hash))
+}
+
+/// Lower-case hex.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Hex to bytes; None for odd length or a non-hex digit.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Checks one record's own hash and its link to `prev`; returns (seq, hash).
@@ -965,6 +1167,124 @@ mod tests {
         drop(f);
         assert!(log.append(rec(3)).is_err());
         assert_eq!(log.verify().unwrap_err().line, 3);
+    }
+
+    /// A stand-in signature for the unit tests (the e2e tests use the
+    /// controller's Ed25519 key): only a holder of `SECRET` can make it.
+    const SECRET: &[u8] = b"controller-only";
+    fn toy_sign(msg: &[u8]) -> Vec<u8> {
+        aiops_sys::sha256_hex(&[SECRET, msg].concat()).into_bytes()
+    }
+    fn toy_check(key_id: &str, msg: &[u8], sig: &[u8]) -> bool {
+        key_id == "k1" && toy_sign(msg) == sig
+    }
+
+    /// Rewrites the log the way a member of the log's group can: edit a
+    /// record, then recompute every seq/prev/hash after it (and the head).
+    fn rewrite_consistently(log: &AuditLog, edit: impl Fn(&mut Map<String, Value>) -> bool) {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let mut prev = GENESIS.to_string();
+        let mut out = String::new();
+        let mut seq = 0;
+        for line in text.lines() {
+            let mut r: Map<String, Value> = serde_json::from_str(line).unwrap();
+            if !edit(&mut r) {
+                continue;
+            }
+            seq += 1;
+            r.remove("hash");
+            r.insert("seq".into(), seq.into());
+            r.insert("prev".into(), prev.clone().into());
+            prev = aiops_sys::sha256_hex(canonical(&Value::Object(r.clone())).as_bytes());
+            r.insert("hash".into(), prev.clone().into());
+            out.push_str(&canonical(&Value::Object(r)));
+            out.push('\n');
+        }
+        std::fs::write(log.path(), out).unwrap();
+        std::fs::write(log.head_path(), format!("{seq:020} {prev}\n")).unwrap();
+    }
+
+    fn signed_log() -> (tempfile::TempDir, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl")).with_checkpoints("k1", toy_sign);
+        for i in 0..3 {
+            let mut r = rec(i);
+            r.insert("event".into(), "requested".into());
+            let got = log.append_many(vec![r, rec(i + 10)]).unwrap();
+            assert_eq!(got.len(), 2);
+        }
+        (dir, log)
+    }
+
+    #[test]
+    fn checkpoints_are_signed_and_verified() {
+        let (_d, log) = signed_log();
+        let v = log.verify_with(Some(&toy_check)).unwrap();
+        assert_eq!((v.records, v.checkpoints, v.last_checkpoint_seq), (6, 3, 6));
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let signed: Vec<bool> = text.lines().map(|l| l.contains("\"sig\"")).collect();
+        assert_eq!(
+            signed,
+            [false, true, false, true, false, true],
+            "the last of each batch"
+        );
+        assert!(v.signatures_checked);
+        // A writer without the key (an approver) appends: an unsigned tail, not an error.
+        let mut approved = rec(99);
+        approved.insert("event".into(), "approved".into());
+        AuditLog::new(log.path()).append(approved).unwrap();
+        let v = log.verify_with(Some(&toy_check)).unwrap();
+        assert_eq!(v.unsigned_tail, 1);
+    }
+
+    #[test]
+    fn a_consistent_rewrite_by_a_group_member_fails_the_checkpoint() {
+        let (_d, log) = signed_log();
+        rewrite_consistently(&log, |r| {
+            if r.get("n") == Some(&Value::from(1)) {
+                r.insert("stdout".into(), "forged".into());
+            }
+            true
+        });
+        // The chain alone (what `audit verify` checked before) still passes.
+        assert!(log.verify().is_ok());
+        let e = log.verify_with(Some(&toy_check)).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("checkpoint signature"), "{e}");
+    }
+
+    #[test]
+    fn dropping_checkpoints_or_adding_a_signed_only_event_is_detected() {
+        let (_d, log) = signed_log();
+        rewrite_consistently(&log, |r| {
+            r.remove("sig");
+            true
+        });
+        assert!(log.verify().is_ok());
+        let e = log.verify_with(Some(&toy_check)).unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        assert!(
+            e.message.contains("not covered by a signed checkpoint"),
+            "{e}"
+        );
+
+        let (_d, log) = signed_log();
+        let mut forged = rec(7);
+        forged.insert("event".into(), "executed".into());
+        AuditLog::new(log.path()).append(forged).unwrap();
+        let e = log.verify_with(Some(&toy_check)).unwrap_err();
+        assert_eq!(e.line, 7, "{e}");
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_junk() {
+        assert_eq!(
+            hex_decode(&hex_encode(&[0, 1, 254, 255])).unwrap(),
+            [0, 1, 254, 255]
+        );
+        assert!(hex_decode("abc").is_none());
+        assert!(hex_decode("zz").is_none());
+        assert!(hex_decode("é0").is_none());
     }
 
     #[test]

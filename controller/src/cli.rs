@@ -195,11 +195,15 @@ enum ApprovalsCmd {
 
 #[derive(Subcommand, Debug)]
 enum AuditCmd {
-    /// Check the hash chain; names the first bad line.
+    /// Check the hash chain and its signed checkpoints; names the first bad line.
+    /// With --targets, also cross-check it against each agent's own log.
     Verify {
         /// Log file [default: the configured audit log].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "targets")]
         file: Option<PathBuf>,
+        /// Cross-check against these agents' logs (comma-separated; none named: every target).
+        #[arg(long, num_args = 0.., value_delimiter = ',', value_name = "NAME")]
+        targets: Option<Vec<String>>,
     },
     /// Show the newest records.
     Tail {
@@ -686,9 +690,38 @@ fn audit_file(config: &Path, file: Option<PathBuf>) -> Result<PathBuf, Error> {
 fn cmd_audit(config: &Path, command: AuditCmd) -> Result<ExitCode, Error> {
     match command {
         AuditCmd::Export(args) => Ok(crate::export::cli::cmd(config, args)),
-        AuditCmd::Verify { file } => {
+        AuditCmd::Verify {
+            file,
+            targets: Some(names),
+        } => {
+            let _ = file;
+            let loaded = load(config)?;
+            let (intact, report) =
+                runtime().block_on(crate::dispatch::chains::verify_targets(&loaded, &names));
+            output::json(&report)?;
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCmd::Verify {
+            file,
+            targets: None,
+        } => {
+            // Checkpoint signatures are checked whenever the controller's
+            // public signing key is readable (it is 0644).
+            let key = load(config)
+                .ok()
+                .and_then(|l| crate::dispatch::chains::checkpoint_key(&l));
             let file = audit_file(config, file)?;
-            let (intact, report) = aiops_audit::verify_report(&file);
+            let check = key.as_ref().map(crate::dispatch::chains::check_with);
+            let (intact, report) = aiops_audit::verify_report_with(
+                &file,
+                check
+                    .as_ref()
+                    .map(|c| c as &dyn Fn(&str, &[u8], &[u8]) -> bool),
+            );
             output::json(&report)?;
             Ok(if intact {
                 ExitCode::SUCCESS

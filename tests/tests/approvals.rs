@@ -276,6 +276,8 @@ impl Forge {
             output_cap_bytes: 4096,
             policy_digest: String::new(),
             approval_id: approval_id.into(),
+            controller_seq: 0,
+            controller_hash: String::new(),
         }
     }
 

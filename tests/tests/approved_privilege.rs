@@ -177,6 +177,8 @@ impl Forge {
             output_cap_bytes: 4096,
             policy_digest: String::new(),
             approval_id: approval_id.clone(),
+            controller_seq: 0,
+            controller_hash: String::new(),
         };
         let grant = pb::ApprovalGrant {
             approval_id,

@@ -189,6 +189,8 @@ impl Craft {
             output_cap_bytes: 4096,
             policy_digest: String::new(),
             approval_id: String::new(),
+            controller_seq: 0,
+            controller_hash: String::new(),
         }
     }
 

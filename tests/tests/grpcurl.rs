@@ -94,12 +94,30 @@ fn grpcurl_with_the_controller_certificate_lists_describes_and_checks_health() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("Describe JSON");
     assert_eq!(v["name"], "srv1", "{v}");
 
+    // ReadAudit pages the agent's own log, for the controller only.
+    let (a, _) = lab.run(&aiops_e2e::request("srv1", "hostname"));
+    assert_eq!(a["status"], "executed", "{a}");
+    let out = run(&lab, &tls, &["aiops.agent.v1.Agent/ReadAudit"]);
+    assert!(out.status.success(), "ReadAudit: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ReadAudit JSON");
+    let first: serde_json::Value = serde_json::from_str(v["records"][0].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&first["seq"], &first["event"]),
+        (&1.into(), &"accepted".into()),
+        "{v}"
+    );
+    assert_eq!(
+        v["more"], true,
+        "one record a page when none is asked for: {v}"
+    );
+
     // No client certificate: refused at the TLS layer, nothing listed.
     let anonymous = vec!["-cacert".to_string(), p("ca.pem")];
     for args in [
         &["list"][..],
         &["grpc.health.v1.Health/Check"][..],
         &["aiops.agent.v1.Agent/Describe"][..],
+        &["aiops.agent.v1.Agent/ReadAudit"][..],
     ] {
         let out = run(&lab, &anonymous, args);
         assert!(
@@ -129,6 +147,12 @@ fn grpcurl_with_the_controller_certificate_lists_describes_and_checks_health() {
     assert!(
         !out.status.success(),
         "a foreign client certificate must be refused: {}",
+        text(&out)
+    );
+    let out = run(&lab, &foreign, &["aiops.agent.v1.Agent/ReadAudit"]);
+    assert!(
+        !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("records"),
+        "a foreign client certificate reads no audit: {}",
         text(&out)
     );
 

@@ -72,6 +72,20 @@ fn report_of_a_lab_incident_lists_every_command_validates_and_fails_verification
     assert_eq!(r["verification"]["head"], audit.last().unwrap()["hash"]);
     assert_eq!(r["range"]["records"], audit.len());
     assert_eq!(r["range"]["first"]["seq"], 1);
+    // The agent heads of the covered commands, cross-checked against srv1's own log.
+    let agents = r["verification"]["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{r}");
+    assert_eq!(
+        (&agents[0]["target"], &agents[0]["status"]),
+        (&Value::from("srv1"), &Value::from("ok"))
+    );
+    assert_eq!(agents[0]["heads"].as_array().unwrap().len(), 4);
+    let text = r["verification"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Agent srv1: its log holds all 4 agent heads recorded here"),
+        "{text}"
+    );
+    assert!(text.contains("signed checkpoints verify"), "{text}");
 
     // Every command, in order, with its outcome.
     let commands = r["commands"].as_array().unwrap();
@@ -114,6 +128,9 @@ fn report_of_a_lab_incident_lists_every_command_validates_and_fails_verification
         assert_eq!(c["exit_code"], rec["exit_code"]);
         let last = c["records"].as_array().unwrap().last().unwrap();
         assert_eq!((&last["seq"], &last["hash"]), (&rec["seq"], &rec["hash"]));
+        assert_eq!(c["receipt_status"], "verified");
+        assert_eq!(c["agent_head"]["seq"], rec["agent_seq"]);
+        assert_eq!(c["agent_head"]["hash"], rec["agent_hash"]);
     }
     assert_eq!(commands[1]["stdout_excerpt"], "2:workers = ???broken\n");
     // Who approved, and when; the one change.
@@ -183,4 +200,43 @@ fn report_of_a_lab_incident_lists_every_command_validates_and_fails_verification
     );
     let md = String::from_utf8(lab.aiops(&["incident", "report"]).stdout).unwrap();
     assert!(md.contains("**Verification: FAILED.**"), "{md}");
+}
+
+#[test]
+fn the_report_fails_verification_when_the_agent_log_was_cut_with_its_head_file() {
+    let lab = Lab::start(1, "lab");
+    for cmd in ["hostname", "uptime"] {
+        let (a, _) = lab.run(&request("srv1", cmd));
+        assert_eq!(a["status"], "executed", "{a}");
+    }
+    let log = lab.agent_dir("srv1").join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(log.with_extension("jsonl.head")).unwrap();
+    let (r, code) = report(&lab, &[]);
+    assert_eq!(code, 1, "{r}");
+    validate(&lab, &r);
+    let v = &r["verification"];
+    assert_eq!(v["status"], "failed", "{v}");
+    let a = &v["agents"][0];
+    assert_eq!(
+        (
+            &a["status"],
+            &a["first_bad"]["side"],
+            &a["first_bad"]["seq"]
+        ),
+        (
+            &Value::from("error"),
+            &Value::from("agent"),
+            &Value::from(3)
+        ),
+        "{v}"
+    );
+    let md = String::from_utf8(lab.aiops(&["incident", "report"]).stdout).unwrap();
+    assert!(md.contains("**Verification: FAILED.**"), "{md}");
+    assert!(
+        md.contains("Agent srv1: cross-check FAILED at the agent log's record 3"),
+        "{md}"
+    );
 }

@@ -57,6 +57,13 @@ impl pb::agent_server::Agent for Flood {
     ) -> Result<Response<pb::DescribeResponse>, Status> {
         Err(Status::unimplemented("not a real agent"))
     }
+
+    async fn read_audit(
+        &self,
+        _request: Request<pb::ReadAuditRequest>,
+    ) -> Result<Response<pb::ReadAuditPage>, Status> {
+        Err(Status::unimplemented("not a real agent"))
+    }
 }
 
 #[test]

@@ -81,6 +81,8 @@ fn signed(
         } else {
             String::new()
         },
+        controller_seq: 0,
+        controller_hash: String::new(),
     };
     let mut s = aiops_controller::dispatch::client::sign(&req, signer);
     if let Some((approver, who)) = approved {

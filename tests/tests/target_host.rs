@@ -40,6 +40,8 @@ fn signed_hostname(pki: &PkiDir, target: &str) -> pb::SignedCommand {
         output_cap_bytes: 4096,
         policy_digest: String::new(),
         approval_id: String::new(),
+        controller_seq: 0,
+        controller_hash: String::new(),
     };
     client::sign(&req, &key)
 }

@@ -138,6 +138,11 @@ pub struct Answer {
         skip_serializing_if = "Option::is_none"
     )]
     pub saved_digest: Option<[(String, u64); 2]>,
+    /// Set when the agent's signed receipt of this result did not verify
+    /// (its audit record says `receipt_status: bad` and why): the result
+    /// may not be what the agent sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_error: Option<String>,
 }
 
 impl Answer {

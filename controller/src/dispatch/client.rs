@@ -185,8 +185,26 @@ pub async fn execute(
     deadline: Duration,
 ) -> Result<Collected, ClientError> {
     let mut out = Collected::default();
-    out.exit = execute_into(channel, signed, deadline, &mut out).await?;
+    out.exit = execute_into(channel, signed, deadline, &mut out)
+        .await?
+        .exit;
     Ok(out)
+}
+
+/// The final status and what arrived: the SHA-256 of each stream's chunks
+/// in the order received (what the agent's receipt signs as sent).
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    /// The final status (with the agent's receipt).
+    pub exit: pb::ExitStatus,
+    /// Hex SHA-256 of the stdout bytes received.
+    pub stdout_sha256: String,
+    /// Hex SHA-256 of the stderr bytes received.
+    pub stderr_sha256: String,
+    /// stdout bytes received.
+    pub stdout_received: u64,
+    /// stderr bytes received.
+    pub stderr_received: u64,
 }
 
 /// Sends `signed` and hands each output chunk to `sink` as it arrives;
@@ -196,13 +214,18 @@ pub async fn execute_into<S: OutputSink + Send>(
     signed: pb::SignedCommand,
     deadline: Duration,
     sink: &mut S,
-) -> Result<pb::ExitStatus, ClientError> {
+) -> Result<Finished, ClientError> {
     // What the agent may send per stream is what we asked for: more is a
     // misbehaving agent, stopped before it can fill this host's memory.
     let cap = pb::CommandRequest::decode(signed.request.as_slice())
         .map(|r| r.output_cap_bytes)
         .unwrap_or(0);
     let mut within = WithinCap::new(cap);
+    let mut digests = [
+        ring::digest::Context::new(&ring::digest::SHA256),
+        ring::digest::Context::new(&ring::digest::SHA256),
+    ];
+    let mut received = [0u64; 2];
     let run = async move {
         let mut client = AgentClient::new(channel);
         let mut stream = client.execute(signed).await.map_err(refused)?.into_inner();
@@ -212,6 +235,8 @@ pub async fn execute_into<S: OutputSink + Send>(
                 Some(pb::exec_event::Event::Output(c)) => {
                     let stdout = c.stream == pb::Stream::Stdout as i32;
                     within.take(stdout, c.data.len())?;
+                    digests[usize::from(stdout)].update(&c.data);
+                    received[usize::from(stdout)] += c.data.len() as u64;
                     sink.output(stdout, c.tail, &c.data)
                         .await
                         .map_err(|e| ClientError::Output(e.to_string()))?;
@@ -220,12 +245,20 @@ pub async fn execute_into<S: OutputSink + Send>(
                 None => {}
             }
         }
-        exit.ok_or_else(|| {
+        let exit = exit.ok_or_else(|| {
             ClientError::Lost(
                 "the agent accepted the request, then closed the stream without a final \
                  status: it may have run, the outcome is unknown here"
                     .into(),
             )
+        })?;
+        let [stderr_d, stdout_d] = digests;
+        Ok(Finished {
+            exit,
+            stdout_sha256: hex::encode(stdout_d.finish().as_ref()),
+            stderr_sha256: hex::encode(stderr_d.finish().as_ref()),
+            stdout_received: received[1],
+            stderr_received: received[0],
         })
     };
     tokio::time::timeout(deadline, run).await.map_err(|_| {
@@ -282,6 +315,23 @@ fn lost(s: tonic::Status) -> ClientError {
         s.code(),
         s.message()
     ))
+}
+
+/// Reads one page of an agent's audit log (`ReadAudit`).
+pub async fn read_audit(
+    channel: Channel,
+    from_seq: u64,
+    max_records: u32,
+) -> Result<pb::ReadAuditPage, ClientError> {
+    AgentClient::new(channel)
+        .max_decoding_message_size(16 << 20)
+        .read_audit(pb::ReadAuditRequest {
+            from_seq,
+            max_records,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
 }
 
 /// Calls `Describe` on an agent.

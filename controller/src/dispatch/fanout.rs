@@ -24,7 +24,7 @@ use crate::contract::{Answer, Failure, RunInput, Summary, exit, fail, object};
 /// Everything `run` needs that is loaded lazily, only when a command is sent.
 pub struct Sender {
     tls: Arc<rustls::ClientConfig>,
-    key: SigningKey,
+    key: Arc<SigningKey>,
 }
 
 impl Sender {
@@ -51,8 +51,16 @@ impl Sender {
         })?;
         Ok(Sender {
             tls: Arc::new(tls),
-            key,
+            key: Arc::new(key),
         })
+    }
+
+    /// `log`, ending every batch with a checkpoint signed by the
+    /// controller's signing key (which only this account can read).
+    pub fn signed_log(&self, log: &AuditLog) -> AuditLog {
+        let key = self.key.clone();
+        log.clone()
+            .with_checkpoints(key.verifying_key().key_id(), move |m| key.sign(m))
     }
 
     /// The client TLS configuration.
@@ -144,6 +152,9 @@ struct Limits {
 struct Prepared {
     name: String,
     request_id: String,
+    /// Signed once the write-ahead record (whose head it carries) is written.
+    request: pb::CommandRequest,
+    approval: Vec<u8>,
     signed: pb::SignedCommand,
     base: Map<String, Value>,
     /// `save_output`: the target's output files, created before anything is sent.
@@ -212,6 +223,7 @@ pub async fn execute_targets(
         Ok(s) => s,
         Err(f) => return error_all(f),
     };
+    let log = &sender.signed_log(log);
     let defaults = &loaded.config.defaults;
     let now = aiops_sys::now_ms();
     let output_cap_bytes = if req.save_output {
@@ -244,11 +256,13 @@ pub async fn execute_targets(
             output_cap_bytes,
             policy_digest: loaded.policy.digest().to_string(),
             approval_id: approval_id.unwrap_or_default().to_string(),
+            controller_seq: 0,
+            controller_hash: String::new(),
         };
-        let mut signed = client::sign(&request, &sender.key);
+        let mut grant = Vec::new();
         if let Some((_, grants)) = approval {
             match grants.get(name) {
-                Some(g) => signed.approval = prost::Message::encode_to_vec(g),
+                Some(g) => grant = prost::Message::encode_to_vec(g),
                 None => {
                     return error_all(fail(
                         ErrorCode::ApprovalInvalid,
@@ -280,7 +294,9 @@ pub async fn execute_targets(
         prepared.push(Prepared {
             name: name.clone(),
             request_id,
-            signed,
+            request,
+            approval: grant,
+            signed: pb::SignedCommand::default(),
             base,
             saved,
         });
@@ -296,7 +312,18 @@ pub async fn execute_targets(
         .collect();
     // Write-ahead: the record that authorises sending is on disk (fsync'd)
     // before any byte goes to an agent; if it is not, nothing is sent.
-    if let Err(e) = log.append_many(sent) {
+    let heads = log.append_many(sent);
+    if let Ok(heads) = &heads {
+        // Each request carries the head of its own `requested` record,
+        // inside the signed bytes; the agent records it.
+        for (p, head) in prepared.iter_mut().zip(heads) {
+            p.request.controller_seq = head.seq;
+            p.request.controller_hash = head.hash.clone();
+            p.signed = client::sign(&p.request, &sender.key);
+            p.signed.approval = std::mem::take(&mut p.approval);
+        }
+    }
+    if let Err(e) = heads {
         prepared.iter_mut().for_each(Prepared::drop_files);
         let a = Answer::error(
             ErrorCode::AuditFailed,
@@ -395,9 +422,9 @@ impl Drop for OpenOutcomes<'_> {
 
 /// Test hook: `AIOPS_TEST_FAULT=NAME` makes the named fault happen (only
 /// ever a panic), to show that no `requested` record is left without an
-/// outcome.
+/// outcome. Debug builds only: a release binary ignores the variable.
 fn fault(name: &str) -> bool {
-    std::env::var_os("AIOPS_TEST_FAULT").is_some_and(|v| v == name)
+    cfg!(debug_assertions) && std::env::var_os("AIOPS_TEST_FAULT").is_some_and(|v| v == name)
 }
 
 /// The same answer for every target (nothing was sent to any of them).
@@ -593,15 +620,15 @@ async fn send_one(
         };
     // save_output: the answer names the files only once everything is in them.
     let result = match (result, p.saved.as_mut()) {
-        (Ok(st), Some(s)) => s
+        (Ok(done), Some(s)) => s
             .finish()
             .await
-            .map(|()| st)
+            .map(|()| done)
             .map_err(|e| ClientError::Output(e.to_string())),
         (r, _) => r,
     };
-    let st = match result {
-        Ok(st) => st,
+    let finished = match result {
+        Ok(f) => f,
         Err(e) => {
             let code = match &e {
                 ClientError::Unreachable { .. } => ErrorCode::Unreachable,
@@ -645,7 +672,21 @@ async fn send_one(
             return a;
         }
     };
-    collected.exit = st;
+    let (receipt_fields, receipt_error) = {
+        let pin = super::receipt::pin_path(&loaded.pki().agent_cert(&p.name));
+        let want = super::receipt::Expected {
+            request_id: &p.request_id,
+            target: &p.name,
+            controller_seq: p.request.controller_seq,
+            controller_hash: &p.request.controller_hash,
+        };
+        super::receipt::check(&pin, &want, &finished)
+    };
+    p.base.extend(receipt_fields);
+    if let Some(problem) = &receipt_error {
+        tracing::warn!(target = %p.name, request_id = %p.request_id, "agent receipt: {problem}");
+    }
+    collected.exit = finished.exit;
     let st = &collected.exit;
     let truncated = st.stdout_dropped > 0 || st.stderr_dropped > 0;
     let digest = |t: &str| (aiops_sys::sha256_hex(t.as_bytes()), t.len() as u64);
@@ -693,6 +734,7 @@ async fn send_one(
         duration_ms: Some(st.duration_ms),
         request_id: Some(p.request_id.clone()),
         approval_id: approval_id.map(str::to_string),
+        receipt_error,
         ..Answer::default()
     }
 }

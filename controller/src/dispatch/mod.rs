@@ -5,12 +5,17 @@
 //! - [`client`]: the mutual-TLS gRPC client (connect, execute, describe);
 //! - [`fanout`]: sign, audit and send one command to a set of targets;
 //! - [`saved`]: `save_output` files;
+//! - [`receipt`]: the agents' signed receipts, checked and recorded;
+//! - [`chains`]: `aiops audit verify --targets`, the cross-check of the
+//!   controller's log against each agent's;
 //! - [`redact`]: secrets removed from what the assistant is shown.
 //!
 //! It knows nothing of approvals or of `aiops run`; both call it.
 
+pub mod chains;
 pub mod client;
 pub mod fanout;
+pub mod receipt;
 pub mod redact;
 pub mod saved;
 

@@ -234,6 +234,55 @@ pub const FIELDS: &[Field] = &[
         "peer",
         "agent side: the connecting peer",
     ),
+    f(
+        "agent_seq",
+        "aiops.agent.audit_seq",
+        "aiops.agent.audit_seq",
+        "agent_seq",
+        "controller side: seq of the agent's record of this outcome, from its verified receipt",
+    ),
+    f(
+        "agent_hash",
+        "aiops.agent.audit_hash",
+        "aiops.agent.audit_hash",
+        "agent_hash",
+        "hash of that agent record (checked by `aiops audit verify --targets`)",
+    ),
+    f(
+        "receipt_status",
+        "aiops.receipt.status",
+        "aiops.receipt.status",
+        "receipt_status",
+        "`verified` or `bad`: the agent's signed receipt of the result",
+    ),
+    f(
+        "receipt_problem",
+        "aiops.receipt.problem",
+        "aiops.receipt.problem",
+        "receipt_problem",
+        "why a receipt is `bad`",
+    ),
+    f(
+        "controller_seq",
+        "aiops.controller.audit_seq",
+        "aiops.controller.audit_seq",
+        "controller_seq",
+        "agent side: seq of the controller's `requested` record, from the signed request",
+    ),
+    f(
+        "controller_hash",
+        "aiops.controller.audit_hash",
+        "aiops.controller.audit_hash",
+        "controller_hash",
+        "hash of that controller record",
+    ),
+    f(
+        "sig",
+        "aiops.audit.checkpoint_sig",
+        "aiops.audit.checkpoint_sig",
+        "sig",
+        "controller side: checkpoint signature over this record (controller signing key)",
+    ),
 ];
 
 /// Exported name of `audit` in the OTel attributes; `None` for fields that are

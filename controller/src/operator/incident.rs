@@ -130,6 +130,8 @@ fn new_command(r: &Map<String, Value>) -> Map<String, Value> {
         "stderr_excerpt": Value::Null,
         "error": Value::Null,
         "changed": false,
+        "agent_head": Value::Null,
+        "receipt_status": Value::Null,
         "records": [],
     }) else {
         unreachable!("json! object")
@@ -248,8 +250,20 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
                     "executed" => {
                         c.insert("outcome".into(), "executed".into());
                         c.insert("executed_at".into(), opt(r, "ts"));
-                        for k in ["exit_code", "duration_ms", "stdout_sha256", "stderr_sha256"] {
+                        for k in [
+                            "exit_code",
+                            "duration_ms",
+                            "stdout_sha256",
+                            "stderr_sha256",
+                            "receipt_status",
+                        ] {
                             c.insert(k.into(), opt(r, k));
+                        }
+                        if let Some(seq) = r.get("agent_seq").and_then(Value::as_u64) {
+                            c.insert(
+                                "agent_head".into(),
+                                json!({"seq": seq, "hash": opt(r, "agent_hash")}),
+                            );
                         }
                         for k in ["stdout", "stderr"] {
                             if let Some(t) = r.get(k).and_then(Value::as_str) {
@@ -546,6 +560,119 @@ pub enum IncidentCmd {
     },
 }
 
+/// Adds to the verification: the controller log's signed checkpoints, and
+/// per target of the covered commands the agent heads recorded for them and
+/// the result of `aiops audit verify --targets` where the agent is reachable.
+/// Tampering found either way fails the verification.
+fn anchor(loaded: &crate::config::Loaded, report: &mut Value) {
+    use crate::dispatch::chains;
+    let path = loaded.config.audit_log.clone();
+    let mut failed: Option<(u64, String)> = None;
+    let mut text = String::new();
+    if let Some(key) = chains::checkpoint_key(loaded) {
+        let check = chains::check_with(&key);
+        match AuditLog::new(&path).verify_with(Some(&check)) {
+            Ok(v) => text.push_str(&format!(
+                " Its {} signed checkpoints verify with the controller key.",
+                v.checkpoints
+            )),
+            Err(e) => {
+                failed = Some((e.line as u64, e.message.clone()));
+                text.push_str(&format!(
+                    " Signed checkpoints: FAILED at line {}: {}.",
+                    e.line, e.message
+                ));
+            }
+        }
+    }
+    let mut heads: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for c in report["commands"].as_array().into_iter().flatten() {
+        if let (Some(t), false) = (c["target"].as_str(), c["agent_head"].is_null()) {
+            let mut h = c["agent_head"].clone();
+            h["request_id"] = c["request_id"].clone();
+            heads.entry(t.to_string()).or_default().push(h);
+        }
+    }
+    let mut agents = Vec::new();
+    if !heads.is_empty() {
+        let names: Vec<String> = heads.keys().cloned().collect();
+        let checked = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(chains::verify_targets(loaded, &names)).1);
+        let results = checked
+            .as_ref()
+            .ok()
+            .and_then(|v| v["targets"].as_array().cloned())
+            .unwrap_or_default();
+        for (name, hs) in &heads {
+            let r = results
+                .iter()
+                .find(|r| r["target"] == name.as_str())
+                .cloned()
+                .unwrap_or(json!({"status": "unreachable", "message": "not checked"}));
+            let status = r["status"].as_str().unwrap_or("error").to_string();
+            let sentence = match status.as_str() {
+                "ok" => format!(
+                    " Agent {name}: its log holds all {} agent heads recorded here (cross-check ok).",
+                    hs.len()
+                ),
+                "unreachable" => format!(
+                    " Agent {name}: not reachable, its {} agent heads are not cross-checked ({}).",
+                    hs.len(),
+                    r["message"].as_str().unwrap_or("")
+                ),
+                _ => {
+                    let b = &r["first_bad"];
+                    if failed.is_none() {
+                        failed = Some((
+                            b["seq"].as_u64().unwrap_or(0),
+                            format!(
+                                "{} log of {name}, record {}: {}",
+                                b["side"].as_str().unwrap_or("?"),
+                                b["seq"],
+                                b["message"].as_str().unwrap_or("")
+                            ),
+                        ));
+                    }
+                    format!(
+                        " Agent {name}: cross-check FAILED at the {} log's record {}: {}.",
+                        b["side"].as_str().unwrap_or("?"),
+                        b["seq"],
+                        b["message"].as_str().unwrap_or("")
+                    )
+                }
+            };
+            text.push_str(&sentence);
+            agents.push(json!({
+                "target": name, "status": status, "heads": hs,
+                "agent_records": r.get("agent_records").cloned().unwrap_or(Value::Null),
+                "first_bad": r.get("first_bad").cloned().unwrap_or(Value::Null),
+            }));
+        }
+    }
+    let v = &mut report["verification"];
+    v["agents"] = Value::from(agents);
+    if let Some((line, message)) = failed
+        && v["status"] == "ok"
+    {
+        v["status"] = "failed".into();
+        v["records"] = Value::Null;
+        v["head"] = Value::Null;
+        v["line"] = line.into();
+        v["message"] = message.into();
+        v["text"] = format!(
+            "aiops audit verify: FAILED — the hash chain holds, but the log does not match its \
+             signatures or the agents' logs — this report cannot be trusted as evidence.{text}"
+        )
+        .into();
+    } else if let Some(t) = v["text"].as_str()
+        && !text.is_empty()
+    {
+        v["text"] = format!("{t}.{text}").into();
+    }
+}
+
 /// Runs `aiops incident`.
 pub fn cmd(config: &Path, command: IncidentCmd) -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -584,13 +711,20 @@ pub fn cmd(config: &Path, command: IncidentCmd) -> std::process::ExitCode {
         requester,
         approval,
     };
-    let report = match build(&path, &filter, now) {
+    let mut report = match build(&path, &filter, now) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("aiops: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // The configured log (not another file) is also checked against its
+    // signatures and against the agents' logs.
+    if let Ok(loaded) = crate::config::Loaded::load(config)
+        && loaded.config.audit_log == path
+    {
+        anchor(&loaded, &mut report);
+    }
     // A closed stdout (`| head`) is a normal end.
     let _ = if format == "json" {
         crate::output::json(&report)

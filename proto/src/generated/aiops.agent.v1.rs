@@ -90,6 +90,12 @@ pub struct CommandRequest {
     /// Approval id when decision is APPROVED.
     #[prost(string, tag = "13")]
     pub approval_id: ::prost::alloc::string::String,
+    /// The controller's audit head for this request: seq and hash of its
+    /// write-ahead `requested` record. The agent records both.
+    #[prost(uint64, tag = "14")]
+    pub controller_seq: u64,
+    #[prost(string, tag = "15")]
+    pub controller_hash: ::prost::alloc::string::String,
 }
 /// A plan is a list of pipelines run in order; each pipeline's connector says
 /// how it joins the previous one (`;`, `&&`, `||`). The first one's is SEQ.
@@ -215,6 +221,70 @@ pub struct ExitStatus {
     /// The per-command limit a stage hit ("memory", "cpu", "file_size"), empty if none.
     #[prost(string, tag = "9")]
     pub limit_exceeded: ::prost::alloc::string::String,
+    /// Encoded Receipt, signed as-is.
+    #[prost(bytes = "vec", tag = "10")]
+    pub receipt: ::prost::alloc::vec::Vec<u8>,
+    /// Ed25519 signature by the agent's audit key over "\0aiops-receipt-v1\0" + `receipt`.
+    #[prost(bytes = "vec", tag = "11")]
+    pub receipt_signature: ::prost::alloc::vec::Vec<u8>,
+    /// The agent's audit public key, `ed25519:<hex>` (the controller pins it).
+    #[prost(string, tag = "12")]
+    pub audit_key: ::prost::alloc::string::String,
+}
+/// What the agent signs about an outcome: which request, how it ended, what
+/// it sent, and where its audit log recorded it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Receipt {
+    #[prost(string, tag = "1")]
+    pub request_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub target: ::prost::alloc::string::String,
+    #[prost(int32, tag = "3")]
+    pub exit_code: i32,
+    #[prost(int32, tag = "4")]
+    pub signal: i32,
+    #[prost(bool, tag = "5")]
+    pub timed_out: bool,
+    /// Hex SHA-256 of every stdout (stderr) chunk's bytes, in the order sent.
+    #[prost(string, tag = "6")]
+    pub stdout_sha256: ::prost::alloc::string::String,
+    #[prost(string, tag = "7")]
+    pub stderr_sha256: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "8")]
+    pub stdout_sent: u64,
+    #[prost(uint64, tag = "9")]
+    pub stderr_sent: u64,
+    /// The agent's audit head: seq and hash of its `executed` record.
+    #[prost(uint64, tag = "10")]
+    pub agent_seq: u64,
+    #[prost(string, tag = "11")]
+    pub agent_hash: ::prost::alloc::string::String,
+    /// The controller head the request carried.
+    #[prost(uint64, tag = "12")]
+    pub controller_seq: u64,
+    #[prost(string, tag = "13")]
+    pub controller_hash: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReadAuditRequest {
+    /// First record (line) to return, 1-based.
+    #[prost(uint64, tag = "1")]
+    pub from_seq: u64,
+    /// At most this many records (the agent caps it, and the page's bytes).
+    #[prost(uint32, tag = "2")]
+    pub max_records: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReadAuditPage {
+    /// Raw JSON lines of the log, from `from_seq` on, without their newline.
+    #[prost(string, repeated, tag = "1")]
+    pub records: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// True when the log has more complete records after this page.
+    #[prost(bool, tag = "2")]
+    pub more: bool,
+    /// The agent's audit public key, `ed25519:<hex>`.
+    #[prost(string, tag = "3")]
+    pub audit_key: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ExecEvent {
@@ -487,6 +557,29 @@ pub mod agent_client {
                 .insert(GrpcMethod::new("aiops.agent.v1.Agent", "Describe"));
             self.inner.unary(req, path, codec).await
         }
+        /// A page of the agent's own audit log, read-only, for the controller's
+        /// cross-check (`aiops audit verify --targets`); controller certificate only.
+        pub async fn read_audit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReadAuditRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReadAuditPage>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/aiops.agent.v1.Agent/ReadAudit",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("aiops.agent.v1.Agent", "ReadAudit"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -523,6 +616,12 @@ pub mod agent_server {
             tonic::Response<super::DescribeResponse>,
             tonic::Status,
         >;
+        /// A page of the agent's own audit log, read-only, for the controller's
+        /// cross-check (`aiops audit verify --targets`); controller certificate only.
+        async fn read_audit(
+            &self,
+            request: tonic::Request<super::ReadAuditRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReadAuditPage>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AgentServer<T> {
@@ -674,6 +773,49 @@ pub mod agent_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DescribeSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/aiops.agent.v1.Agent/ReadAudit" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReadAuditSvc<T: Agent>(pub Arc<T>);
+                    impl<T: Agent> tonic::server::UnaryService<super::ReadAuditRequest>
+                    for ReadAuditSvc<T> {
+                        type Response = super::ReadAuditPage;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReadAuditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Agent>::read_audit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReadAuditSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
