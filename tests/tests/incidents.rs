@@ -23,13 +23,12 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aiops_e2e::nspawn::{
-    Container, Controller, bookworm_root, install_agent, loopback_endpoint, nginx_on, nspawn_dir,
-    text, wait_until,
+    Container, Controller, extra_debs, in_stopped_root, install_agent, install_debs,
+    loopback_endpoint, nginx_on, text, wait_until,
 };
 use serde_json::Value;
 
@@ -37,84 +36,6 @@ use serde_json::Value;
 /// server has them. Their .debs are fetched once (inside a copy of the cached root, so they
 /// match it) and cached under `target/nspawn/`.
 const EXTRA: &[&str] = &["lsof", "file", "cron"];
-
-fn extra_debs() -> PathBuf {
-    let base = bookworm_root();
-    let dir = nspawn_dir();
-    let key = EXTRA.join(",");
-    let cache = dir.join("incident-debs");
-    let marker = dir.join("incident-debs.complete");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".incident-debs.lock"))
-        .expect("lock file");
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("flock");
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == key) && cache.is_dir() {
-        return cache;
-    }
-    let work = dir.join("incident-debs-root.tmp");
-    let _ = std::fs::remove_dir_all(&work);
-    let cp = Command::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(&base)
-        .arg(&work)
-        .output()
-        .expect("cp runs");
-    assert!(cp.status.success(), "copy root: {}", text(&cp));
-    let out = Command::new("systemd-nspawn")
-        .args(["-q", "--register=no", "--keep-unit", "-D"])
-        .arg(&work)
-        .args([
-            "sh",
-            "-c",
-            &format!(
-                "apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends {}",
-                EXTRA.join(" ")
-            ),
-        ])
-        .output()
-        .expect("systemd-nspawn runs");
-    assert!(
-        out.status.success(),
-        "downloading {EXTRA:?} for the target: {}",
-        text(&out)
-    );
-    let _ = std::fs::remove_dir_all(&cache);
-    std::fs::create_dir_all(&cache).expect("deb cache");
-    let mut n = 0;
-    for e in std::fs::read_dir(work.join("var/cache/apt/archives"))
-        .expect("archives")
-        .flatten()
-    {
-        if e.file_name().to_string_lossy().ends_with(".deb") {
-            std::fs::copy(e.path(), cache.join(e.file_name())).expect("copy deb");
-            n += 1;
-        }
-    }
-    assert!(n >= EXTRA.len(), "only {n} .debs downloaded for {EXTRA:?}");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::write(&marker, key).expect("marker");
-    cache
-}
-
-/// Runs a command in the stopped root (set-up before boot).
-fn in_stopped_root(root: &Path, script: &str) {
-    let out = Command::new("systemd-nspawn")
-        .args(["-q", "--register=no", "--keep-unit", "-D"])
-        .arg(root)
-        .args(["sh", "-c", script])
-        .output()
-        .expect("systemd-nspawn runs");
-    assert!(
-        out.status.success(),
-        "in the stopped root: {script}\n{}",
-        text(&out)
-    );
-}
 
 fn write(root: &Path, path: &str, body: &str, mode: u32) {
     let p = root.join(path.trim_start_matches('/'));
@@ -132,7 +53,7 @@ struct Target {
 
 fn boot_target() -> Target {
     let t0 = Instant::now();
-    let debs = extra_debs();
+    let debs = extra_debs("incident", EXTRA);
     eprintln!("extra packages ready in {:?}", t0.elapsed());
     let (ip, port) = loopback_endpoint(71);
     let (nginx_ip, nginx_port) = loopback_endpoint(73);
@@ -140,17 +61,8 @@ fn boot_target() -> Target {
     let nginx = format!("{nginx_ip}:{nginx_port}");
     let c = Container::boot("incidents", |root| {
         nginx_on(root, &nginx_ip, nginx_port);
-        let dst = root.join("root/incident-debs");
-        std::fs::create_dir_all(&dst).expect("deb dir");
-        for e in std::fs::read_dir(&debs).expect("debs").flatten() {
-            std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy deb");
-        }
-        in_stopped_root(
-            root,
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-             /root/incident-debs/*.deb >/dev/null && rm -r /root/incident-debs \
-             && useradd -m -s /bin/bash admin",
-        );
+        install_debs(root, &debs);
+        in_stopped_root(root, "useradd -m -s /bin/bash admin");
         prepare_units(root, &nginx);
         eprintln!("target prepared in {:?}", t0.elapsed());
     });
