@@ -875,9 +875,18 @@ fn torn_tail(file: &mut File) -> std::io::Result<Option<Torn>> {
     if last[0] == b'\n' {
         return Ok(None);
     }
+    let keep = line_start(file, len)?;
+    let mut removed = vec![0u8; usize::try_from(len - keep).map_err(std::io::Error::other)?];
+    file.seek(SeekFrom::Start(keep))?;
+    file.read_exact(&mut removed)?;
+    Ok(Some(Torn { keep, removed }))
+}
+
+/// Where the line holding byte `end - 1` starts: just after the last newline
+/// before `end`, or 0. Reads backwards in 8 KiB steps.
+fn line_start(file: &mut File, end: u64) -> std::io::Result<u64> {
     let mut chunk = vec![0u8; 8192];
-    let mut end = len;
-    let mut keep = 0;
+    let mut end = end;
     while end > 0 {
         let step = 8192.min(end);
         let from = end - step;
@@ -885,15 +894,11 @@ fn torn_tail(file: &mut File) -> std::io::Result<Option<Torn>> {
         file.seek(SeekFrom::Start(from))?;
         file.read_exact(buf)?;
         if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
-            keep = from + i as u64 + 1;
-            break;
+            return Ok(from + i as u64 + 1);
         }
         end = from;
     }
-    let mut removed = vec![0u8; usize::try_from(len - keep).map_err(std::io::Error::other)?];
-    file.seek(SeekFrom::Start(keep))?;
-    file.read_exact(&mut removed)?;
-    Ok(Some(Torn { keep, removed }))
+    Ok(0)
 }
 
 /// Reads the last line of the log (of its first `upto` bytes when given);
@@ -915,21 +920,7 @@ fn last_record(file: &mut File, upto: Option<u64>) -> std::io::Result<(u64, Stri
             "last line is incomplete; run `aiops audit verify`",
         ));
     }
-    let mut chunk = vec![0u8; 8192];
-    let mut end = len - 1;
-    let mut start = 0;
-    while end > 0 {
-        let step = 8192.min(end);
-        let from = end - step;
-        let buf = &mut chunk[..usize::try_from(step).unwrap_or(8192)];
-        file.seek(SeekFrom::Start(from))?;
-        file.read_exact(buf)?;
-        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
-            start = from + i as u64 + 1;
-            break;
-        }
-        end = from;
-    }
+    let start = line_start(file, len - 1)?;
     let mut line = vec![0u8; usize::try_from(len - 1 - start).map_err(std::io::Error::other)?];
     file.seek(SeekFrom::Start(start))?;
     file.read_exact(&mut line)?;
