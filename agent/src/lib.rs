@@ -78,6 +78,12 @@ enum AuditCmd {
         /// Log file (default: the configured one).
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The agent's audit public key (`ed25519:<hex>`, or a file holding
+        /// it, e.g. the controller's pin) to check the signed checkpoints
+        /// with (default: the configured state_dir's audit.key, then
+        /// audit.pub; without one only the chain is checked).
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -107,19 +113,37 @@ pub fn main() -> ExitCode {
             }
         },
         Cmd::Audit {
-            command: AuditCmd::Verify { file },
+            command: AuditCmd::Verify { file, key },
         } => {
-            let file = match file {
-                Some(f) => f,
-                None => match AgentConfig::load(&cli.config) {
-                    Ok(c) => c.audit_log,
-                    Err(e) => {
-                        eprintln!("aiops-agent: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                },
+            let config = AgentConfig::load(&cli.config);
+            let file = match (file, &config) {
+                (Some(f), _) => f,
+                (None, Ok(c)) => c.audit_log.clone(),
+                (None, Err(e)) => {
+                    eprintln!("aiops-agent: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
             };
-            let (intact, report) = aiops_audit::verify_report(&file);
+            let key = match receipt::verify_key(key.as_deref(), config.ok().as_ref()) {
+                Ok(k) => k,
+                Err(e) => {
+                    println!("{}", json!({"status": "error", "file": file, "message": e}));
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let check = key.as_ref().map(|k| {
+                move |id: &str, m: &[u8], s: &[u8]| id == k.key_id() && k.verify(m, s).is_ok()
+            });
+            let (intact, mut report) = aiops_audit::verify_report_covered(
+                &file,
+                check
+                    .as_ref()
+                    .map(|c| c as &dyn Fn(&str, &[u8], &[u8]) -> bool),
+                aiops_audit::Coverage::Every,
+            );
+            if let Some(k) = &key {
+                report["key"] = Value::from(k.to_text());
+            }
             println!("{report}");
             if intact {
                 ExitCode::SUCCESS
@@ -209,8 +233,8 @@ struct State {
     cert_not_after: i64,
     refusals: std::sync::Mutex<RefusalWindow>,
     runner: exec::Runner,
-    /// Signs receipts (see [`receipt`]).
-    audit_key: aiops_certs::signing::SigningKey,
+    /// Signs receipts and the log's checkpoints (see [`receipt`]).
+    audit_key: Arc<aiops_certs::signing::SigningKey>,
 }
 
 /// Refused connections of the current window: how many were recorded one
@@ -263,7 +287,25 @@ impl Agent {
         if let Some(dir) = config.audit_log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| setup("audit_log", &e))?;
         }
-        let audit = AuditLog::new(&config.audit_log);
+        // The daemon's audit key signs every record it appends (a checkpoint
+        // per append: one Ed25519 signature, in the same write and fsync),
+        // so a rewrite by anyone without the key fails `audit verify`.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&config.state_dir)
+                .map_err(|e| setup(&config.state_dir.display().to_string(), &e))?;
+        }
+        let audit_key = Arc::new(
+            receipt::load_or_create(&config.state_dir).map_err(|e| setup("audit key", &e))?,
+        );
+        let audit_pub = audit_key.verifying_key();
+        receipt::write_public(&config.state_dir, &audit_pub).map_err(|e| setup("audit key", &e))?;
+        let signer = audit_key.clone();
+        let audit = AuditLog::new(&config.audit_log)
+            .with_checkpoints(audit_pub.key_id(), move |m| signer.sign(m));
         // A torn tail (crash, full disk) is cut off and recorded, not refused;
         // on a disk still full, requests fail closed until there is space and
         // the first append that fits repairs it.
@@ -285,8 +327,6 @@ impl Agent {
             Err(e) => tracing::error!("recording interrupted requests: {e}"),
         }
         let runner = runner(&config, config_path).map_err(|e| setup("executor", &e))?;
-        let audit_key =
-            receipt::load_or_create(&config.state_dir).map_err(|e| setup("audit key", &e))?;
         Ok(Agent {
             tls,
             state: Arc::new(State {
