@@ -167,7 +167,7 @@ async fn check_target(
                 "heads_recorded": heads.len()});
         }
     };
-    let first = match client::read_audit(channel.clone(), 1, PAGE).await {
+    let first = match client::read_audit(channel.clone(), 1, PAGE, (0, "")).await {
         Ok(p) => p,
         Err(e) => {
             return json!({"target": name, "status": "unreachable",
@@ -260,7 +260,11 @@ async fn check_target(
             break;
         }
         from += got;
-        page = match client::read_audit(channel.clone(), from, PAGE).await {
+        // The next page from where this one ended (seq, offset and the hash
+        // the agent checks there); an agent that sends no offset is read
+        // from its start each page, as before.
+        let cursor = (page.next_offset, chain.head().to_string());
+        page = match client::read_audit(channel.clone(), from, PAGE, (cursor.0, &cursor.1)).await {
             Ok(p) => p,
             Err(e) => {
                 return json!({"target": name, "status": "unreachable",
