@@ -770,6 +770,9 @@ pub enum Coverage {
     Every,
 }
 
+/// A record that passed [`ChainChecker::push`]: the record, its seq and hash.
+pub type Checked = (Map<String, Value>, u64, String);
+
 /// Checks a log line by line as it is read (a file, or an agent's log page
 /// by page over `ReadAudit`): each record's hash, the chain, `seq`, and
 /// with a verifier every checkpoint's signature and the [`Coverage`].
@@ -820,10 +823,7 @@ impl<'a> ChainChecker<'a> {
 
     /// Checks the next line (without its newline); returns the record, its
     /// seq and its hash. After an error the checker is not to be used.
-    pub fn push(
-        &mut self,
-        line: &[u8],
-    ) -> Result<(Map<String, Value>, u64, String), (usize, String)> {
+    pub fn push(&mut self, line: &[u8]) -> Result<Checked, (usize, String)> {
         self.line += 1;
         let n = self.line;
         let (record, got_seq, hash) = check_line(line, &self.prev).map_err(|m| (n, m))?;
