@@ -675,7 +675,7 @@ fn cmd_approvals(config: &Path, command: ApprovalsCmd) -> Result<ExitCode, Error
         &loaded,
         verb,
         id.as_deref(),
-        approvals::Resolver::Human(caller_name()),
+        approvals::Resolver::Terminal(caller_name()),
     ))?;
     answer_exit(&a, exit::HANDLED)
 }

@@ -1,0 +1,222 @@
+//! Round 5 attacker tests: an attacker who has read the source, against a
+//! real lab (real agents over mTLS, real accounts, real files). Each test
+//! failed on the code before its fix (see the commit that fixed it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aiops_e2e::{Lab, aiops_bin, parse_answer, run_cmd};
+use serde_json::{Value, json};
+
+fn marker(lab: &Lab, name: &str) -> (PathBuf, String) {
+    let p = lab.tmp.path().join(name);
+    let cmd = format!("touch {}", p.display());
+    (p, cmd)
+}
+
+fn ask(lab: &Lab, requester: &str, command: &str) -> String {
+    let body = serde_json::to_vec(&json!({
+        "target": "srv1", "command": command, "requester": requester, "reason": "fix it",
+    }))
+    .unwrap();
+    let (answer, _) = lab.run(&body);
+    assert_eq!(answer["status"], "approval_requested", "{answer}");
+    answer["approval_id"].as_str().unwrap().to_string()
+}
+
+fn approve(lab: &Lab, args: &[&str]) -> Value {
+    let mut all = vec!["approvals", "approve"];
+    all.extend_from_slice(args);
+    parse_answer(&lab.aiops(&all))
+}
+
+fn approvals_dir(lab: &Lab) -> PathBuf {
+    lab.dir.join("runtime/approvals")
+}
+
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A second local account standing for the controller account, which owns
+/// the approvals directory in a package install (2770 aiopsexec).
+struct Account(&'static str);
+
+impl Account {
+    fn create(name: &'static str) -> Account {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test creates a user: run it as root"
+        );
+        let _ = Command::new("userdel").arg(name).output();
+        sh(Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ]));
+        Account(name)
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(self.0).output();
+    }
+}
+
+fn last_error(lab: &Lab) -> Value {
+    lab.audit()
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "error")
+        .expect("an error record")
+}
+
+/// The human lists A; the assistant files B (superseding A); the controller
+/// account, which owns the approvals directory, replaces the human's
+/// `.listed-UID` file with B's id. `approve` without an id must not run B.
+#[test]
+fn a_listing_forged_by_the_controller_account_does_not_approve_the_swapped_request() {
+    let ctl = Account::create("aiopsx-atk5");
+    let lab = Lab::start(1, "production");
+    let (a_marker, a_cmd) = marker(&lab, "listed-a");
+    let (b_marker, b_cmd) = marker(&lab, "swapped-b");
+    let _a = ask(&lab, "hermes", &a_cmd);
+    let listed = lab.aiops(&["approvals", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&a_cmd));
+    let b = ask(&lab, "hermes", &b_cmd);
+
+    // As packaged, the controller account owns the approvals directory.
+    let dir = approvals_dir(&lab);
+    for p in [lab.tmp.path(), &lab.dir, &lab.dir.join("runtime")] {
+        sh(Command::new("chmod").arg("o+x").arg(p));
+    }
+    sh(Command::new("chown").arg(ctl.0).arg(&dir));
+    sh(Command::new("chmod").arg("2770").arg(&dir));
+    let uid = nix::unistd::getuid().as_raw();
+    let forge = format!(
+        "cd {} && rm -f .listed-{uid} && printf '%s\\n' {b} > .listed-{uid}",
+        dir.display()
+    );
+    sh(Command::new("runuser").args(["-u", ctl.0, "--", "sh", "-c", &forge]));
+
+    let answer = approve(&lab, &[]);
+    assert_eq!(answer["error"]["code"], "ambiguous", "{answer}");
+    assert!(!a_marker.exists() && !b_marker.exists(), "something ran");
+    assert_eq!(last_error(&lab)["code"], "ambiguous");
+    assert!(
+        lab.agent_audit("srv1").is_empty(),
+        "nothing reached the agent"
+    );
+}
+
+/// The bytes the controller signs over a stored approval (binding v4, as
+/// `controller/src/approvals/store.rs` builds them): what an attacker who
+/// holds the controller's signing key re-signs after an edit.
+fn binding(a: &Value) -> Vec<u8> {
+    let s = |k: &str| a[k].as_str().unwrap().to_string();
+    let targets: Vec<String> = a["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let reasons: Vec<String> = a["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    format!(
+        "aiops-approval-v4\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        s("id"),
+        targets.join(","),
+        s("command_sha256"),
+        s("requester"),
+        a["created_ms"],
+        a["expires_ms"],
+        aiops_sys::sha256_hex(s("reason").as_bytes()),
+        aiops_sys::sha256_hex(reasons.join("\n").as_bytes()),
+        s("risk"),
+        s("run_as"),
+        s("plan_sha256"),
+        s("undo"),
+    )
+    .into_bytes()
+}
+
+/// The controller account holds the controller's signing key: after the
+/// human listed A it rewrites A in place (same id) with another command and
+/// re-signs the record. Approving A by id must not run the new command; nor
+/// may deleting the human's listing make an unseen approval approvable.
+#[test]
+fn an_approval_re_signed_in_place_after_it_was_listed_is_refused() {
+    let lab = Lab::start(1, "production");
+    let (a_marker, a_cmd) = marker(&lab, "shown-a");
+    let (b_marker, b_cmd) = marker(&lab, "resigned-b");
+    let a = ask(&lab, "hermes", &a_cmd);
+    // Another requester's approval gives the attacker a real plan for B.
+    let b = ask(&lab, "hermes-2", &b_cmd);
+    let listed = lab.aiops(&["approvals", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&a_cmd));
+
+    let file = |id: &str| approvals_dir(&lab).join(format!("{id}.json"));
+    let b_rec: Value = serde_json::from_slice(&std::fs::read(file(&b)).unwrap()).unwrap();
+    let mut a_rec: Value = serde_json::from_slice(&std::fs::read(file(&a)).unwrap()).unwrap();
+    for k in [
+        "command",
+        "command_sha256",
+        "plan",
+        "plan_sha256",
+        "risk",
+        "reasons",
+        "undo",
+    ] {
+        a_rec[k] = b_rec[k].clone();
+    }
+    let key = aiops_certs::signing::SigningKey::from_pem(
+        &std::fs::read_to_string(lab.dir.join("pki/signing.key")).unwrap(),
+    )
+    .unwrap();
+    a_rec["record_signature"] = hex(&key.sign(&binding(&a_rec))).into();
+    std::fs::write(file(&a), serde_json::to_vec_pretty(&a_rec).unwrap()).unwrap();
+    // The re-signed record is intact as far as the controller's key goes.
+    let answer = approve(&lab, &[&a]);
+    assert_eq!(answer["error"]["code"], "approval_tampered", "{answer}");
+    assert!(!a_marker.exists() && !b_marker.exists(), "something ran");
+    let err = last_error(&lab);
+    assert_eq!(err["code"], "approval_tampered");
+    assert_eq!(err["approval_id"], a.as_str());
+
+    // Deleting the listing (the directory is the controller account's) does
+    // not fall back to approving what nobody was shown.
+    let uid = nix::unistd::getuid().as_raw();
+    std::fs::remove_file(approvals_dir(&lab).join(format!(".listed-{uid}"))).unwrap();
+    let answer = approve(&lab, &[&a]);
+    assert_eq!(answer["error"]["code"], "ambiguous", "{answer}");
+    assert!(!a_marker.exists() && !b_marker.exists(), "something ran");
+    assert_eq!(last_error(&lab)["code"], "ambiguous");
+    assert!(
+        lab.agent_audit("srv1").is_empty(),
+        "nothing reached the agent"
+    );
+
+    // Listed again, the human sees B's command under A's id and may approve it.
+    let listed = lab.aiops(&["approvals", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&b_cmd));
+    let answer = approve(&lab, &[&a]);
+    assert_eq!(answer["status"], "executed", "{answer}");
+    assert!(b_marker.exists() && !a_marker.exists());
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
