@@ -716,12 +716,23 @@ fn cmd_audit(config: &Path, command: AuditCmd) -> Result<ExitCode, Error> {
                 .and_then(|l| crate::dispatch::chains::checkpoint_key(&l));
             let file = audit_file(config, file)?;
             let check = key.as_ref().map(crate::dispatch::chains::check_with);
-            let (intact, report) = aiops_audit::verify_report_with(
+            let (mut intact, mut report) = aiops_audit::verify_report_with(
                 &file,
                 check
                     .as_ref()
                     .map(|c| c as &dyn Fn(&str, &[u8], &[u8]) -> bool),
             );
+            // The sealed copies of prior segments (`aiops migrate`) still
+            // have the hashes the chain recorded for them.
+            if intact
+                && let Some((seq, message)) = crate::operator::migrate::check_prior_segments(&file)
+            {
+                intact = false;
+                report = json!({
+                    "status": "error", "file": file, "line": seq,
+                    "message": format!("record {seq} (prior_segment): {message}"),
+                });
+            }
             output::json(&report)?;
             Ok(if intact {
                 ExitCode::SUCCESS

@@ -289,3 +289,265 @@ fn tag_characters_and_other_invisible_code_points_are_refused_in_every_free_text
     );
     assert!(lab.agent_audit("srv1").is_empty(), "something was sent");
 }
+
+/// Rewrites the chain of `records` (seq, prev, hash) as a group member of
+/// the log can: the hash chain is unkeyed. Returns the JSONL text.
+fn rechain(records: &mut [Value]) -> String {
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for r in records.iter_mut() {
+        let m = r.as_object_mut().unwrap();
+        m.remove("hash");
+        m.insert("prev".into(), prev.clone().into());
+        let h = aiops_sys::sha256_hex(aiops_audit::canonical(&Value::Object(m.clone())).as_bytes());
+        m.insert("hash".into(), h.clone().into());
+        prev = h;
+        out.push_str(&serde_json::to_string(r).unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+fn report(lab: &Lab, file: Option<&Path>) -> (Value, i32) {
+    let mut args = vec!["incident", "report", "--format", "json"];
+    if let Some(f) = file {
+        args.extend(["--file", f.to_str().unwrap()]);
+    }
+    let out = lab.aiops(&args);
+    (parse_answer(&out), out.status.code().unwrap_or(-1))
+}
+
+/// `aiops incident report --file COPY`: a copy whose signed records were
+/// rewritten and re-chained must not be reported as verified evidence; and
+/// records after the last signed checkpoint (which a group member can still
+/// rewrite) are named as such.
+#[test]
+fn an_incident_report_never_calls_a_rewritten_copy_or_an_unsigned_tail_verified() {
+    let lab = Lab::start(1, "lab");
+    let (answer, _) = lab.run(&aiops_e2e::request("srv1", "hostname"));
+    assert_eq!(answer["status"], "executed", "{answer}");
+    let copy = lab.tmp.path().join("handed-over.jsonl");
+    let mut records = lab.audit();
+    for r in records.iter_mut() {
+        if r["command"] == "hostname" {
+            r["command"] = "hostname # nothing else ran".into();
+        }
+    }
+    std::fs::write(&copy, rechain(&mut records)).unwrap();
+    let (r, code) = report(&lab, Some(&copy));
+    assert_eq!(
+        r["verification"]["status"], "failed",
+        "{}",
+        r["verification"]
+    );
+    assert_eq!(code, 1);
+    assert!(
+        r["verification"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("FAILED"),
+        "{}",
+        r["verification"]
+    );
+
+    // The configured log: a request filed after the last checkpoint, then
+    // rewritten (chain and side file included) by a member of its group.
+    let (m, cmd) = marker(&lab, "unsigned-tail");
+    let _id = ask(&lab, "hermes", &cmd);
+    let log = lab.dir.join("audit.jsonl");
+    let mut records = lab.audit();
+    let last = records.last_mut().unwrap();
+    assert_eq!(last["event"], "approval_requested");
+    last["reason"] = "the on-call lead asked for this".into();
+    std::fs::write(&log, rechain(&mut records)).unwrap();
+    let head = records.last().unwrap();
+    let side = log.with_extension("jsonl.head");
+    // The side file: "SEQ(20 digits) HASH".
+    std::fs::write(
+        &side,
+        format!(
+            "{:020} {}\n",
+            head["seq"].as_u64().unwrap(),
+            head["hash"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    assert!(
+        lab.aiops(&["audit", "verify"]).status.success(),
+        "the rewrite verifies"
+    );
+    let (r, _) = report(&lab, None);
+    let v = &r["verification"];
+    assert_eq!(v["unsigned_records"], 1, "{v}");
+    assert!(v["signed_through_seq"].as_u64().unwrap() < head["seq"].as_u64().unwrap());
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("not covered by a signed checkpoint"),
+        "{v}"
+    );
+    assert!(!m.exists());
+}
+
+/// `--since` / `--until` ages at the ends of i64: an answer, never a panic.
+#[test]
+fn incident_report_time_knobs_out_of_range_are_refused_not_a_panic() {
+    let lab = Lab::start(1, "lab");
+    let (answer, _) = lab.run(&aiops_e2e::request("srv1", "hostname"));
+    assert_eq!(answer["status"], "executed", "{answer}");
+    for t in [
+        "-9223372036854775808s",
+        "-99999999999999999d",
+        "9223372036854775807d",
+        "-1s",
+    ] {
+        for knob in ["--since", "--until"] {
+            let out = lab.aiops(&["incident", "report", &format!("{knob}={t}")]);
+            let code = out.status.code();
+            assert_ne!(
+                code,
+                Some(101),
+                "{knob}={t} panicked: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                code == Some(64) || code == Some(0),
+                "{knob}={t}: {code:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Runs `aiops migrate` and gives up after a generous bound: a hang is the
+/// failure (the bound is not a timing assertion).
+fn migrate_bounded(lab: &Lab, from: &Path) -> Option<(Value, i32)> {
+    let mut child = Command::new(aiops_bin())
+        .args(["migrate", "--from", from.to_str().unwrap(), "--dry-run"])
+        .env("AIOPS_CONFIG", lab.config())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut text = String::new();
+            std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+            let v = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
+            return Some((v, status.code().unwrap_or(-1)));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A hostile MVP directory: its `audit_log` a FIFO or a device, its
+/// `config.yml` a FIFO or a link to /dev/zero. Migrate refuses each, at once,
+/// and writes nothing.
+#[test]
+fn migrate_refuses_fifos_devices_and_huge_files_in_a_hostile_mvp_directory() {
+    let lab = Lab::start(1, "lab");
+    let before = std::fs::read(lab.config()).unwrap();
+    let mk = |name: &str| {
+        let d = lab.tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let fifo_audit = mk("mvp-fifo-audit");
+    nix::unistd::mkfifo(
+        &fifo_audit.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        fifo_audit.join("config.yml"),
+        "mode: lab\naudit_log: pipe\n",
+    )
+    .unwrap();
+    let dev_audit = mk("mvp-dev-audit");
+    std::fs::write(
+        dev_audit.join("config.yml"),
+        "mode: lab\naudit_log: /dev/zero\n",
+    )
+    .unwrap();
+    let fifo_config = mk("mvp-fifo-config");
+    nix::unistd::mkfifo(
+        &fifo_config.join("config.yml"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let zero_config = mk("mvp-zero-config");
+    std::os::unix::fs::symlink("/dev/zero", zero_config.join("config.yml")).unwrap();
+    let huge_config = mk("mvp-huge-config");
+    let f = std::fs::File::create(huge_config.join("config.yml")).unwrap();
+    f.set_len(64 << 20).unwrap();
+    for dir in [
+        &fifo_audit,
+        &dev_audit,
+        &fifo_config,
+        &zero_config,
+        &huge_config,
+    ] {
+        let got = migrate_bounded(&lab, dir);
+        let (v, code) = got.unwrap_or_else(|| panic!("{}: migrate hung", dir.display()));
+        assert_eq!(code, 1, "{}: {v}", dir.display());
+        assert_eq!(v["status"], "error", "{}: {v}", dir.display());
+    }
+    assert_eq!(std::fs::read(lab.config()).unwrap(), before);
+    assert!(!lab.dir.join("prior").exists());
+    assert!(lab.audit().iter().all(|r| r["event"] != "prior_segment"));
+}
+
+/// The MVP's audit log, sealed by `aiops migrate` as a prior segment whose
+/// SHA-256 our chain records: an edit of the sealed copy is named by
+/// `aiops audit verify`.
+#[test]
+fn an_edited_sealed_prior_segment_fails_audit_verify() {
+    let lab = Lab::start(1, "lab");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mvp");
+    let mvp = lab.tmp.path().join("aiops-mvp");
+    std::fs::create_dir_all(&mvp).unwrap();
+    for f in ["config.yml", "audit.jsonl"] {
+        std::fs::copy(src.join(f), mvp.join(f)).unwrap();
+    }
+    let port = lab.base_port.to_string();
+    let out = lab.aiops(&[
+        "migrate",
+        "--from",
+        mvp.to_str().unwrap(),
+        "--agent-port",
+        &port,
+    ]);
+    let answer = parse_answer(&out);
+    assert_eq!(answer["status"], "migrated", "{answer}");
+    assert!(lab.aiops(&["audit", "verify"]).status.success());
+    let sealed = lab.dir.join("prior/run_action-audit.jsonl");
+    let text = std::fs::read_to_string(&sealed).unwrap();
+    let first = text.lines().next().unwrap().to_string();
+    std::fs::set_permissions(&sealed, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    std::fs::write(&sealed, text.replacen(&first, "", 1)).unwrap();
+    let out = lab.aiops(&["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = parse_answer(&out);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("prior segment"),
+        "{v}"
+    );
+    let seg = lab
+        .audit()
+        .into_iter()
+        .find(|r| r["event"] == "prior_segment")
+        .unwrap();
+    assert_eq!(v["line"], seg["seq"], "{v}");
+}
