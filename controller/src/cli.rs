@@ -508,6 +508,7 @@ fn load(config: &Path) -> Result<Loaded, Error> {
 }
 
 fn cmd_run(config: &Path) -> Result<ExitCode, Error> {
+    crate::dispatch::fanout::OUTCOME_ON_SIGNAL.store(true, std::sync::atomic::Ordering::SeqCst);
     let loaded = load(config)?;
     let mut input = Vec::new();
     // Read one byte past the limit so an oversized request is recognised, not cut.
@@ -621,6 +622,7 @@ fn caller_name() -> String {
 }
 
 fn cmd_approvals(config: &Path, command: ApprovalsCmd) -> Result<ExitCode, Error> {
+    crate::dispatch::fanout::OUTCOME_ON_SIGNAL.store(true, std::sync::atomic::Ordering::SeqCst);
     let (verb, id) = match command {
         ApprovalsCmd::InitKey { out, force } => {
             // Needs no configuration: the approver account creates its key first.

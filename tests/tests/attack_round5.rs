@@ -551,3 +551,78 @@ fn an_edited_sealed_prior_segment_fails_audit_verify() {
         .unwrap();
     assert_eq!(v["line"], seg["seq"], "{v}");
 }
+
+/// SIGTERM (a timeout in the assistant's tool runner, `systemctl stop`, a
+/// closed terminal's SIGHUP) to `aiops run` while the agent runs the
+/// command: the `requested` record still gets exactly one outcome, and the
+/// assistant an answer saying the outcome is unknown.
+#[test]
+fn a_signal_to_aiops_run_mid_command_still_records_one_outcome() {
+    let lab = Lab::start(1, "lab");
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let before = lab.agent_audit("srv1").len();
+        let body = aiops_e2e::request("srv1", "sleep 4");
+        let mut child = Command::new(aiops_bin())
+            .arg("run")
+            .env("AIOPS_CONFIG", lab.config())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &body).unwrap();
+        drop(child.stdin.take());
+        // Until the agent has accepted it (bounded by the command's own 4 s).
+        let mut accepted = false;
+        for _ in 0..400 {
+            if lab.agent_audit("srv1")[before..]
+                .iter()
+                .any(|r| r["event"] == "accepted")
+            {
+                accepted = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(accepted, "the agent never accepted the request");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let records = lab.audit();
+        let requested: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["event"] == "requested")
+            .collect();
+        let last = requested.last().expect("a requested record");
+        let outcomes: Vec<&Value> = records
+            .iter()
+            .filter(|o| o["request_id"] == last["request_id"] && o["event"] != "requested")
+            .collect();
+        assert_eq!(
+            outcomes.len(),
+            1,
+            "{sig}: {last} has {outcomes:?}; answer {text:?}"
+        );
+        assert_eq!(
+            outcomes[0]["code"], "internal_error",
+            "{sig}: {}",
+            outcomes[0]
+        );
+        assert!(
+            outcomes[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(sig.as_str()),
+            "{}",
+            outcomes[0]
+        );
+        let answer: Value =
+            serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{sig}: {e}: {text:?}"));
+        assert_eq!(answer["error"]["code"], "internal_error", "{answer}");
+        assert_eq!(answer["request_id"], last["request_id"]);
+    }
+    assert!(lab.aiops(&["audit", "verify"]).status.success());
+}
