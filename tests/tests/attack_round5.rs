@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aiops_e2e::{Lab, aiops_bin, parse_answer, run_cmd};
+use aiops_e2e::{Lab, aiops_bin, parse_answer};
 use serde_json::{Value, json};
 
 fn marker(lab: &Lab, name: &str) -> (PathBuf, String) {
