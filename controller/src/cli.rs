@@ -508,6 +508,7 @@ fn load(config: &Path) -> Result<Loaded, Error> {
 }
 
 fn cmd_run(config: &Path) -> Result<ExitCode, Error> {
+    crate::dispatch::fanout::OUTCOME_ON_SIGNAL.store(true, std::sync::atomic::Ordering::SeqCst);
     let loaded = load(config)?;
     let mut input = Vec::new();
     // Read one byte past the limit so an oversized request is recognised, not cut.
@@ -621,6 +622,7 @@ fn caller_name() -> String {
 }
 
 fn cmd_approvals(config: &Path, command: ApprovalsCmd) -> Result<ExitCode, Error> {
+    crate::dispatch::fanout::OUTCOME_ON_SIGNAL.store(true, std::sync::atomic::Ordering::SeqCst);
     let (verb, id) = match command {
         ApprovalsCmd::InitKey { out, force } => {
             // Needs no configuration: the approver account creates its key first.
@@ -675,7 +677,7 @@ fn cmd_approvals(config: &Path, command: ApprovalsCmd) -> Result<ExitCode, Error
         &loaded,
         verb,
         id.as_deref(),
-        approvals::Resolver::Human(caller_name()),
+        approvals::Resolver::Terminal(caller_name()),
     ))?;
     answer_exit(&a, exit::HANDLED)
 }
@@ -716,12 +718,23 @@ fn cmd_audit(config: &Path, command: AuditCmd) -> Result<ExitCode, Error> {
                 .and_then(|l| crate::dispatch::chains::checkpoint_key(&l));
             let file = audit_file(config, file)?;
             let check = key.as_ref().map(crate::dispatch::chains::check_with);
-            let (intact, report) = aiops_audit::verify_report_with(
+            let (mut intact, mut report) = aiops_audit::verify_report_with(
                 &file,
                 check
                     .as_ref()
                     .map(|c| c as &dyn Fn(&str, &[u8], &[u8]) -> bool),
             );
+            // The sealed copies of prior segments (`aiops migrate`) still
+            // have the hashes the chain recorded for them.
+            if intact
+                && let Some((seq, message)) = crate::operator::migrate::check_prior_segments(&file)
+            {
+                intact = false;
+                report = json!({
+                    "status": "error", "file": file, "line": seq,
+                    "message": format!("record {seq} (prior_segment): {message}"),
+                });
+            }
             output::json(&report)?;
             Ok(if intact {
                 ExitCode::SUCCESS

@@ -75,6 +75,7 @@ fn the_resolver_is_the_real_account_not_sudo_user() {
     let (m, cmd) = marker(&lab, "spoofed-resolver");
     let (answer, _) = lab.run(&as_hermes(&cmd));
     let id = answer["approval_id"].as_str().unwrap().to_string();
+    assert!(lab.aiops(&["approvals", "list"]).status.success());
     let answer = approve(&lab, &[&id], &[("SUDO_USER", "alice")]);
     assert_eq!(answer["status"], "executed", "{answer}");
     assert!(m.exists());
@@ -98,6 +99,7 @@ fn the_resolver_is_the_real_account_not_sudo_user() {
     .unwrap();
     let (answer, _) = lab.run(&body);
     let id2 = answer["approval_id"].as_str().unwrap().to_string();
+    assert!(lab.aiops(&["approvals", "list"]).status.success());
     let answer = approve(&lab, &[&id2], &[("SUDO_USER", "hermes")]);
     assert_eq!(answer["status"], "executed", "{answer}");
     let approved: Vec<Value> = lab

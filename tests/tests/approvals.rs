@@ -203,7 +203,9 @@ fn production_only_an_approver_other_than_the_requester_can_approve() {
         assert_eq!(code, 1);
     }
     assert!(!m.exists());
-    // The approver (this account, listed in approvals.approvers) approves it.
+    // The approver (this account, listed in approvals.approvers) approves it
+    // as `approvals list` showed it.
+    assert!(lab.aiops(&["approvals", "list"]).status.success());
     let out = lab.aiops(&["approvals", "approve", &id]);
     let answer = aiops_e2e::parse_answer(&out);
     assert_eq!(answer["status"], "executed", "{answer}");

@@ -193,7 +193,13 @@ fn an_approver_account_approves_what_the_controller_account_cannot() {
     );
     assert!(!marker.exists());
 
-    // The approver account cannot read the controller's keys, yet its approval runs the command.
+    // The approver account cannot read the controller's keys, yet its approval
+    // runs the command (approved as `approvals list` showed it).
+    assert!(
+        as_user(&lab, APPR, &["approvals", "list"], b"")
+            .status
+            .success()
+    );
     let answer = parse_answer(&as_user(&lab, APPR, &["approvals", "approve", &id], b""));
     assert_eq!(answer["status"], "executed", "{answer}");
     assert_eq!(answer["approval_id"], id.as_str());
@@ -234,6 +240,11 @@ fn an_approver_account_approves_what_the_controller_account_cannot() {
     sh(Command::new("/usr/sbin/runuser").args(["-u", CTL, "--", "sh", "-c", &swap]));
     let answer = parse_answer(&as_user(&lab, CTL, &["run"], &request("srv1", &cmd)));
     let id = answer["approval_id"].as_str().unwrap().to_string();
+    assert!(
+        as_user(&lab, APPR, &["approvals", "list"], b"")
+            .status
+            .success()
+    );
     let answer = parse_answer(&as_user(&lab, APPR, &["approvals", "approve", &id], b""));
     assert_eq!(answer["error"]["code"], "key_unreadable", "{answer}");
     assert!(

@@ -556,6 +556,14 @@ fn deny_self_approval_expiry_cli_and_a_restart() {
     let marker2 = lab.tmp.path().join("approved-on-the-cli");
     let id2 = request(lab, "assistant", &format!("touch {}", marker2.display()));
     let post2 = posted(&fake, &id2);
+    // Approved as `approvals list` showed it (production).
+    let listed = Command::new(aiops_bin())
+        .arg("--config")
+        .arg(lab.config())
+        .args(["approvals", "list"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
     let out = Command::new(aiops_bin())
         .arg("--config")
         .arg(lab.config())

@@ -560,6 +560,14 @@ fn deny_other_chats_and_approvals_from_outside_the_chat() {
         "a request was posted twice"
     );
     // An approval given outside the chat (`aiops approvals approve` by an approver) closes its message.
+    // Approved as `approvals list` showed it (production).
+    let listed = Command::new(aiops_bin())
+        .arg("--config")
+        .arg(lab.config())
+        .args(["approvals", "list"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
     let out = Command::new(aiops_bin())
         .arg("--config")
         .arg(lab.config())

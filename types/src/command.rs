@@ -48,28 +48,44 @@ pub fn text_hygiene(field: &str, value: &str) -> Option<String> {
     })
 }
 
-/// Unicode format, invisible and bidi characters, line and paragraph
-/// separators, and non-ASCII spaces.
+/// Unicode format (general category Cf), invisible (default-ignorable)
+/// and bidi characters, line and paragraph separators, and non-ASCII
+/// spaces and blanks. Tag characters (U+E0000 block) spell hidden ASCII
+/// text that a model reads and a human does not see; variation selectors
+/// change nothing visible yet make the bytes differ.
 fn invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00A0}'
             | '\u{00AD}'
             | '\u{034F}'
+            | '\u{0600}'..='\u{0605}'
             | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
             | '\u{115F}'
             | '\u{1160}'
             | '\u{17B4}'
             | '\u{17B5}'
-            | '\u{180E}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{2000}'..='\u{200F}'
             | '\u{2028}'..='\u{202F}'
             | '\u{205F}'..='\u{206F}'
+            | '\u{2800}'
             | '\u{3000}'
             | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
             | '\u{FFA0}'
-            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
     )
 }
 
@@ -136,5 +152,31 @@ mod tests {
         assert!(CommandText::new("  ").is_err());
         assert!(CommandText::new("x".repeat(MAX_COMMAND_BYTES + 1)).is_err());
         assert!(serde_json::from_str::<CommandText>("\"a\\u0007b\"").is_err());
+    }
+
+    #[test]
+    fn every_format_character_and_every_tag_is_invisible_here() {
+        use unicode_general_category::{GeneralCategory, get_general_category};
+        let missed: Vec<String> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|c| get_general_category(*c) == GeneralCategory::Format && !invisible(*c))
+            .map(|c| format!("U+{:04X}", c as u32))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "format characters not refused: {missed:?}"
+        );
+        for c in [
+            '\u{E0041}',
+            '\u{E0001}',
+            '\u{FE0F}',
+            '\u{E0100}',
+            '\u{180B}',
+            '\u{2800}',
+        ] {
+            assert!(text_hygiene("reason", &format!("a{c}b")).is_some(), "{c:?}");
+            assert!(hygiene(&format!("echo a{c}b")).is_some(), "{c:?}");
+        }
+        assert!(text_hygiene("reason", "Neustart nötig: 日本語 ok").is_none());
     }
 }

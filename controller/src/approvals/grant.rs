@@ -49,8 +49,13 @@ pub fn parse_verb(input: &[u8]) -> Option<(Verb, Option<String>)> {
 pub enum Resolver {
     /// Through `aiops run` stdin: that requester's pending approval (or the newest one).
     Requester(Option<String>),
-    /// A human at a terminal (`aiops approvals approve|deny`).
+    /// A human through an approver chat (`aiops approver telegram|teams`),
+    /// which showed them the card it resolves.
     Human(String),
+    /// A human at a terminal (`aiops approvals approve|deny`). In production
+    /// an approval is approved only as `aiops approvals list` showed it to
+    /// this account.
+    Terminal(String),
 }
 
 /// Signs a grant for `a` with the approver key; fails when this account cannot read it.
@@ -117,7 +122,7 @@ pub async fn resolve(
     let log = AuditLog::new(&loaded.config.audit_log);
     let who = match &resolver {
         Resolver::Requester(r) => format!("stdin:{}", r.as_deref().unwrap_or("any")),
-        Resolver::Human(r) => r.clone(),
+        Resolver::Human(r) | Resolver::Terminal(r) => r.clone(),
     };
     let audited = |f: Failure| -> Failure { audit_error(&log, f, id, &who) };
     let production = loaded.policy.mode() == Mode::Production;
@@ -128,7 +133,7 @@ pub async fn resolve(
                 "production mode: approvals cannot be given through `aiops run` or the assistant; an approver must run `aiops approvals approve`",
             )));
         }
-        Resolver::Human(name)
+        Resolver::Human(name) | Resolver::Terminal(name)
             if production && !loaded.config.approvals.approvers.contains(name) =>
         {
             return Err(audited(err(
@@ -150,7 +155,7 @@ pub async fn resolve(
             (Resolver::Requester(r), None) => all.iter().rposition(|a| {
                 a.state == State::Pending && r.as_ref().is_none_or(|r| &a.requester == r)
             }),
-            (Resolver::Human(_), None) => {
+            (Resolver::Human(_) | Resolver::Terminal(_), None) => {
                 let pending: Vec<usize> = all
                     .iter()
                     .enumerate()
@@ -161,7 +166,13 @@ pub async fn resolve(
                     // Production: only what this person was shown. An approval
                     // filed (or superseded) since `aiops approvals list` would
                     // otherwise be approved unseen.
-                    [one] if production && locked.listed() != Some(vec![all[*one].id.clone()]) => {
+                    [one]
+                        if production
+                            && locked
+                                .listed()
+                                .map(|l| l.into_iter().map(|(id, _)| id).collect::<Vec<_>>())
+                                != Some(vec![all[*one].id.clone()]) =>
+                    {
                         return Err(audited(err(
                             ErrorCode::Ambiguous,
                             "the pending approvals are not what `aiops approvals list` last showed \
@@ -218,6 +229,11 @@ pub async fn resolve(
             Verb::Approve => Some(sign_grant(loaded, a, &who).map_err(&audited)?),
             Verb::Deny => None,
         };
+        // Checked after signing (which needs the approver key) so that an
+        // account that cannot sign is told so first; the grant is not kept.
+        if production && verb == Verb::Approve && matches!(resolver, Resolver::Terminal(_)) {
+            listed_as_shown(&locked, a).map_err(|f| audit_error(&log, f, Some(&a.id), &who))?;
+        }
         a.state = if grant.is_some() {
             State::Granted
         } else {
@@ -258,6 +274,39 @@ pub async fn resolve(
             Some(user) => release_via_sudo(loaded, user, &approval.id),
             None => Err(f),
         },
+    }
+}
+
+/// Production, at a terminal: `a` must be what `aiops approvals list` last
+/// showed this account. Its signature alone does not say so: the controller
+/// account holds the key that signs stored approvals and can re-sign an
+/// edited one, or replace or delete the listing in the directory it owns.
+fn listed_as_shown(locked: &super::store::Locked, a: &Approval) -> Result<(), Failure> {
+    let Some(listed) = locked.listed() else {
+        return Err(err(
+            ErrorCode::Ambiguous,
+            "you have not listed the pending approvals (or your listing is not yours): run \
+             `aiops approvals list`, check the command, then approve by id",
+        ));
+    };
+    match listed.iter().find(|(id, _)| *id == a.id) {
+        Some((_, digest)) if *digest == a.shown_digest() => Ok(()),
+        Some(_) => Err(err(
+            ErrorCode::ApprovalTampered,
+            format!(
+                "approval {} changed since `aiops approvals list` showed it to you; nothing was \
+                 run: list again and check the command",
+                a.id
+            ),
+        )),
+        None => Err(err(
+            ErrorCode::Ambiguous,
+            format!(
+                "approval {} was not pending when you last ran `aiops approvals list`: list \
+                 again, check the command, then approve by id",
+                a.id
+            ),
+        )),
     }
 }
 

@@ -139,6 +139,17 @@ impl Approval {
         }
     }
 
+    /// What `aiops approvals list` showed of it, as one digest: the signed
+    /// binding (command, plan, targets, run-as, reasons, ...) and the
+    /// signature. An approval re-signed in place with the controller's key
+    /// (which the controller account holds) has another digest.
+    pub(super) fn shown_digest(&self) -> String {
+        let mut b = self.binding();
+        b.extend_from_slice(b"\n");
+        b.extend_from_slice(self.record_signature.as_bytes());
+        aiops_sys::sha256_hex(&b)
+    }
+
     /// True when the command, the plan, their hashes and the controller's
     /// signature all agree.
     pub(super) fn intact(&self, controller: &VerifyingKey) -> bool {
@@ -237,20 +248,45 @@ impl Locked {
             .join(format!(".listed-{}", nix::unistd::getuid().as_raw()))
     }
 
-    /// Records the pending approvals just shown to this uid.
-    pub(super) fn save_listed(&self, ids: &[&str]) -> Result<(), Failure> {
+    /// Records the pending approvals just shown to this uid, each with the
+    /// digest of what was shown ([`Approval::shown_digest`]).
+    pub(super) fn save_listed(&self, shown: &[&Approval]) -> Result<(), Failure> {
         let p = self.listed_path();
-        aiops_sys::write_file_mode(&p, ids.join("\n").as_bytes(), 0o640)
+        let text: String = shown
+            .iter()
+            .map(|a| format!("{} {}\n", a.id, a.shown_digest()))
+            .collect();
+        aiops_sys::write_file_mode(&p, text.as_bytes(), 0o600)
             .map_err(|e| err(ErrorCode::Runtime, format!("{}: {e}", p.display())))
     }
 
-    /// The pending approvals last shown to this uid, if they were listed.
-    pub(super) fn listed(&self) -> Option<Vec<String>> {
-        let text = std::fs::read_to_string(self.listed_path()).ok()?;
+    /// The pending approvals last shown to this uid (id, digest of what was
+    /// shown), if they were listed. The approvals directory belongs to the
+    /// controller account, which could replace the file: only a regular file
+    /// with one link, owned by this uid and writable by it alone, counts.
+    pub(super) fn listed(&self) -> Option<Vec<(String, String)>> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(self.listed_path())
+            .ok()?;
+        let m = f.metadata().ok()?;
+        if !m.file_type().is_file()
+            || m.uid() != nix::unistd::getuid().as_raw()
+            || m.mode() & 0o022 != 0
+            || m.nlink() != 1
+            || m.len() > 1 << 20
+        {
+            return None;
+        }
+        let mut text = String::new();
+        f.read_to_string(&mut text).ok()?;
         Some(
             text.lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
+                .filter_map(|l| l.split_once(' '))
+                .map(|(id, d)| (id.to_string(), d.to_string()))
                 .collect(),
         )
     }
@@ -371,11 +407,7 @@ pub fn list(loaded: &Loaded) -> Result<Vec<Approval>, Failure> {
 pub fn list_for_approver(loaded: &Loaded) -> Result<Vec<Approval>, Failure> {
     let all = list(loaded)?;
     let locked = Store::new(&loaded.config.runtime_dir).lock()?;
-    let shown: Vec<&str> = all
-        .iter()
-        .filter(|a| a.state == State::Pending)
-        .map(|a| a.id.as_str())
-        .collect();
+    let shown: Vec<&Approval> = all.iter().filter(|a| a.state == State::Pending).collect();
     locked.save_listed(&shown)?;
     Ok(all)
 }

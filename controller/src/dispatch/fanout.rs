@@ -312,6 +312,9 @@ pub async fn execute_targets(
         .collect();
     // Write-ahead: the record that authorises sending is on disk (fsync'd)
     // before any byte goes to an agent; if it is not, nothing is sent.
+    // A one-shot `aiops run`: from before the write-ahead record on, a stop
+    // signal ends the wait so that the outcome is still recorded.
+    let mut stops = StopSignals::register();
     let heads = log.append_many(sent);
     if let Ok(heads) = &heads {
         // Each request carries the head of its own `requested` record,
@@ -353,7 +356,13 @@ pub async fn execute_targets(
         max_errors: req.max_errors,
         canary: req.canary.unwrap_or(false) && prepared.len() > 1,
     };
-    let outcomes = send_all(loaded, &sender, prepared, decision, approval_id, limits).await;
+    let outcomes = match stops.as_mut() {
+        None => send_all(loaded, &sender, prepared, decision, approval_id, limits).await,
+        Some(stop) => tokio::select! {
+            o = send_all(loaded, &sender, prepared, decision, approval_id, limits) => o,
+            name = stop.recv() => return stopped(log, &mut open, name),
+        },
+    };
     let mut records = Vec::with_capacity(outcomes.len());
     let mut answers = Vec::with_capacity(outcomes.len());
     for (base, answer) in outcomes {
@@ -390,6 +399,84 @@ pub async fn execute_targets(
             .collect();
     }
     answers
+}
+
+/// Set by the one-shot commands (`aiops run`, `aiops approvals`): a
+/// SIGTERM, SIGINT or SIGHUP while requests are in flight is caught so that
+/// their outcome is recorded. Not for long-running servers (`aiops mcp`),
+/// which must keep the default action of those signals.
+pub static OUTCOME_ON_SIGNAL: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+struct StopSignals(Vec<(tokio::signal::unix::Signal, &'static str)>);
+
+impl StopSignals {
+    fn register() -> Option<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        if !OUTCOME_ON_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let mut all = Vec::new();
+        for (kind, name) in [
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::hangup(), "SIGHUP"),
+        ] {
+            all.push((signal(kind).ok()?, name));
+        }
+        Some(StopSignals(all))
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        let waits = self.0.iter_mut().map(|(s, name)| {
+            Box::pin(async move {
+                s.recv().await;
+                *name
+            })
+        });
+        futures_util::future::select_all(waits).await.0
+    }
+}
+
+/// A stop signal arrived while requests were in flight: each open
+/// `requested` record gets its outcome (unknown: it may have run).
+fn stopped(log: &AuditLog, open: &mut OpenOutcomes<'_>, signal: &str) -> Vec<Answer> {
+    let a = Answer::error(
+        ErrorCode::InternalError,
+        format!(
+            "aiops was stopped by {signal} while this request was in flight; it may have run, \
+             its outcome is unknown here (see the agent's log)"
+        ),
+    );
+    let bases = std::mem::take(&mut open.bases);
+    let text =
+        |b: &Map<String, Value>, k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+    let answers: Vec<Answer> = bases
+        .iter()
+        .map(|b| Answer {
+            target: text(b, "target"),
+            request_id: text(b, "request_id"),
+            ..a.clone()
+        })
+        .collect();
+    let records = bases.into_iter().map(|b| outcome_record(b, &a)).collect();
+    match log.append_many(records) {
+        Ok(_) => answers,
+        Err(e) => {
+            let f = Answer::error(
+                ErrorCode::AuditFailed,
+                format!("{e}; stopped by {signal}: the outcome could not be audited here"),
+            );
+            answers
+                .iter()
+                .map(|r| Answer {
+                    target: r.target.clone(),
+                    request_id: r.request_id.clone(),
+                    ..f.clone()
+                })
+                .collect()
+        }
+    }
 }
 
 /// `requested` records whose outcome is not written yet. Dropped while

@@ -52,7 +52,9 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
         "d" => 86_400_000,
         _ => return Err(format!("{text:?}: the age unit is s, m, h or d")),
     };
-    Ok(now_ms - n.saturating_mul(unit_ms))
+    n.checked_mul(unit_ms)
+        .and_then(|age| now_ms.checked_sub(age))
+        .ok_or_else(|| format!("{text:?}: out of range"))
 }
 
 fn s<'a>(r: &'a Map<String, Value>, k: &str) -> &'a str {
@@ -564,18 +566,41 @@ pub enum IncidentCmd {
 /// per target of the covered commands the agent heads recorded for them and
 /// the result of `aiops audit verify --targets` where the agent is reachable.
 /// Tampering found either way fails the verification.
-fn anchor(loaded: &crate::config::Loaded, report: &mut Value) {
+///
+/// The signatures are checked on any file (a copy handed over is no less
+/// forgeable than the log: its hash chain is unkeyed); the agents only for
+/// the configured log (`cross_check`). Cited records after the last signed
+/// checkpoint are counted and named: a member of the log's group can still
+/// rewrite them.
+fn anchor(loaded: &crate::config::Loaded, report: &mut Value, path: &Path, cross_check: bool) {
     use crate::dispatch::chains;
-    let path = loaded.config.audit_log.clone();
     let mut failed: Option<(u64, String)> = None;
     let mut text = String::new();
     if let Some(key) = chains::checkpoint_key(loaded) {
         let check = chains::check_with(&key);
-        match AuditLog::new(&path).verify_with(Some(&check)) {
-            Ok(v) => text.push_str(&format!(
-                " Its {} signed checkpoints verify with the controller key.",
-                v.checkpoints
-            )),
+        match AuditLog::new(path).verify_with(Some(&check)) {
+            Ok(v) => {
+                text.push_str(&format!(
+                    " Its {} signed checkpoints verify with the controller key.",
+                    v.checkpoints
+                ));
+                let signed = v.last_checkpoint_seq;
+                let unsigned = report["timeline"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["seq"].as_u64().is_some_and(|q| q > signed))
+                    .count();
+                report["verification"]["signed_through_seq"] = signed.into();
+                report["verification"]["unsigned_records"] = unsigned.into();
+                if unsigned > 0 {
+                    text.push_str(&format!(
+                        " {unsigned} of the records cited here (after seq {signed}) are not \
+                         covered by a signed checkpoint yet: a member of the log's group could \
+                         have written or rewritten them."
+                    ));
+                }
+            }
             Err(e) => {
                 failed = Some((e.line as u64, e.message.clone()));
                 text.push_str(&format!(
@@ -586,7 +611,12 @@ fn anchor(loaded: &crate::config::Loaded, report: &mut Value) {
         }
     }
     let mut heads: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    for c in report["commands"].as_array().into_iter().flatten() {
+    let commands = if cross_check {
+        report["commands"].as_array().cloned().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    for c in &commands {
         if let (Some(t), false) = (c["target"].as_str(), c["agent_head"].is_null()) {
             let mut h = c["agent_head"].clone();
             h["request_id"] = c["request_id"].clone();
@@ -652,7 +682,9 @@ fn anchor(loaded: &crate::config::Loaded, report: &mut Value) {
         }
     }
     let v = &mut report["verification"];
-    v["agents"] = Value::from(agents);
+    if cross_check {
+        v["agents"] = Value::from(agents);
+    }
     if let Some((line, message)) = failed
         && v["status"] == "ok"
     {
@@ -718,12 +750,11 @@ pub fn cmd(config: &Path, command: IncidentCmd) -> std::process::ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The configured log (not another file) is also checked against its
-    // signatures and against the agents' logs.
-    if let Ok(loaded) = crate::config::Loaded::load(config)
-        && loaded.config.audit_log == path
-    {
-        anchor(&loaded, &mut report);
+    // Every file is checked against the controller's signatures; the
+    // configured log also against the agents' logs.
+    if let Ok(loaded) = crate::config::Loaded::load(config) {
+        let configured = loaded.config.audit_log == path;
+        anchor(&loaded, &mut report, &path, configured);
     }
     // A closed stdout (`| head`) is a normal end.
     let _ = if format == "json" {

@@ -269,9 +269,83 @@ fn plan(
     }
 }
 
+/// Largest MVP `config.yml` read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest MVP `audit.jsonl` (and sealed copy) read.
+pub const MAX_SEGMENT_BYTES: u64 = 256 << 20;
+
+/// The bytes of `path` when it is a regular file of at most `max` bytes.
+/// The MVP's directory is another installation's: a FIFO would hang the
+/// read, a device or a huge file exhaust memory.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    // Non-blocking open: a FIFO without a writer does not block here.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let m = f.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !m.file_type().is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    if m.len() > max {
+        return Err(format!(
+            "{shown}: {} bytes, more than the {max} read here",
+            m.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{shown}: grew past {max} bytes while read"));
+    }
+    Ok(bytes)
+}
+
+/// `aiops audit verify`'s check of the sealed prior segments: each
+/// `prior_segment` record of the log at `log` names a sealed copy whose
+/// SHA-256 must still be the one recorded. `Some((seq, why))` for the first
+/// that is missing or differs.
+pub fn check_prior_segments(log: &Path) -> Option<(u64, String)> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(log).ok()?;
+    for line in std::io::BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        if !line.contains("\"prior_segment\"") {
+            continue;
+        }
+        let Ok(r) = serde_json::from_str::<serde_json::Map<String, Value>>(&line) else {
+            continue;
+        };
+        if r.get("event").and_then(Value::as_str) != Some("prior_segment") {
+            continue;
+        }
+        let seq = r.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        let sealed = r.get("sealed_path").and_then(Value::as_str).unwrap_or("");
+        let want = r.get("sha256").and_then(Value::as_str).unwrap_or("");
+        let problem = match read_regular(Path::new(sealed), MAX_SEGMENT_BYTES) {
+            Err(e) => Some(format!("the sealed prior segment is unreadable: {e}")),
+            Ok(bytes) if aiops_sys::sha256_hex(&bytes) != want => Some(format!(
+                "the sealed prior segment {sealed} does not have the SHA-256 its record holds \
+                 (it was edited or replaced)"
+            )),
+            Ok(_) => None,
+        };
+        if let Some(p) = problem {
+            return Some((seq, p));
+        }
+    }
+    None
+}
+
 /// The old audit log's facts.
 fn segment_facts(path: &Path) -> Result<Value, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = read_regular(path, MAX_SEGMENT_BYTES)?;
     let text = String::from_utf8_lossy(&bytes);
     let mut records = 0u64;
     let mut bad = Vec::new();
@@ -310,8 +384,8 @@ fn segment_facts(path: &Path) -> Result<Value, String> {
 /// Runs `aiops migrate`; returns the JSON report or an error text.
 pub fn migrate(config: &Path, args: &MigrateArgs) -> Result<Value, String> {
     let mvp_path = args.from.join("config.yml");
-    let text =
-        std::fs::read_to_string(&mvp_path).map_err(|e| format!("{}: {e}", mvp_path.display()))?;
+    let text = String::from_utf8(read_regular(&mvp_path, MAX_CONFIG_BYTES)?)
+        .map_err(|e| format!("{}: {e}", mvp_path.display()))?;
     let mvp: Yaml =
         serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", mvp_path.display()))?;
     let ours_text =
@@ -407,7 +481,7 @@ pub fn migrate(config: &Path, args: &MigrateArgs) -> Result<Value, String> {
             ));
         }
         let orig = p.audit.as_ref().expect("segment has a path");
-        let bytes = std::fs::read(orig).map_err(|e| format!("{}: {e}", orig.display()))?;
+        let bytes = read_regular(orig, MAX_SEGMENT_BYTES)?;
         if aiops_sys::sha256_hex(&bytes) != seg["sha256"] {
             return Err(format!("{} changed while migrating", orig.display()));
         }
