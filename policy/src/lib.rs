@@ -261,9 +261,9 @@ mod tests {
         let mut broken = p.clone();
         broken.specs[0]
             .examples_ok
-            .push("uptime --definitely-not-a-flag".into());
+            .push("uptime --definitely-not-a-flag");
         assert!(broken.check_examples().is_err());
-        p.specs[0].examples_not.push("uptime".into());
+        p.specs[0].examples_not.push("uptime");
         assert!(p.check_examples().is_err());
     }
 
