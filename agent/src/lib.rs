@@ -78,6 +78,12 @@ enum AuditCmd {
         /// Log file (default: the configured one).
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The agent's audit public key (`ed25519:<hex>`, or a file holding
+        /// it, e.g. the controller's pin) to check the signed checkpoints
+        /// with (default: the configured state_dir's audit.key, then
+        /// audit.pub; without one only the chain is checked).
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -107,19 +113,37 @@ pub fn main() -> ExitCode {
             }
         },
         Cmd::Audit {
-            command: AuditCmd::Verify { file },
+            command: AuditCmd::Verify { file, key },
         } => {
-            let file = match file {
-                Some(f) => f,
-                None => match AgentConfig::load(&cli.config) {
-                    Ok(c) => c.audit_log,
-                    Err(e) => {
-                        eprintln!("aiops-agent: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                },
+            let config = AgentConfig::load(&cli.config);
+            let file = match (file, &config) {
+                (Some(f), _) => f,
+                (None, Ok(c)) => c.audit_log.clone(),
+                (None, Err(e)) => {
+                    eprintln!("aiops-agent: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
             };
-            let (intact, report) = aiops_audit::verify_report(&file);
+            let key = match receipt::verify_key(key.as_deref(), config.ok().as_ref()) {
+                Ok(k) => k,
+                Err(e) => {
+                    println!("{}", json!({"status": "error", "file": file, "message": e}));
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let check = key.as_ref().map(|k| {
+                move |id: &str, m: &[u8], s: &[u8]| id == k.key_id() && k.verify(m, s).is_ok()
+            });
+            let (intact, mut report) = aiops_audit::verify_report_covered(
+                &file,
+                check
+                    .as_ref()
+                    .map(|c| c as &dyn Fn(&str, &[u8], &[u8]) -> bool),
+                aiops_audit::Coverage::Every,
+            );
+            if let Some(k) = &key {
+                report["key"] = Value::from(k.to_text());
+            }
             println!("{report}");
             if intact {
                 ExitCode::SUCCESS
@@ -209,8 +233,8 @@ struct State {
     cert_not_after: i64,
     refusals: std::sync::Mutex<RefusalWindow>,
     runner: exec::Runner,
-    /// Signs receipts (see [`receipt`]).
-    audit_key: aiops_certs::signing::SigningKey,
+    /// Signs receipts and the log's checkpoints (see [`receipt`]).
+    audit_key: Arc<aiops_certs::signing::SigningKey>,
 }
 
 /// Refused connections of the current window: how many were recorded one
@@ -263,7 +287,25 @@ impl Agent {
         if let Some(dir) = config.audit_log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| setup("audit_log", &e))?;
         }
-        let audit = AuditLog::new(&config.audit_log);
+        // The daemon's audit key signs every record it appends (a checkpoint
+        // per append: one Ed25519 signature, in the same write and fsync),
+        // so a rewrite by anyone without the key fails `audit verify`.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&config.state_dir)
+                .map_err(|e| setup(&config.state_dir.display().to_string(), &e))?;
+        }
+        let audit_key = Arc::new(
+            receipt::load_or_create(&config.state_dir).map_err(|e| setup("audit key", &e))?,
+        );
+        let audit_pub = audit_key.verifying_key();
+        receipt::write_public(&config.state_dir, &audit_pub).map_err(|e| setup("audit key", &e))?;
+        let signer = audit_key.clone();
+        let audit = AuditLog::new(&config.audit_log)
+            .with_checkpoints(audit_pub.key_id(), move |m| signer.sign(m));
         // A torn tail (crash, full disk) is cut off and recorded, not refused;
         // on a disk still full, requests fail closed until there is space and
         // the first append that fits repairs it.
@@ -285,8 +327,6 @@ impl Agent {
             Err(e) => tracing::error!("recording interrupted requests: {e}"),
         }
         let runner = runner(&config, config_path).map_err(|e| setup("executor", &e))?;
-        let audit_key =
-            receipt::load_or_create(&config.state_dir).map_err(|e| setup("audit key", &e))?;
         Ok(Agent {
             tls,
             state: Arc::new(State {
@@ -534,47 +574,6 @@ impl State {
         self.audit.append(map).map_err(|e| e.to_string())
     }
 
-    /// Up to `max` complete records from line `from` (1-based) of the
-    /// agent's log, and whether more follow. A page holds at most
-    /// [`READ_AUDIT_MAX_RECORDS`] records and about [`READ_AUDIT_MAX_BYTES`]
-    /// (always at least one record).
-    fn read_audit(&self, from: u64, max: u32) -> Result<(Vec<String>, bool), String> {
-        use std::io::BufRead;
-        let file = match std::fs::File::open(self.audit.path()) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
-            Err(e) => return Err(e.to_string()),
-        };
-        let max = usize::try_from(max.clamp(1, READ_AUDIT_MAX_RECORDS)).unwrap_or(1);
-        let mut reader = std::io::BufReader::new(file);
-        let mut line = Vec::new();
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let mut n = 0u64;
-        loop {
-            line.clear();
-            if reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| e.to_string())?
-                == 0
-                || line.last() != Some(&b'\n')
-            {
-                // The end, or a torn tail (not a record).
-                return Ok((out, false));
-            }
-            n += 1;
-            if n < from.max(1) {
-                continue;
-            }
-            if out.len() == max || (!out.is_empty() && bytes + line.len() > READ_AUDIT_MAX_BYTES) {
-                return Ok((out, true));
-            }
-            line.pop();
-            bytes += line.len();
-            out.push(String::from_utf8_lossy(&line).into_owned());
-        }
-    }
-
     /// A refused connection: recorded one by one up to
     /// `refusal_records_per_window`, then only counted; the counts of a
     /// window go into one `refused_summary` record once the window is over
@@ -779,6 +778,114 @@ struct AgentService {
 pub const READ_AUDIT_MAX_RECORDS: u32 = 1000;
 /// Bytes a `ReadAudit` page holds at most (but always one record).
 pub const READ_AUDIT_MAX_BYTES: usize = 1 << 20;
+
+/// A page of the agent's log for `ReadAudit`.
+#[derive(Debug, PartialEq)]
+struct AuditPage {
+    records: Vec<String>,
+    more: bool,
+    /// Byte offset just after the last record returned.
+    next_offset: u64,
+}
+
+#[derive(Debug)]
+enum PageError {
+    /// The cursor does not point at record `from` after `prev_hash`.
+    Cursor(String),
+    Io(String),
+}
+
+/// Up to `max` complete records of the log at `path` from record `from`
+/// (1-based), and whether more follow. A page holds at most
+/// [`READ_AUDIT_MAX_RECORDS`] records and about [`READ_AUDIT_MAX_BYTES`]
+/// (always at least one record). With a cursor (`offset` > 0, from the
+/// previous page's `next_offset`) reading starts there, after checking
+/// that the record there is `from` and chains onto `prev_hash`: a page
+/// costs its own records, not the log before it. Without one the log is
+/// read from its start (what an older controller asks).
+fn read_audit_page(
+    path: &std::path::Path,
+    from: u64,
+    max: u32,
+    offset: u64,
+    prev_hash: &str,
+) -> Result<AuditPage, PageError> {
+    use std::io::{BufRead, Read, Seek, SeekFrom};
+    let io = |e: std::io::Error| PageError::Io(e.to_string());
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && offset == 0 => {
+            return Ok(AuditPage {
+                records: Vec::new(),
+                more: false,
+                next_offset: 0,
+            });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let max = usize::try_from(max.clamp(1, READ_AUDIT_MAX_RECORDS)).unwrap_or(1);
+    let from = from.max(1);
+    if offset > 0 {
+        let cursor = |m: String| PageError::Cursor(format!("offset {offset}, record {from}: {m}"));
+        let len = file.metadata().map_err(io)?.len();
+        if offset > len {
+            return Err(cursor(format!("the log has {len} bytes")));
+        }
+        let mut before = [0u8; 1];
+        file.seek(SeekFrom::Start(offset - 1)).map_err(io)?;
+        file.read_exact(&mut before).map_err(io)?;
+        if before[0] != b'\n' {
+            return Err(cursor("not the start of a record".into()));
+        }
+    }
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut pos = offset;
+    let mut n = if offset > 0 { from - 1 } else { 0 };
+    loop {
+        line.clear();
+        let got = reader.read_until(b'\n', &mut line).map_err(io)?;
+        if got == 0 || line.last() != Some(&b'\n') {
+            // The end, or a torn tail (not a record).
+            return Ok(AuditPage {
+                records: out,
+                more: false,
+                next_offset: pos,
+            });
+        }
+        n += 1;
+        if n < from {
+            pos += got as u64;
+            continue;
+        }
+        if offset > 0 && n == from {
+            let record: Map<String, Value> = serde_json::from_slice(&line).map_err(|e| {
+                PageError::Cursor(format!("offset {offset}: not a record there ({e})"))
+            })?;
+            let seq = record.get("seq").and_then(Value::as_u64);
+            let prev = record.get("prev").and_then(Value::as_str);
+            if seq != Some(from) || prev != Some(prev_hash) {
+                return Err(PageError::Cursor(format!(
+                    "offset {offset} holds record {seq:?} after {prev:?}, not record {from} \
+                     after {prev_hash:?}: the log changed, or the cursor is forged"
+                )));
+            }
+        }
+        if out.len() == max || (!out.is_empty() && bytes + line.len() > READ_AUDIT_MAX_BYTES) {
+            return Ok(AuditPage {
+                records: out,
+                more: true,
+                next_offset: pos,
+            });
+        }
+        pos += got as u64;
+        line.pop();
+        bytes += line.len();
+        out.push(String::from_utf8_lossy(&line).into_owned());
+    }
+}
 
 fn request_fields(req: &pb::CommandRequest) -> Map<String, Value> {
     let Value::Object(m) = json!({
@@ -1092,15 +1199,119 @@ impl pb::agent_server::Agent for AgentService {
         }
         let r = request.into_inner();
         let key = state.audit_key.verifying_key().to_text();
-        let (records, more) =
-            tokio::task::spawn_blocking(move || state.read_audit(r.from_seq, r.max_records))
-                .await
-                .map_err(|e| Status::internal(format!("audit reader: {e}")))?
-                .map_err(|e| Status::unavailable(format!("audit_unreadable: {e}")))?;
+        let page = tokio::task::spawn_blocking(move || {
+            read_audit_page(
+                state.audit.path(),
+                r.from_seq,
+                r.max_records,
+                r.offset,
+                &r.prev_hash,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(format!("audit reader: {e}")))?
+        .map_err(|e| match e {
+            PageError::Cursor(m) => Status::invalid_argument(format!("bad_cursor: {m}")),
+            PageError::Io(m) => Status::unavailable(format!("audit_unreadable: {m}")),
+        })?;
         Ok(Response::new(pb::ReadAuditPage {
-            records,
-            more,
+            records: page.records,
+            more: page.more,
             audit_key: key,
+            next_offset: page.next_offset,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(n: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::new(&path);
+        for i in 0..n {
+            let Value::Object(m) = json!({"event": "refused", "n": i}) else {
+                unreachable!()
+            };
+            log.append(m).unwrap();
+        }
+        (dir, path)
+    }
+
+    fn seqs(page: &AuditPage) -> Vec<u64> {
+        page.records
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pages_follow_the_cursor_and_match_reading_from_the_start() {
+        let (_d, path) = log_with(25);
+        let mut all = Vec::new();
+        let (mut from, mut offset, mut prev) = (1u64, 0u64, aiops_audit::GENESIS.to_string());
+        loop {
+            let page = read_audit_page(&path, from, 7, offset, &prev).unwrap();
+            // The same page, read the old way (from the start).
+            let old = read_audit_page(&path, from, 7, 0, "").unwrap();
+            assert_eq!(page, old);
+            all.extend(seqs(&page));
+            let last: Value = serde_json::from_str(page.records.last().unwrap()).unwrap();
+            prev = last["hash"].as_str().unwrap().to_string();
+            from += page.records.len() as u64;
+            offset = page.next_offset;
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(all, (1..=25).collect::<Vec<_>>());
+        assert_eq!(offset, std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn a_stale_or_forged_cursor_is_refused_and_skips_nothing() {
+        let (_d, path) = log_with(10);
+        let first = read_audit_page(&path, 1, 4, 0, "").unwrap();
+        let last: Value = serde_json::from_str(&first.records[3]).unwrap();
+        let prev = last["hash"].as_str().unwrap().to_string();
+        let good = read_audit_page(&path, 5, 4, first.next_offset, &prev).unwrap();
+        assert_eq!(seqs(&good), [5, 6, 7, 8]);
+        let refused = |from: u64, offset: u64, prev: &str| match read_audit_page(
+            &path, from, 4, offset, prev,
+        ) {
+            Err(PageError::Cursor(m)) => m,
+            other => panic!("{from}/{offset}: {other:?}"),
+        };
+        // An offset that skips records (the start of record 7, claimed as 5).
+        assert!(
+            refused(
+                5,
+                good.next_offset
+                    - good.records[3].len() as u64
+                    - 1
+                    - good.records[2].len() as u64
+                    - 1,
+                &prev
+            )
+            .contains("not record 5")
+        );
+        // The middle of a line, past the end, and the wrong prev.
+        assert!(refused(5, first.next_offset + 3, &prev).contains("not the start of a record"));
+        assert!(refused(5, 1 << 40, &prev).contains("bytes"));
+        assert!(refused(5, first.next_offset, aiops_audit::GENESIS).contains("forged"));
+        // The log rewritten under a cursor (records cut): refused, not skipped.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, kept + &"x".repeat(10_000) + "\n").unwrap();
+        assert!(matches!(
+            read_audit_page(&path, 5, 4, first.next_offset, &prev),
+            Err(PageError::Cursor(_))
+        ));
     }
 }

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use aiops_certs::signing::SigningKey;
+use aiops_certs::signing::{SigningKey, VerifyingKey};
 use aiops_proto::agent::v1 as pb;
 
 pub use aiops_proto::receipt_message;
@@ -60,6 +60,63 @@ pub fn load_or_create(state_dir: &Path) -> Result<SigningKey, String> {
     }
     let text = std::fs::read_to_string(&path).map_err(|e| err(&e))?;
     SigningKey::from_pem(&text).map_err(|e| err(&e))
+}
+
+/// Writes `<state_dir>/audit.pub` (0644), the public half, for `audit
+/// verify` run by someone who may not read the key (and to compare with
+/// the controller's pin). Rewritten when it differs.
+pub fn write_public(state_dir: &Path, key: &VerifyingKey) -> Result<(), String> {
+    let path = state_dir.join("audit.pub");
+    let text = format!("{}\n", key.to_text());
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    let tmp = state_dir.join("audit.pub.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The key `aiops-agent audit verify` checks checkpoints with: `given`
+/// (`ed25519:<hex>` or a file holding it), else the configured state_dir's
+/// `audit.key` (when this account can read it), else its `audit.pub`;
+/// None when there is none of these.
+pub fn verify_key(
+    given: Option<&str>,
+    config: Option<&crate::config::AgentConfig>,
+) -> Result<Option<VerifyingKey>, String> {
+    if let Some(g) = given {
+        let text = if g.trim_start().starts_with("ed25519:") {
+            g.to_string()
+        } else {
+            std::fs::read_to_string(g).map_err(|e| format!("--key {g}: {e}"))?
+        };
+        return VerifyingKey::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("--key {g}: {e}"));
+    }
+    let Some(c) = config else {
+        return Ok(None);
+    };
+    if let Ok(text) = std::fs::read_to_string(c.state_dir.join("audit.key")) {
+        let key = SigningKey::from_pem(&text)
+            .map_err(|e| format!("{}: {e}", c.state_dir.join("audit.key").display()))?;
+        return Ok(Some(key.verifying_key()));
+    }
+    let path = c.state_dir.join("audit.pub");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => VerifyingKey::parse(&t)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 /// SHA-256 of one stream's chunks in the order they were sent.

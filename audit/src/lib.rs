@@ -218,7 +218,16 @@ pub fn verify_report(path: &Path) -> (bool, Value) {
 
 /// [`verify_report`], also checking checkpoint signatures with `check`.
 pub fn verify_report_with(path: &Path, check: Option<CheckpointVerifier<'_>>) -> (bool, Value) {
-    match AuditLog::new(path).verify_with(check) {
+    verify_report_covered(path, check, Coverage::Events(SIGNED_EVENTS))
+}
+
+/// [`verify_report_with`] with the given [`Coverage`].
+pub fn verify_report_covered(
+    path: &Path,
+    check: Option<CheckpointVerifier<'_>>,
+    coverage: Coverage,
+) -> (bool, Value) {
+    match AuditLog::new(path).verify_covered(check, coverage) {
         Ok(v) => (true, v.to_json(path)),
         Err(e) => (
             false,
@@ -506,10 +515,22 @@ impl AuditLog {
 
     /// [`AuditLog::verify`], and with `check` also every checkpoint's
     /// signature, and that every record of [`SIGNED_EVENTS`] is covered by
-    /// a later valid checkpoint.
+    /// a later valid checkpoint (the controller's log, which other accounts
+    /// write too).
     pub fn verify_with(
         &self,
         check: Option<CheckpointVerifier<'_>>,
+    ) -> Result<Verified, VerifyError> {
+        self.verify_covered(check, Coverage::Events(SIGNED_EVENTS))
+    }
+
+    /// [`AuditLog::verify_with`] with the given rule for which records a
+    /// checkpoint must cover ([`Coverage::Every`] for a log only the key
+    /// holder writes, like an agent's).
+    pub fn verify_covered(
+        &self,
+        check: Option<CheckpointVerifier<'_>>,
+        coverage: Coverage,
     ) -> Result<Verified, VerifyError> {
         let path = self.path.display().to_string();
         let bad = |line: usize, message: String| VerifyError {
@@ -518,15 +539,9 @@ impl AuditLog {
             message,
         };
         let file = File::open(&self.path).map_err(|e| bad(0, e.to_string()))?;
-        let mut prev = GENESIS.to_string();
-        let mut seq = 0u64;
+        let mut chain = ChainChecker::new(check, coverage);
         let mut hashes = Vec::new();
-        let mut repairs = Vec::new();
         let mut torn_tail_bytes = 0u64;
-        let mut checkpoints = 0u64;
-        let mut last_checkpoint = 0u64;
-        // (line, seq, event) of signed-only events no checkpoint covers yet.
-        let mut uncovered: Option<(usize, u64, String)> = None;
         let mut reader = BufReader::new(file);
         let mut line = Vec::new();
         for n in 1.. {
@@ -544,57 +559,11 @@ impl AuditLog {
                 break;
             }
             line.pop();
-            let record: Map<String, Value> = serde_json::from_slice(&line)
-                .map_err(|e| bad(n, format!("not a JSON object: {e}")))?;
-            let (got_seq, hash) = check_record(&record, &prev).map_err(|m| bad(n, m))?;
-            if got_seq != seq + 1 {
-                return Err(bad(n, format!("seq {got_seq}, expected {}", seq + 1)));
-            }
-            let event = record.get("event").and_then(Value::as_str).unwrap_or("");
-            if record.contains_key("sig") {
-                check_checkpoint(&record, check).map_err(|m| {
-                    bad(
-                        n,
-                        format!(
-                            "{m}: this record or one after the checkpoint at seq \
-                             {last_checkpoint} was rewritten, or the signature was forged"
-                        ),
-                    )
-                })?;
-                checkpoints += 1;
-                last_checkpoint = got_seq;
-                uncovered = None;
-            } else if check.is_some() && SIGNED_EVENTS.contains(&event) && uncovered.is_none() {
-                uncovered = Some((n, got_seq, event.to_string()));
-            }
-            if record.get("event").and_then(Value::as_str) == Some(REPAIR_EVENT) {
-                repairs.push(Repair {
-                    line: n,
-                    seq: got_seq,
-                    removed_bytes: record
-                        .get("removed_bytes")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
-                    removed_sha256: record
-                        .get("removed_sha256")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                });
-            }
-            seq = got_seq;
-            prev = hash;
-            hashes.push(prev.clone());
+            let (_, _, hash) = chain.push(&line).map_err(|(n, m)| bad(n, m))?;
+            hashes.push(hash);
         }
-        if let Some((line, useq, event)) = uncovered {
-            return Err(bad(
-                line,
-                format!(
-                    "record {useq} ({event}) is not covered by a signed checkpoint: its writer \
-                     always adds one, so another writer of the file added or rewrote it"
-                ),
-            ));
-        }
+        let summary = chain.finish().map_err(|(n, m)| bad(n, m))?;
+        let seq = summary.records;
         if let Ok(text) = std::fs::read_to_string(self.head_path()) {
             let mut parts = text.split_whitespace();
             let head_seq: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -615,14 +584,8 @@ impl AuditLog {
             }
         }
         Ok(Verified {
-            records: seq,
-            head: prev,
-            repairs,
             torn_tail_bytes,
-            checkpoints,
-            last_checkpoint_seq: last_checkpoint,
-            unsigned_tail: seq - last_checkpoint,
-            signatures_checked: check.is_some(),
+            ..summary
         })
     }
 
@@ -790,8 +753,152 @@ fn check_checkpoint(
         Ok(())
     } else {
         Err(format!(
-            "checkpoint signature does not verify with the controller key (key_id {key_id:?})"
+            "checkpoint signature does not verify with the log's checkpoint key (key_id {key_id:?})"
         ))
+    }
+}
+
+/// Which records of a log a later signed checkpoint must cover when its
+/// signatures are checked.
+#[derive(Debug, Clone, Copy)]
+pub enum Coverage {
+    /// Only these events (the controller's log: approvers append records
+    /// of their own, unsigned, and the key holder's next batch covers them).
+    Events(&'static [&'static str]),
+    /// Every record (an agent's log: its daemon is the only writer and
+    /// signs every batch, so an unsigned record, anywhere, is forged).
+    Every,
+}
+
+/// A record that passed [`ChainChecker::push`]: the record, its seq and hash.
+pub type Checked = (Map<String, Value>, u64, String);
+
+/// Checks a log line by line as it is read (a file, or an agent's log page
+/// by page over `ReadAudit`): each record's hash, the chain, `seq`, and
+/// with a verifier every checkpoint's signature and the [`Coverage`].
+/// Errors are (line, message), the line 1-based.
+pub struct ChainChecker<'a> {
+    check: Option<CheckpointVerifier<'a>>,
+    coverage: Coverage,
+    prev: String,
+    seq: u64,
+    line: usize,
+    checkpoints: u64,
+    last_checkpoint: u64,
+    repairs: Vec<Repair>,
+    /// (line, seq, event) of the first record no checkpoint covers yet.
+    uncovered: Option<(usize, u64, String)>,
+}
+
+impl<'a> ChainChecker<'a> {
+    /// A checker for a log from its first record.
+    pub fn new(check: Option<CheckpointVerifier<'a>>, coverage: Coverage) -> ChainChecker<'a> {
+        ChainChecker {
+            check,
+            coverage,
+            prev: GENESIS.to_string(),
+            seq: 0,
+            line: 0,
+            checkpoints: 0,
+            last_checkpoint: 0,
+            repairs: Vec::new(),
+            uncovered: None,
+        }
+    }
+
+    /// The hash of the last record pushed (GENESIS before the first).
+    pub fn head(&self) -> &str {
+        &self.prev
+    }
+
+    /// Records pushed so far.
+    pub fn records(&self) -> u64 {
+        self.seq
+    }
+
+    /// Checkpoints seen so far.
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints
+    }
+
+    /// Checks the next line (without its newline); returns the record, its
+    /// seq and its hash. After an error the checker is not to be used.
+    pub fn push(&mut self, line: &[u8]) -> Result<Checked, (usize, String)> {
+        self.line += 1;
+        let n = self.line;
+        let (record, got_seq, hash) = check_line(line, &self.prev).map_err(|m| (n, m))?;
+        if got_seq != self.seq + 1 {
+            return Err((n, format!("seq {got_seq}, expected {}", self.seq + 1)));
+        }
+        let event = record.get("event").and_then(Value::as_str).unwrap_or("");
+        if record.contains_key("sig") {
+            let last = self.last_checkpoint;
+            check_checkpoint(&record, self.check).map_err(|m| {
+                (
+                    n,
+                    format!(
+                        "{m}: this record or one after the checkpoint at seq {last} was \
+                         rewritten, or the signature was forged"
+                    ),
+                )
+            })?;
+            self.checkpoints += 1;
+            self.last_checkpoint = got_seq;
+            self.uncovered = None;
+        } else if self.check.is_some()
+            && self.uncovered.is_none()
+            && match self.coverage {
+                Coverage::Every => true,
+                Coverage::Events(events) => events.contains(&event),
+            }
+        {
+            self.uncovered = Some((n, got_seq, event.to_string()));
+        }
+        if event == REPAIR_EVENT {
+            self.repairs.push(Repair {
+                line: n,
+                seq: got_seq,
+                removed_bytes: record
+                    .get("removed_bytes")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                removed_sha256: record
+                    .get("removed_sha256")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        self.seq = got_seq;
+        self.prev.clone_from(&hash);
+        Ok((record, got_seq, hash))
+    }
+
+    /// The end of the log: refuses a record no checkpoint covers.
+    pub fn finish(self) -> Result<Verified, (usize, String)> {
+        if let Some((line, useq, event)) = self.uncovered {
+            let why = match self.coverage {
+                Coverage::Every => "its writer signs every record it writes",
+                Coverage::Events(_) => "its writer always adds one",
+            };
+            return Err((
+                line,
+                format!(
+                    "record {useq} ({event}) is not covered by a signed checkpoint: {why}, so \
+                     another writer of the file added or rewrote it"
+                ),
+            ));
+        }
+        Ok(Verified {
+            records: self.seq,
+            head: self.prev,
+            repairs: self.repairs,
+            torn_tail_bytes: 0,
+            checkpoints: self.checkpoints,
+            last_checkpoint_seq: self.last_checkpoint,
+            unsigned_tail: self.seq - self.last_checkpoint,
+            signatures_checked: self.check.is_some(),
+        })
     }
 }
 
@@ -1265,6 +1372,54 @@ mod tests {
         AuditLog::new(log.path()).append(forged).unwrap();
         let e = log.verify_with(Some(&toy_check)).unwrap_err();
         assert_eq!(e.line, 7, "{e}");
+    }
+
+    #[test]
+    fn with_every_record_covered_an_unsigned_record_anywhere_is_refused() {
+        // An agent's log: the daemon signs each of its appends.
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl")).with_checkpoints("k1", toy_sign);
+        for i in 0..4 {
+            log.append(rec(i)).unwrap();
+        }
+        let v = log
+            .verify_covered(Some(&toy_check), Coverage::Every)
+            .unwrap();
+        assert_eq!((v.records, v.checkpoints, v.unsigned_tail), (4, 4, 0));
+        // Another writer appends a record of an event the controller's rule
+        // would let through: with every record covered, it is refused.
+        let mut other = rec(9);
+        other.insert("event".into(), "refused".into());
+        AuditLog::new(log.path()).append(other).unwrap();
+        assert!(log.verify_with(Some(&toy_check)).is_ok());
+        let e = log
+            .verify_covered(Some(&toy_check), Coverage::Every)
+            .unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("signs every record"), "{e}");
+        // Without a key nothing is refused for coverage (the chain is checked).
+        assert!(log.verify_covered(None, Coverage::Every).is_ok());
+    }
+
+    #[test]
+    fn the_chain_checker_reads_a_log_line_by_line_like_verify() {
+        let (_d, log) = signed_log();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let mut c = ChainChecker::new(Some(&toy_check), Coverage::Every);
+        for l in text.lines() {
+            c.push(l.as_bytes()).unwrap();
+        }
+        // The signed log's first record of each batch is unsigned but covered.
+        let v = c.finish().unwrap();
+        assert_eq!(v, log.verify_with(Some(&toy_check)).unwrap());
+        let mut c = ChainChecker::new(Some(&toy_check), Coverage::Every);
+        let lines: Vec<&str> = text.lines().collect();
+        c.push(lines[0].as_bytes()).unwrap();
+        assert_eq!(
+            c.push(lines[2].as_bytes()).unwrap_err().0,
+            2,
+            "a skipped record"
+        );
     }
 
     #[test]

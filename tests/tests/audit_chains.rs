@@ -381,3 +381,319 @@ fn a_receipt_signed_with_another_key_is_recorded_as_bad_and_reported() {
         "the pin stays"
     );
 }
+
+/// `aiops-agent --config <agent.yml> audit verify`: the configured log,
+/// checked with the agent's own audit key (its `audit.pub`).
+fn agent_verify_configured(lab: &Lab, name: &str) -> (Value, bool) {
+    let config = lab.agent_dir(name).join("agent.yml");
+    let out = run_cmd(
+        &agent_bin(),
+        &["--config", config.to_str().unwrap(), "audit", "verify"],
+        b"",
+        &[],
+        &[],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify prints JSON ({e}): {}", text(&out)));
+    (v, out.status.success())
+}
+
+/// Appends a record to a log the way a writer of the file can: chained
+/// onto the last one, hash recomputed, `.head` rewritten; no signature.
+fn append_forged(log: &Path, fields_py: &str) {
+    let script = format!(
+        r#"
+import hashlib, json, sys
+path = sys.argv[1]
+def canon(o): return json.dumps(o, sort_keys=True, separators=(',', ':'), ensure_ascii=False)
+last = json.loads(open(path, encoding="utf-8").read().splitlines()[-1])
+r = {fields_py}
+r["seq"] = last["seq"] + 1; r["prev"] = last["hash"]; r["ts"] = last["ts"]; r["agent"] = last.get("agent", "")
+r["hash"] = hashlib.sha256(canon(r).encode()).hexdigest()
+with open(path, "a", encoding="utf-8") as f: f.write(canon(r) + "\n")
+with open(path + ".head", "w") as f: f.write("%020d %s\n" % (r["seq"], r["hash"]))
+"#
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .arg(log)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "append: {}", text(&out));
+}
+
+/// Saves a log and its side file; `restore` puts both back.
+struct Saved(std::path::PathBuf, Vec<u8>, Vec<u8>);
+
+impl Saved {
+    fn take(log: &Path) -> Saved {
+        let head = log.with_extension("jsonl.head");
+        Saved(
+            log.to_path_buf(),
+            std::fs::read(log).unwrap(),
+            std::fs::read(head).unwrap(),
+        )
+    }
+
+    fn restore(&self) {
+        std::fs::write(&self.0, &self.1).unwrap();
+        std::fs::write(self.0.with_extension("jsonl.head"), &self.2).unwrap();
+    }
+}
+
+#[test]
+fn the_agents_own_verify_detects_rewrites_by_anyone_without_its_audit_key_naming_the_first_bad_record()
+ {
+    let lab = Lab::start(1, "lab");
+    for c in ["hostname", "uptime", "id -u"] {
+        run_ok(&lab, "srv1", c);
+    }
+    let log = lab.agent_dir("srv1").join("audit.jsonl");
+    let records = read_jsonl(&log);
+    let n = records.len() as u64;
+    // Untampered: every record the daemon writes is a signed checkpoint.
+    let (v, ok) = agent_verify_configured(&lab, "srv1");
+    assert!(ok, "{v}");
+    assert_eq!(
+        (&v["signatures_checked"], &v["checkpoints"], &v["records"]),
+        (&Value::from(true), &Value::from(n), &Value::from(n)),
+        "{v}"
+    );
+    let saved = Saved::take(&log);
+    let executed: Vec<u64> = by_event(&records, "executed")
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    let bad_line = |v: &Value| (v["status"].clone(), v["line"].as_u64().unwrap_or(0));
+
+    // 1. One record rewritten, the chain after it and `.head` recomputed.
+    let second = executed[1];
+    rewrite_consistently(
+        &log,
+        &format!("    if r.get('seq') == {second}: r['exit_code'] = 1"),
+        None,
+    );
+    assert!(
+        aiops_audit::AuditLog::new(&log).verify().is_ok(),
+        "the chain alone passes"
+    );
+    let (v, ok) = agent_verify_configured(&lab, "srv1");
+    assert!(!ok, "{v}");
+    assert_eq!(bad_line(&v), (Value::from("error"), second), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("checkpoint signature"),
+        "{v}"
+    );
+    saved.restore();
+
+    // 2. The whole log rewritten without any signature (chain and side file
+    // recomputed): nothing the daemon wrote is signed any more.
+    rewrite_consistently(&log, "    r.pop('sig', None); r.pop('sig_key', None)", None);
+    assert!(aiops_audit::AuditLog::new(&log).verify().is_ok());
+    let (v, ok) = agent_verify_configured(&lab, "srv1");
+    assert!(!ok, "{v}");
+    assert_eq!(bad_line(&v), (Value::from("error"), 1), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("not covered by a signed checkpoint"),
+        "{v}"
+    );
+    saved.restore();
+
+    // 3. Records cut out of the middle (the first command's outcome), the
+    // rest renumbered and rechained: the first record after the cut fails.
+    let first = executed[0];
+    rewrite_consistently(
+        &log,
+        &format!("    if r.get('seq') == {first}: return None"),
+        None,
+    );
+    assert!(aiops_audit::AuditLog::new(&log).verify().is_ok());
+    let (v, ok) = agent_verify_configured(&lab, "srv1");
+    assert!(!ok, "{v}");
+    assert_eq!(bad_line(&v), (Value::from("error"), first), "{v}");
+    saved.restore();
+
+    // 4. A forged record appended at the end, chained, with `.head`.
+    append_forged(
+        &log,
+        r#"{"event": "executed", "request_id": "forged", "exit_code": 0}"#,
+    );
+    assert!(aiops_audit::AuditLog::new(&log).verify().is_ok());
+    let (v, ok) = agent_verify_configured(&lab, "srv1");
+    assert!(!ok, "{v}");
+    assert_eq!(bad_line(&v), (Value::from("error"), n + 1), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("not covered by a signed checkpoint"),
+        "{v}"
+    );
+    saved.restore();
+
+    // 5. Cut from the end, `.head` rewritten to match: every record left is
+    // still signed, so the agent alone cannot tell (a signature cannot say
+    // that nothing follows). The controller's heads can: the cross-check.
+    rewrite_consistently(
+        &log,
+        &format!("    if r.get('seq') >= {}: return None", executed[2]),
+        None,
+    );
+    let (v, ok) = agent_verify_configured(&lab, "srv1");
+    assert!(ok, "the local limit: {v}");
+    let (v, ok) = verify_targets(&lab);
+    assert!(!ok, "{v}");
+    assert_eq!(
+        (&v["first_bad"]["side"], &v["first_bad"]["seq"]),
+        (&Value::from("agent"), &Value::from(executed[2])),
+        "{v}"
+    );
+    saved.restore();
+    let (v, ok) = agent_verify_configured(&lab, "srv1");
+    assert!(ok, "restored: {v}");
+}
+
+#[test]
+fn the_cross_check_verifies_the_agents_checkpoints_with_the_pinned_key_beyond_the_last_head() {
+    let lab = Lab::start(1, "lab");
+    run_ok(&lab, "srv1", "hostname");
+    let log = lab.agent_dir("srv1").join("audit.jsonl");
+    let n = read_jsonl(&log).len() as u64;
+    let (v, ok) = verify_targets(&lab);
+    assert!(ok, "{v}");
+    assert_eq!(v["targets"][0]["agent_checkpoints_checked"], n, "{v}");
+    let saved = Saved::take(&log);
+    // After the newest head the controller holds, no head can tell: a forged
+    // record there (chained, `.head` rewritten) is caught by the signatures.
+    append_forged(
+        &log,
+        r#"{"event": "refused", "reason": "bad_signature", "message": "forged"}"#,
+    );
+    let (v, ok) = verify_targets(&lab);
+    assert!(!ok, "{v}");
+    let b = &v["first_bad"];
+    assert_eq!(
+        (&b["side"], &b["seq"], &b["target"]),
+        (
+            &Value::from("agent"),
+            &Value::from(n + 1),
+            &Value::from("srv1")
+        ),
+        "{v}"
+    );
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("not covered by a signed checkpoint"),
+        "{v}"
+    );
+    saved.restore();
+    // A pin that is not the agent's key (swapped by whoever writes pki/):
+    // the agent's signatures fail against it, loudly, naming both keys.
+    let pin = lab.dir.join("pki/agents/srv1.audit.pub");
+    let real = std::fs::read_to_string(&pin).unwrap();
+    let other = aiops_certs::signing::SigningKey::generate()
+        .verifying_key()
+        .to_text();
+    std::fs::write(&pin, format!("{other}\n")).unwrap();
+    let (v, ok) = verify_targets(&lab);
+    assert!(!ok, "{v}");
+    let t = &v["targets"][0];
+    let m = t["first_bad"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(m.contains(&other) && m.contains(real.trim()), "{v}");
+    std::fs::write(&pin, real).unwrap();
+    let (v, ok) = verify_targets(&lab);
+    assert!(ok, "{v}");
+}
+
+/// Appends `n` signed records to a lab agent's log (stopped), the way its
+/// daemon writes them (its audit key, a checkpoint per batch of 1,000):
+/// a long history without running `n` commands.
+fn grow_agent_log(lab: &Lab, name: &str, n: u64) {
+    let state = lab.agent_dir(name).join("state");
+    let key = aiops_certs::signing::SigningKey::from_pem(
+        &std::fs::read_to_string(state.join("audit.key")).unwrap(),
+    )
+    .unwrap();
+    let id = key.verifying_key().key_id();
+    let log = aiops_audit::AuditLog::new(lab.agent_dir(name).join("audit.jsonl"))
+        .with_checkpoints(id, move |m| key.sign(m));
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(1000);
+        let records = (0..batch)
+            .map(|i| {
+                let serde_json::Value::Object(m) = serde_json::json!({
+                    "event": "refused", "reason": "bad_signature", "agent": name,
+                    "message": format!("filler {i}"), "peer": "127.0.0.1:1",
+                }) else {
+                    unreachable!()
+                };
+                m
+            })
+            .collect();
+        log.append_many(records).unwrap();
+        left -= batch;
+    }
+}
+
+#[test]
+fn a_long_agent_log_is_cross_checked_page_by_page_and_a_bad_record_late_in_it_is_found() {
+    // AIOPS_LONG_LOG=100000 for the figure in BENCHMARKS/the report.
+    let n: u64 = std::env::var("AIOPS_LONG_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    let lab = Lab::start(1, "lab");
+    run_ok(&lab, "srv1", "hostname");
+    lab.down();
+    grow_agent_log(&lab, "srv1", n);
+    lab.up();
+    // A command after the long history: its head is late in the log.
+    run_ok(&lab, "srv1", "uptime");
+    let log = lab.agent_dir("srv1").join("audit.jsonl");
+    let total = read_jsonl(&log).len() as u64;
+    assert!(total > n, "{total}");
+    let t = std::time::Instant::now();
+    let (v, ok) = verify_targets(&lab);
+    println!(
+        "verify --targets over {total} agent records: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(ok, "{v}");
+    assert_eq!(v["targets"][0]["agent_records"], total, "{v}");
+    assert_eq!(v["targets"][0]["agent_heads_checked"], 2, "{v}");
+    // One filler record near the end rewritten, the chain after it and
+    // `.head` recomputed: past every page boundary, still found. (A
+    // checkpoint, as every record the daemon writes is; the filler signs
+    // per 1,000, so a record between two would be named at the next.)
+    let late = read_jsonl(&log)
+        .iter()
+        .rev()
+        .find(|r| r["event"] == "refused" && r.get("sig").is_some())
+        .and_then(|r| r["seq"].as_u64())
+        .unwrap();
+    assert!(late > total - 1000, "{late} of {total}");
+    rewrite_consistently(
+        &log,
+        &format!("    if r.get('seq') == {late}: r['peer'] = '127.0.0.9:1'"),
+        None,
+    );
+    let (v, ok) = verify_targets(&lab);
+    assert!(!ok, "{v}");
+    let b = &v["first_bad"];
+    assert_eq!(
+        (&b["side"], &b["seq"]),
+        (&Value::from("agent"), &Value::from(late)),
+        "{v}"
+    );
+}

@@ -167,28 +167,74 @@ async fn check_target(
                 "heads_recorded": heads.len()});
         }
     };
-    // The agent's chain, checked as it arrives: seq -> hash.
+    let first = match client::read_audit(channel.clone(), 1, PAGE, (0, "")).await {
+        Ok(p) => p,
+        Err(e) => {
+            return json!({"target": name, "status": "unreachable",
+                "message": format!("reading its audit log: {e}")});
+        }
+    };
+    // The key the agent's checkpoints are checked with: the pinned one; the
+    // key the agent reports only when nothing is pinned yet (said so).
+    let pin = super::receipt::pin_path(&loaded.pki().agent_cert(name));
+    let reported = VerifyingKey::parse(&first.audit_key).ok();
+    let mut problems: Vec<Value> = Vec::new();
+    let (key, key_source) = match super::receipt::pinned(&pin) {
+        Ok(Some(k)) => {
+            if reported.as_ref() != Some(&k) {
+                problems.push(bad(
+                    "agent",
+                    0,
+                    format!(
+                        "the agent reports the audit key {:?}, not the one pinned in {} ({}): its \
+                         checkpoints are checked with the pin; if the agent was re-installed on \
+                         purpose, re-pin it (see SECURITY.md, audit chains)",
+                        first.audit_key,
+                        pin.display(),
+                        k.to_text()
+                    ),
+                ));
+            }
+            (Some(k), "pinned")
+        }
+        Ok(None) => (reported, "reported by the agent (nothing pinned yet)"),
+        Err(e) => {
+            problems.push(bad("agent", 0, format!("the pinned audit key: {e}")));
+            (None, "none")
+        }
+    };
+    if key.is_none() && problems.is_empty() {
+        problems.push(bad(
+            "agent",
+            0,
+            format!(
+                "the agent reports no valid audit key ({:?}) and none is pinned: its \
+                 checkpoints cannot be checked",
+                first.audit_key
+            ),
+        ));
+    }
+    let verifier = key.as_ref().map(check_with);
+    // The agent's chain, checked as it arrives (hashes, seq, and every
+    // record covered by a checkpoint its audit key signed): seq -> hash.
+    let mut chain = aiops_audit::ChainChecker::new(
+        verifier
+            .as_ref()
+            .map(|c| c as &dyn Fn(&str, &[u8], &[u8]) -> bool),
+        aiops_audit::Coverage::Every,
+    );
     let mut agent: Vec<String> = Vec::new();
-    let mut prev = aiops_audit::GENESIS.to_string();
     let mut chain_bad: Option<Value> = None;
     // (agent seq, controller seq, controller hash, request id) the agent recorded.
     let mut controller_heads: Vec<(u64, u64, String, String)> = Vec::new();
-    let mut key;
+    let key_text = first.audit_key.clone();
+    let mut page = first;
     let mut from = 1u64;
     loop {
-        let page = match client::read_audit(channel.clone(), from, PAGE).await {
-            Ok(p) => p,
-            Err(e) => {
-                return json!({"target": name, "status": "unreachable",
-                    "message": format!("reading its audit log: {e}")});
-            }
-        };
-        key = page.audit_key.clone();
         let got = page.records.len() as u64;
         for line in &page.records {
-            let n = agent.len() as u64 + 1;
-            match aiops_audit::check_line(line.as_bytes(), &prev) {
-                Ok((record, seq, hash)) if seq == n => {
+            match chain.push(line.as_bytes()) {
+                Ok((record, seq, hash)) => {
                     if let Some(cs) = record.get("controller_seq").and_then(Value::as_u64)
                         && cs > 0
                         && record.get("event").and_then(Value::as_str) == Some("accepted")
@@ -200,27 +246,39 @@ async fn check_target(
                                 .unwrap_or("")
                                 .to_string()
                         };
-                        controller_heads.push((n, cs, s("controller_hash"), s("request_id")));
+                        controller_heads.push((seq, cs, s("controller_hash"), s("request_id")));
                     }
-                    prev = hash.clone();
                     agent.push(hash);
                 }
-                Ok((_, seq, _)) => {
-                    chain_bad = Some(bad("agent", n, format!("seq {seq}, expected {n}")));
+                Err((n, m)) => {
+                    chain_bad = Some(bad("agent", n as u64, m));
+                    break;
                 }
-                Err(m) => chain_bad = Some(bad("agent", n, m)),
-            }
-            if chain_bad.is_some() {
-                break;
             }
         }
         if chain_bad.is_some() || !page.more || got == 0 {
             break;
         }
         from += got;
+        // The next page from where this one ended (seq, offset and the hash
+        // the agent checks there); an agent that sends no offset is read
+        // from its start each page, as before.
+        let cursor = (page.next_offset, chain.head().to_string());
+        page = match client::read_audit(channel.clone(), from, PAGE, (cursor.0, &cursor.1)).await {
+            Ok(p) => p,
+            Err(e) => {
+                return json!({"target": name, "status": "unreachable",
+                    "message": format!("reading its audit log: {e}")});
+            }
+        };
+    }
+    let checkpoints = chain.checkpoints();
+    if chain_bad.is_none()
+        && let Err((n, m)) = chain.finish()
+    {
+        chain_bad = Some(bad("agent", n as u64, m));
     }
     let len = agent.len() as u64;
-    let mut problems: Vec<Value> = Vec::new();
     if let Some(b) = chain_bad.clone() {
         problems.push(b);
     }
@@ -280,7 +338,9 @@ async fn check_target(
         "target": name,
         "status": if problems.is_empty() { "ok" } else { "error" },
         "agent_records": len,
-        "agent_key": key,
+        "agent_key": key_text,
+        "agent_key_source": key_source,
+        "agent_checkpoints_checked": if verifier.is_some() { checkpoints } else { 0 },
         "agent_heads_checked": heads.len(),
         "controller_heads_checked": controller_heads.len(),
     });

@@ -322,12 +322,15 @@ pub async fn read_audit(
     channel: Channel,
     from_seq: u64,
     max_records: u32,
+    cursor: (u64, &str),
 ) -> Result<pb::ReadAuditPage, ClientError> {
     AgentClient::new(channel)
         .max_decoding_message_size(16 << 20)
         .read_audit(pb::ReadAuditRequest {
             from_seq,
             max_records,
+            offset: cursor.0,
+            prev_hash: cursor.1.to_string(),
         })
         .await
         .map(tonic::Response::into_inner)

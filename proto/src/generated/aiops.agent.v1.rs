@@ -265,7 +265,7 @@ pub struct Receipt {
     #[prost(string, tag = "13")]
     pub controller_hash: ::prost::alloc::string::String,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReadAuditRequest {
     /// First record (line) to return, 1-based.
     #[prost(uint64, tag = "1")]
@@ -273,6 +273,15 @@ pub struct ReadAuditRequest {
     /// At most this many records (the agent caps it, and the page's bytes).
     #[prost(uint32, tag = "2")]
     pub max_records: u32,
+    /// A cursor from the previous page (0 and "": read from the log's start to
+    /// `from_seq`): the byte offset where record `from_seq` starts
+    /// (`next_offset`), and the hash of record `from_seq - 1`. The agent checks
+    /// that the record there has that seq and prev, or refuses the cursor
+    /// (INVALID_ARGUMENT, `bad_cursor`): a stale or forged one skips nothing.
+    #[prost(uint64, tag = "3")]
+    pub offset: u64,
+    #[prost(string, tag = "4")]
+    pub prev_hash: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReadAuditPage {
@@ -285,6 +294,9 @@ pub struct ReadAuditPage {
     /// The agent's audit public key, `ed25519:<hex>`.
     #[prost(string, tag = "3")]
     pub audit_key: ::prost::alloc::string::String,
+    /// Byte offset just after the page's last record: the next page's `offset`.
+    #[prost(uint64, tag = "4")]
+    pub next_offset: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ExecEvent {
