@@ -6,7 +6,9 @@
 #      FLEET_PORT (30200), BENCH_SIZES (fan-out sizes, "1 10 100 500"; the fleet lab
 #      has as many agents as the largest, e.g. BENCH_SIZES=1 for a quick round-trip run),
 #      BEFORE_BIN (a directory with aiops/aiops-agent built before the privilege split,
-#      for section 5's before/after).
+#      for section 5's before/after), BEFORE_WAL_BIN / BEFORE_CHAINS_BIN (binaries from
+#      before the write-ahead record / before the signed chains, for section 6: issue 13's
+#      +1 ms budget, see benches/overhead.sh).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -216,6 +218,12 @@ echo "load_at_end $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS"
 # --- 5. the privilege split: hostname before/after, privileged read via the executor ---
 log "5. privilege split (benches/privilege.sh; BEFORE_BIN=${BEFORE_BIN:-unset})"
 BIN=$REPO/target/release RT_N=$RT_N RESULTS=$RESULTS bash "$BENCH/privilege.sh"
+
+# --- 6. issue 13's budget: receipts + durable write-ahead, before/after -----------
+if [ -n "${BEFORE_WAL_BIN:-}${BEFORE_CHAINS_BIN:-}" ]; then
+    log "6. receipts + write-ahead overhead (benches/overhead.sh)"
+    BIN=$REPO/target/release RT_N=$((RT_N * 2)) RESULTS=$RESULTS bash "$BENCH/overhead.sh"
+fi
 
 log "report"
 python3 "$BENCH/fleet_report.py" "$RESULTS"

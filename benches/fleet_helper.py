@@ -89,6 +89,65 @@ def cmd_rt_pair(args):
     record(f"{ka}.faster_in_pairs", f"{wins}/{n}")
 
 
+def cmd_rt_multi(args):
+    """rt_multi N -- KEY argv... -- KEY argv... [-- ...] ; stdin from $STDIN_TEXT.
+
+    Round robin: every round calls each command once, the starting one
+    rotating from round to round, so load drift and any order effect hit all
+    alike. Records wall-clock median/p95 per key and the median CPU time
+    (user + system, from wait4) of the called process itself.
+    """
+    n = int(args[0])
+    groups, cur = [], None
+    for a in args[1:]:
+        if a == "--":
+            cur = []
+            groups.append(cur)
+        else:
+            cur.append(a)
+    cmds = [(g[0], g[1:]) for g in groups]
+    stdin = os.environ.get("STDIN_TEXT", "").encode()
+
+    def once(argv):
+        t = time.perf_counter()
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(stdin)
+        dt = (time.perf_counter() - t) * 1000
+        if p.returncode != 0:
+            sys.stderr.write(f"FAILED ({p.returncode}): {argv}\n{out[-500:]!r}\n{err[-500:]!r}\n")
+            sys.exit(1)
+        return dt
+
+    def once_cpu(argv):
+        t = time.perf_counter()
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.stdin.write(stdin)
+        p.stdin.close()
+        _, status, ru = os.wait4(p.pid, 0)
+        dt = (time.perf_counter() - t) * 1000
+        if status != 0:
+            sys.stderr.write(f"FAILED ({status}): {argv}\n")
+            sys.exit(1)
+        return dt, (ru.ru_utime + ru.ru_stime) * 1000
+
+    for _ in range(3):
+        for _, argv in cmds:
+            once(argv)
+    walls = {k: [] for k, _ in cmds}
+    cpus = {k: [] for k, _ in cmds}
+    for i in range(n):
+        order = cmds[i % len(cmds):] + cmds[:i % len(cmds)]
+        for key, argv in order:
+            dt, cpu = once_cpu(argv)
+            walls[key].append(dt)
+            cpus[key].append(cpu)
+    for key, _ in cmds:
+        record(f"{key}.median_ms", f"{statistics.median(walls[key]):.2f}")
+        record(f"{key}.p95_ms", f"{pct(walls[key], 0.95):.2f}")
+        record(f"{key}.cpu_median_ms", f"{statistics.median(cpus[key]):.2f}")
+        record(f"{key}.n", n)
+
+
 def cmd_fanout(args):
     """fanout KEY REPS -- argv... ; stdin $STDIN_TEXT; checks summary.succeeded."""
     key, reps = args[0], int(args[1])

@@ -98,3 +98,17 @@ print(f"e2e saved file: {r.get('e2e.saved_file_bytes')} bytes, matches the answe
 print(f"target 1 GB with agent < 64 MiB: agent-side drain {yes(d_pk < 64)}, end to end {yes(e_pk < 64)}; "
       f">= 200 MB/s: agent-side drain {yes(f('drain.mb_per_s') >= 200)}, end to end {yes(f('e2e.mb_per_s') >= 200)} "
       f"({r.get('e2e.mb_per_s')} MB/s)")
+
+if f("now.median_ms") is not None:
+    print("\n6. Issue 13's budget: receipts + durable write-ahead <= +1 ms median (hostname round trip)")
+    print(f"{r.get('now.n')} rounds, round robin (benches/overhead.sh); nice {r.get('overhead.nice')}; "
+          f"load {r.get('overhead.load_before')} before, {r.get('overhead.load_after')} after")
+    print("| binaries | median ms | p95 ms | controller CPU ms |\n|---|---:|---:|---:|")
+    for key, name in [("now", "current build"), ("before_chains", "before the chains (BEFORE_CHAINS_BIN)"),
+                      ("before_wal", "before the write-ahead (BEFORE_WAL_BIN)")]:
+        if f(f"{key}.median_ms") is not None:
+            print(f"| {name} | {f(key + '.median_ms'):.2f} | {f(key + '.p95_ms'):.2f} | {f(key + '.cpu_median_ms'):.2f} |")
+    for key in ("before_chains", "before_wal"):
+        if f(f"{key}.median_ms") is not None:
+            d = f("now.median_ms") - f(f"{key}.median_ms")
+            print(f"now - {key}: {d:+.2f} ms median: budget +1 ms {yes(d <= 1.0)}")

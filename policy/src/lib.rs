@@ -238,15 +238,32 @@ mod tests {
     }
 
     #[test]
+    fn every_builtin_option_table_parses() {
+        // Parsed lazily at run time (a bad entry would panic there): every
+        // entry of the compiled-in table is parsed here instead.
+        let p = Policy::builtin();
+        assert!(p.specs.len() > 100, "{}", p.specs.len());
+        let mut entries = 0;
+        for s in &p.specs {
+            entries += s
+                .parse_builtin_opts()
+                .unwrap_or_else(|e| panic!("built-in spec {}: {e}", s.name));
+        }
+        assert!(entries > 1000, "{entries}");
+        assert!(specs::parse_opts("-x|bad").is_err());
+        assert!(specs::parse_opts("--x=nosuchtype").is_err());
+    }
+
+    #[test]
     fn a_broken_builtin_example_fails_the_check() {
         let mut p = engine::build(PolicyFile::default(), true).unwrap();
         assert!(p.check_examples().is_ok());
         let mut broken = p.clone();
         broken.specs[0]
             .examples_ok
-            .push("uptime --definitely-not-a-flag".into());
+            .push("uptime --definitely-not-a-flag");
         assert!(broken.check_examples().is_err());
-        p.specs[0].examples_not.push("uptime".into());
+        p.specs[0].examples_not.push("uptime");
         assert!(p.check_examples().is_err());
     }
 

@@ -415,7 +415,13 @@ pub(crate) enum Custom {
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
     pub name: String,
-    opts: Vec<Opt>,
+    /// The built-in option DSL, parsed on first use ([`Spec::opts`]): a
+    /// process classifies one or two programs, and parsing the whole table
+    /// up front was a fifth of `aiops run`'s policy start-up.
+    dsl: &'static str,
+    parsed: std::sync::OnceLock<Vec<Opt>>,
+    /// Options a policy file adds (`allow:`), after the built-in ones.
+    added: Vec<Opt>,
     pos: Pos,
     /// Subcommand (first operand) → level; others are unknown.
     subs: Vec<(String, Level)>,
@@ -428,8 +434,8 @@ pub(crate) struct Spec {
     /// read-only modes of a program that has others (`dpkg -l`).
     require: Vec<String>,
     /// Read-only examples (must be auto) and counter-examples (must not be).
-    pub examples_ok: Vec<String>,
-    pub examples_not: Vec<String>,
+    pub examples_ok: Vec<&'static str>,
+    pub examples_not: Vec<&'static str>,
 }
 
 /// Parsed command line.
@@ -507,14 +513,12 @@ pub(crate) fn parse_opts(dsl: &str) -> Result<Vec<OptPublic>, String> {
 pub(crate) struct OptPublic(Opt);
 
 impl Spec {
-    fn new(name: &str, dsl: &str, pos: Pos) -> Spec {
+    fn new(name: &str, dsl: &'static str, pos: Pos) -> Spec {
         Spec {
             name: name.into(),
-            opts: parse_opts(dsl)
-                .unwrap_or_else(|e| panic!("built-in spec {name}: {e}"))
-                .into_iter()
-                .map(|o| o.0)
-                .collect(),
+            dsl,
+            parsed: std::sync::OnceLock::new(),
+            added: Vec::new(),
             pos,
             subs: Vec::new(),
             no_sub: Level::Auto,
@@ -529,13 +533,28 @@ impl Spec {
     /// A new spec for a program added by a policy file.
     pub(crate) fn from_file(name: &str, opts: Vec<OptPublic>, pos: Pos) -> Spec {
         let mut s = Spec::new(name, "", pos);
-        s.opts = opts.into_iter().map(|o| o.0).collect();
+        s.added = opts.into_iter().map(|o| o.0).collect();
         s
     }
 
     /// Adds options (policy file `allow:` entries).
     pub(crate) fn add_opts(&mut self, opts: Vec<OptPublic>) {
-        self.opts.extend(opts.into_iter().map(|o| o.0));
+        self.added.extend(opts.into_iter().map(|o| o.0));
+    }
+
+    /// Every option: the built-in DSL's (parsed on first use; the table is
+    /// compiled in and every entry is parsed by this crate's tests, see
+    /// `every_builtin_option_table_parses`), then the policy file's.
+    fn opts(&self) -> impl Iterator<Item = &Opt> {
+        let name = &self.name;
+        let builtin = self.parsed.get_or_init(|| {
+            parse_opts(self.dsl)
+                .unwrap_or_else(|e| panic!("built-in spec {name}: {e}"))
+                .into_iter()
+                .map(|o| o.0)
+                .collect()
+        });
+        builtin.iter().chain(&self.added)
     }
 
     /// Adds subcommands at `level`.
@@ -568,10 +587,17 @@ impl Spec {
         self.numeric_short = true;
         self
     }
-    fn ex(mut self, ok: &[&str], not: &[&str]) -> Spec {
-        self.examples_ok = ok.iter().map(|s| s.to_string()).collect();
-        self.examples_not = not.iter().map(|s| s.to_string()).collect();
+    fn ex(mut self, ok: &[&'static str], not: &[&'static str]) -> Spec {
+        self.examples_ok = ok.to_vec();
+        self.examples_not = not.to_vec();
         self
+    }
+
+    /// Parses the built-in option DSL as [`Spec::opts`] does on first use,
+    /// returning how many entries it has (for the tests).
+    #[cfg(test)]
+    pub(crate) fn parse_builtin_opts(&self) -> Result<usize, String> {
+        parse_opts(self.dsl).map(|o| o.len())
     }
 
     /// Resolves a long option name: exact, else a unique prefix (GNU
@@ -579,12 +605,11 @@ impl Spec {
     /// unknown: the real program may know options we do not.
     fn long(&self, name: &str) -> Result<&Opt, String> {
         let full = format!("--{name}");
-        if let Some(o) = self.opts.iter().find(|o| o.names.contains(&full)) {
+        if let Some(o) = self.opts().find(|o| o.names.contains(&full)) {
             return Ok(o);
         }
         let mut hits: Vec<&Opt> = self
-            .opts
-            .iter()
+            .opts()
             .filter(|o| o.names.iter().any(|n| n.starts_with(&full)))
             .collect();
         hits.dedup_by(|a, b| std::ptr::eq(*a, *b));
@@ -597,7 +622,7 @@ impl Spec {
 
     fn short(&self, c: char) -> Option<&Opt> {
         let n = format!("-{c}");
-        self.opts.iter().find(|o| o.names.contains(&n))
+        self.opts().find(|o| o.names.contains(&n))
     }
 
     /// GNU-style parse with permutation; every option's level and value type

@@ -159,7 +159,15 @@ struct Prepared {
     base: Map<String, Value>,
     /// `save_output`: the target's output files, created before anything is sent.
     saved: Option<SavedOutput>,
+    /// The connection opened while the write-ahead record was being
+    /// written (see [`preconnect`]); `None`: [`send_one`] connects.
+    channel: Option<Preconnect>,
 }
+
+/// A connection being opened in the background: TCP + TLS + HTTP/2
+/// handshakes only. No request goes over it before it is handed to
+/// [`send_one`], which happens only once the write-ahead record is durable.
+type Preconnect = tokio::task::JoinHandle<Result<tonic::transport::Channel, ClientError>>;
 
 impl Prepared {
     /// `save_output`: deletes the (empty) files of a request that did not run.
@@ -299,6 +307,7 @@ pub async fn execute_targets(
             signed: pb::SignedCommand::default(),
             base,
             saved,
+            channel: None,
         });
     }
     let sent: Vec<Map<String, Value>> = prepared
@@ -310,12 +319,37 @@ pub async fn execute_targets(
             r
         })
         .collect();
+    let limits = Limits {
+        concurrency: req
+            .max_concurrency
+            .unwrap_or(defaults.max_concurrency)
+            .max(1),
+        max_errors: req.max_errors,
+        canary: req.canary.unwrap_or(false) && prepared.len() > 1,
+    };
+    // The first targets' connections (as many as start at once: the
+    // concurrency limit, or the canary alone) open while the record is
+    // written and synced: the handshakes overlap the fsync. No request can
+    // go over them yet: it is signed only below, once the record it names
+    // is durable.
+    let first = if limits.canary { 1 } else { limits.concurrency };
+    for p in prepared.iter_mut().take(first) {
+        p.channel = preconnect(loaded, &sender, &p.name);
+    }
     // Write-ahead: the record that authorises sending is on disk (fsync'd)
-    // before any byte goes to an agent; if it is not, nothing is sent.
+    // before any byte of a request goes to an agent; if it is not, nothing
+    // is sent. Written off the runtime thread, which meanwhile drives the
+    // handshakes.
     // A one-shot `aiops run`: from before the write-ahead record on, a stop
     // signal ends the wait so that the outcome is still recorded.
     let mut stops = StopSignals::register();
-    let heads = log.append_many(sent);
+    let heads = {
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.append_many(sent)).await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    };
     if let Ok(heads) = &heads {
         // Each request carries the head of its own `requested` record,
         // inside the signed bytes; the agent records it.
@@ -328,6 +362,14 @@ pub async fn execute_targets(
     }
     if let Err(e) = heads {
         prepared.iter_mut().for_each(Prepared::drop_files);
+        // The opened connections close unused. Each handshake is let finish
+        // (it is bounded by the connect timeout), so the agent sees a clean
+        // close without a request, not a broken handshake it would record.
+        for p in &mut prepared {
+            if let Some(c) = p.channel.take() {
+                drop(c.await);
+            }
+        }
         let a = Answer::error(
             ErrorCode::AuditFailed,
             format!("{e}; nothing was sent (fail closed)"),
@@ -348,14 +390,6 @@ pub async fn execute_targets(
         bases: prepared.iter().map(|p| p.base.clone()).collect(),
     };
 
-    let limits = Limits {
-        concurrency: req
-            .max_concurrency
-            .unwrap_or(defaults.max_concurrency)
-            .max(1),
-        max_errors: req.max_errors,
-        canary: req.canary.unwrap_or(false) && prepared.len() > 1,
-    };
     let outcomes = match stops.as_mut() {
         None => send_all(loaded, &sender, prepared, decision, approval_id, limits).await,
         Some(stop) => tokio::select! {
@@ -624,6 +658,9 @@ async fn send_all(
             if stop.load(Ordering::SeqCst) {
                 let mut p = p;
                 p.drop_files();
+                if let Some(c) = p.channel.take() {
+                    c.abort();
+                }
                 let a = Answer {
                     status: Status::Skipped,
                     target: Some(p.name.clone()),
@@ -694,17 +731,25 @@ async fn send_one(
     let connect_timeout = Duration::from_millis(defaults.connect_timeout_ms);
     let deadline = Duration::from_secs(u64::from(defaults.timeout_secs) + 15);
     let mut collected = Collected::default();
-    let result =
-        match client::connect(&target.address, server_name, sender.tls(), connect_timeout).await {
-            Ok(channel) => {
-                let mut sink = match p.saved.as_mut() {
-                    Some(s) => Sink::Save(s),
-                    None => Sink::Collect(&mut collected),
-                };
-                client::execute_into(channel, p.signed.clone(), deadline, &mut sink).await
-            }
-            Err(e) => Err(e),
-        };
+    let connected = match p.channel.take() {
+        Some(pre) => pre.await.unwrap_or_else(|e| {
+            Err(ClientError::Unreachable {
+                address: target.address.clone(),
+                message: format!("connecting failed: {e}"),
+            })
+        }),
+        None => client::connect(&target.address, server_name, sender.tls(), connect_timeout).await,
+    };
+    let result = match connected {
+        Ok(channel) => {
+            let mut sink = match p.saved.as_mut() {
+                Some(s) => Sink::Save(s),
+                None => Sink::Collect(&mut collected),
+            };
+            client::execute_into(channel, p.signed.clone(), deadline, &mut sink).await
+        }
+        Err(e) => Err(e),
+    };
     // save_output: the answer names the files only once everything is in them.
     let result = match (result, p.saved.as_mut()) {
         (Ok(done), Some(s)) => s
@@ -824,6 +869,22 @@ async fn send_one(
         receipt_error,
         ..Answer::default()
     }
+}
+
+/// Starts connecting to `name` in the background (see [`Preconnect`]);
+/// `None` for a name that is not a target (its answer says so).
+fn preconnect(loaded: &Loaded, sender: &Sender, name: &str) -> Option<Preconnect> {
+    let target = loaded.config.targets.get(name)?;
+    let address = target.address.clone();
+    let server_name = target
+        .server_name
+        .clone()
+        .unwrap_or_else(|| name.to_string());
+    let tls = sender.tls();
+    let timeout = Duration::from_millis(loaded.config.defaults.connect_timeout_ms);
+    Some(tokio::spawn(async move {
+        client::connect(&address, &server_name, tls, timeout).await
+    }))
 }
 
 /// The limit an agent says ended the command: a short lowercase word, or
