@@ -555,7 +555,7 @@ fn otlp_http_records_decode_with_the_official_protos_field_by_field_after_an_out
         }
         // And every other field, by the documented table.
         for (k, v) in rec {
-            if let Some(name) = aiops_controller::export::fields::otel_attribute(k) {
+            if let Some(name) = aiops_export::fields::otel_attribute(k) {
                 assert_eq!(a.get(&name), Some(&typed(v)), "{name} of {seq}");
             }
         }
