@@ -542,6 +542,26 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_agent_example_config_parses_and_names_the_agent_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("export.yml");
+        std::fs::write(
+            &p,
+            include_str!("../../packaging/export/agent-export.yml.example"),
+        )
+        .unwrap();
+        let c = ExportConfig::load(&p).unwrap();
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.service_name, "aiops-agent");
+        // The exporter cannot read agent.yml: the log must be named here.
+        assert_eq!(
+            c.audit_log,
+            Some(PathBuf::from("/var/log/aiops-agent/audit.jsonl"))
+        );
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/aiops-agent-export"));
+    }
+
+    #[test]
     fn config_rejects_duplicate_and_odd_sink_names() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("export.yml");

@@ -2,6 +2,7 @@
 //! TLS (RFC 5425), with certificates from our own PKI, writing each message's parsed parts
 //! as one JSON line. Shared by the export tests on the host and on the nspawn target.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -160,6 +161,27 @@ impl Drop for Rsyslog {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A parsed message and its SD-PARAMs.
+pub type Message = (Value, Map<String, Value>);
+
+/// Each record's first arrival (a resend may repeat a batch), every message checked to be
+/// RFC 5424 with our SD-ID: the `seq`s in order of first arrival, and per `seq` the message.
+pub fn first_arrivals(received: &[Value]) -> (Vec<u64>, BTreeMap<u64, Message>) {
+    let mut first = Vec::new();
+    let mut by_seq = BTreeMap::new();
+    for r in received {
+        assert_eq!(r["version"], "1", "parsed as RFC 5424: {r}");
+        let (id, params) = parse_sd(r["sd"].as_str().unwrap_or_default());
+        assert_eq!(id, "aiops@32473", "{r}");
+        let seq: u64 = params["seq"].as_str().unwrap_or_default().parse().unwrap();
+        if let std::collections::btree_map::Entry::Vacant(e) = by_seq.entry(seq) {
+            first.push(seq);
+            e.insert((r.clone(), params));
+        }
+    }
+    (first, by_seq)
 }
 
 /// Parses one RFC 5424 SD-ELEMENT: `[id k="v" ...]` with `\"`, `\\`, `\]`.

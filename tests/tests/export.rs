@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use aiops_certs::pki::{Ca, PkiDir};
-use aiops_e2e::rsyslog::{Rsyslog, Tls, parse_sd, sd_text, strip_bom, wait_for};
+use aiops_e2e::rsyslog::{Rsyslog, Tls, first_arrivals, sd_text, strip_bom, wait_for};
 use aiops_e2e::{Lab, aiops_bin, read_jsonl, request};
 use serde_json::{Map, Value};
 
@@ -149,18 +149,7 @@ fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill
     let audit = lab.audit();
     let n = audit.len() as u64;
     wait_for("every record at rsyslog", || {
-        let got: std::collections::BTreeSet<u64> = rs
-            .received()
-            .iter()
-            .filter_map(|r| {
-                parse_sd(r["sd"].as_str()?)
-                    .1
-                    .get("seq")?
-                    .as_str()?
-                    .parse()
-                    .ok()
-            })
-            .collect();
+        let got = rs.seqs();
         (1..=n).all(|s| got.contains(&s))
     });
     let after = status(&lab, &yml);
@@ -176,19 +165,7 @@ fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill
     let _ = exp.wait();
 
     // In order: first arrivals are exactly 1..=n (resends may repeat a batch).
-    let received = rs.received();
-    let mut first = Vec::new();
-    let mut by_seq = std::collections::BTreeMap::new();
-    for r in &received {
-        assert_eq!(r["version"], "1", "parsed as RFC 5424: {r}");
-        let (id, params) = parse_sd(r["sd"].as_str().unwrap());
-        assert_eq!(id, "aiops@32473");
-        let seq: u64 = params["seq"].as_str().unwrap().parse().unwrap();
-        if let std::collections::btree_map::Entry::Vacant(e) = by_seq.entry(seq) {
-            first.push(seq);
-            e.insert((r.clone(), params));
-        }
-    }
+    let (first, by_seq) = first_arrivals(&rs.received());
     assert_eq!(
         first,
         (1..=n).collect::<Vec<_>>(),
