@@ -63,6 +63,11 @@ for b in aiops-exec aiops-sandbox; do
   strip --strip-unneeded "$a/usr/libexec/aiops-agent/$b"
 done
 install -m 0644 packaging/agent/aiops-agent.service "$a/lib/systemd/system/aiops-agent.service"
+# The agent's audit exporter ships disabled: it needs /etc/aiops-agent-export/export.yml.
+install -m 0644 packaging/agent/aiops-agent-audit-export.service \
+  "$a/lib/systemd/system/aiops-agent-audit-export.service"
+install -m 0644 packaging/export/agent-export.yml.example "$a/usr/share/aiops-agent/export.yml.example"
+install -m 0644 packaging/export/README.md "$a/usr/share/doc/aiops-agent/AUDIT_EXPORT.md"
 install -m 0640 packaging/agent/agent.yml "$a/etc/aiops-agent/agent.yml"
 install -m 0640 packaging/agent/policy.yml "$a/etc/aiops-agent/policy.yml"
 install -m 0440 packaging/agent/sudoers "$a/usr/share/aiops-agent/sudoers"

@@ -85,6 +85,39 @@ enum AuditCmd {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Ship every record, in order and at least once, to syslog (RFC 5425)
+    /// and OTLP sinks (`aiops-agent-audit-export.service`; never writes the log).
+    Export(aiops_export::cli::ExportArgs),
+}
+
+/// The agent side's export configuration: outside /etc/aiops-agent, which
+/// the export account (not in group `aiops`) cannot enter.
+pub const EXPORT_CONFIG: &str = "/etc/aiops-agent-export/export.yml";
+
+/// Makes the audit log (and its `.head`) mode 0640 for the export account:
+/// the unit's `UMask=0077` made them 0600. The packaged log directory is
+/// `aiops:aiops-audit` 2750, so the files get group `aiops-audit` (read, no
+/// write; the directory lets that group list, never create or remove).
+/// Only files the daemon owns; best effort (export is not worth refusing
+/// requests over).
+fn share_log_read_only(log: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut head = log.as_os_str().to_owned();
+    head.push(".head");
+    for p in [log.to_path_buf(), PathBuf::from(head)] {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !meta.is_file()
+            || meta.uid() != nix::unistd::geteuid().as_raw()
+            || meta.mode() & 0o7777 == 0o640
+        {
+            continue;
+        }
+        if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)) {
+            tracing::warn!("{}: making it readable for the exporter: {e}", p.display());
+        }
+    }
 }
 
 /// Entry point of the `aiops-agent` binary.
@@ -112,6 +145,21 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Cmd::Audit {
+            command: AuditCmd::Export(args),
+        } => aiops_export::cli::cmd(
+            args,
+            &aiops_export::cli::Defaults {
+                export_config: PathBuf::from(EXPORT_CONFIG),
+                service_name: "aiops-agent",
+                audit_log: &|| {
+                    AgentConfig::load(&cli.config)
+                        .map(|c| c.audit_log)
+                        .map_err(|e| e.to_string())
+                },
+                program: "aiops-agent",
+            },
+        ),
         Cmd::Audit {
             command: AuditCmd::Verify { file, key },
         } => {
@@ -312,6 +360,7 @@ impl Agent {
         if let Err(e) = audit.repair() {
             tracing::error!("audit log: {e}; requests fail closed until it can be written");
         }
+        share_log_read_only(&config.audit_log);
         // A request can be replayed until its expiry plus the skew; it was
         // accepted at most the skew before it was issued.
         let horizon_ms = i64::from(config.max_request_lifetime_secs) * 1000 + 3 * skew_ms;

@@ -218,7 +218,7 @@ enum AuditCmd {
         json: bool,
     },
     /// Ship every record, in order and at least once, to syslog (RFC 5424/5425) and OTLP sinks.
-    Export(crate::export::cli::ExportArgs),
+    Export(aiops_export::cli::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -695,7 +695,19 @@ fn audit_file(config: &Path, file: Option<PathBuf>) -> Result<PathBuf, Error> {
 
 fn cmd_audit(config: &Path, command: AuditCmd) -> Result<ExitCode, Error> {
     match command {
-        AuditCmd::Export(args) => Ok(crate::export::cli::cmd(config, args)),
+        AuditCmd::Export(args) => Ok(aiops_export::cli::cmd(
+            args,
+            &aiops_export::cli::Defaults {
+                export_config: aiops_export::cli::beside(config),
+                service_name: "aiops-controller",
+                audit_log: &|| {
+                    crate::config::Loaded::load(config)
+                        .map(|l| l.config.audit_log)
+                        .map_err(|e| e.to_string())
+                },
+                program: "aiops",
+            },
+        )),
         AuditCmd::Verify {
             file,
             targets: Some(names),

@@ -12,9 +12,9 @@
 //! | [`request`] | `aiops run`, `aiops mcp` | the AI-facing account (`aiopsexec` for the assistant) |
 //! | [`approvals`] | request / grant / release of approvals | `aiopsexec` / the approver / the controller account |
 //! | [`approver`] | the Telegram approver chat, the Teams approver bot | the approver account |
-//! | [`dispatch`] | signing, fan-out, mTLS client, saved output, redaction | the controller account (`aiopsexec`) |
+//! | [`dispatch`] | signing, fan-out, mTLS client, saved output (redaction: the `aiops-redact` crate) | the controller account (`aiopsexec`) |
 //! | [`operator`] | certificates, targets, inventory import, labs, Hermes set-up, incident reports | the operator (root / admin) |
-//! | [`export`] | `aiops audit export`: the audit log to syslog / OTLP sinks | its own read-only account (`aiops-audit-export.service`) |
+//! | `aiops-export` (crate) | `aiops audit export`: the audit log to syslog / OTLP sinks | its own read-only account (`aiops-audit-export.service`) |
 //! | [`contract`] | the JSON request and answer, exit codes | shared (a leaf) |
 //! | [`config`] | the configuration file | shared (a leaf) |
 //! | [`bootstrap`] | the knowledge folder, compiled in | shared (a leaf) |
@@ -33,7 +33,6 @@ mod cli;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
-pub mod export;
 pub mod operator;
 pub mod output;
 pub mod request;

@@ -13,6 +13,7 @@ use serde_json::Value;
 pub mod botframework;
 pub mod mcp;
 pub mod nspawn;
+pub mod rsyslog;
 
 /// Directory holding the freshly built binaries.
 pub fn bin_dir() -> &'static Path {

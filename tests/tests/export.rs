@@ -6,25 +6,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use aiops_certs::pki::{Ca, LeafSpec, PkiDir, Usage};
-use aiops_e2e::{Lab, aiops_bin, free_ports, read_jsonl, request};
+use aiops_certs::pki::{Ca, PkiDir};
+use aiops_e2e::rsyslog::{Rsyslog, Tls, first_arrivals, sd_text, strip_bom, wait_for};
+use aiops_e2e::{Lab, aiops_bin, read_jsonl, request};
 use serde_json::{Map, Value};
 
 const HOST: &str = "gw-export-test";
-
-/// Waits (bounded, so a broken build fails instead of hanging) until `done`.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A lab run with every kind of record: executed, failed, forbidden, an
 /// approval asked and given, and a command with a secret in it.
@@ -61,10 +49,6 @@ fn status(lab: &Lab, yml: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn strip_bom(s: &str) -> &str {
-    s.strip_prefix('\u{feff}').unwrap_or(s)
-}
-
 fn canonical_hash(record: &Map<String, Value>) -> String {
     let mut body = record.clone();
     body.remove("hash");
@@ -73,143 +57,44 @@ fn canonical_hash(record: &Map<String, Value>) -> String {
 
 // ---------------------------------------------------------------- rsyslog
 
-struct Rsyslog {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
+/// A TLS (gtls) receiver requiring the controller's client certificate.
+fn rsyslog(lab: &Lab) -> Rsyslog {
+    rsyslog_with(lab, None, None)
 }
 
-impl Rsyslog {
-    /// A TLS (gtls) receiver requiring the controller's client certificate,
-    /// writing each message's parsed RFC 5424 parts as one JSON line.
-    fn new(lab: &Lab) -> Rsyslog {
-        let dir = lab.tmp.path().join("rsyslog");
-        std::fs::create_dir_all(dir.join("work")).unwrap();
-        let pki = PkiDir::new(lab.dir.join("pki"));
-        let (cert, key) = Ca::load(&pki)
-            .unwrap()
-            .issue(&LeafSpec {
-                name: "rsyslog.lab".into(),
-                dns: vec![],
-                ips: vec!["127.0.0.1".parse().unwrap()],
-                usage: Usage::Server,
-                days: 30,
-            })
-            .unwrap();
-        std::fs::write(dir.join("server.pem"), cert).unwrap();
-        std::fs::write(dir.join("server.key"), key).unwrap();
-        let port = free_ports(1);
-        let d = dir.display();
-        let conf = format!(
-            r#"global(workDirectory="{d}/work" maxMessageSize="256k"
-       defaultNetstreamDriver="gtls"
-       defaultNetstreamDriverCAFile="{ca}"
-       defaultNetstreamDriverCertFile="{d}/server.pem"
-       defaultNetstreamDriverKeyFile="{d}/server.key")
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1"
-       streamDriver.authMode="x509/name" permittedPeer=["aiops-controller"])
-template(name="parts" type="list") {{
-  constant(value="{{")
-  property(outname="version" name="protocol-version" format="jsonf") constant(value=",")
-  property(outname="pri" name="pri" format="jsonf") constant(value=",")
-  property(outname="timestamp" name="timereported" dateFormat="rfc3339" format="jsonf") constant(value=",")
-  property(outname="host" name="hostname" format="jsonf") constant(value=",")
-  property(outname="app" name="app-name" format="jsonf") constant(value=",")
-  property(outname="msgid" name="msgid" format="jsonf") constant(value=",")
-  property(outname="sd" name="structured-data" format="jsonf") constant(value=",")
-  property(outname="msg" name="msg" format="jsonf" droplastlf="on")
-  constant(value="}}\n")
-}}
-# Direct: each message is written before the next is read.
-ruleset(name="audit" queue.type="Direct") {{
-  action(type="omfile" file="{d}/received.jsonl" template="parts")
-}}
-input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="audit")
-"#,
-            ca = pki.ca_cert().display(),
-        );
-        std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
-        let check = Command::new("/usr/sbin/rsyslogd")
-            .args(["-N1", "-f"])
-            .arg(dir.join("rsyslog.conf"))
-            .output()
-            .expect("rsyslogd (apt-get install rsyslog rsyslog-gnutls)");
-        assert!(check.status.success(), "rsyslog config: {check:?}");
-        Rsyslog {
-            dir,
-            port,
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join("rsyslogd.log")).unwrap();
-        let child = Command::new("/usr/sbin/rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(self.dir.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(self.dir.join("rsyslogd.pid"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("rsyslog to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        read_jsonl(&self.dir.join("received.jsonl"))
-    }
+/// [`rsyslog`] with a GnuTLS priority string and/or its certificate from `issuer`
+/// instead of the lab's CA.
+fn rsyslog_with(lab: &Lab, priority: Option<&str>, issuer: Option<&Ca>) -> Rsyslog {
+    let pki = PkiDir::new(lab.dir.join("pki"));
+    let lab_ca = Ca::load(&pki).unwrap();
+    Rsyslog::new(
+        &lab.tmp.path().join("rsyslog"),
+        &Tls {
+            ca: &pki.ca_cert(),
+            issuer: issuer.unwrap_or(&lab_ca),
+            permitted_peer: Some("aiops-controller"),
+            priority,
+        },
+    )
 }
 
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Parses one RFC 5424 SD-ELEMENT: `[id k="v" ...]` with `\"`, `\\`, `\]`.
-fn parse_sd(sd: &str) -> (String, Map<String, Value>) {
-    let inner = sd
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or_else(|| panic!("one SD element: {sd}"));
-    let (id, mut rest) = inner.split_once(' ').unwrap_or((inner, ""));
-    let mut params = Map::new();
-    while !rest.is_empty() {
-        let (name, after) = rest.split_once("=\"").expect("PARAM-NAME=\"");
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next().expect("closing quote") {
-                (_, '\\') => value.push(chars.next().expect("escaped char").1),
-                (i, '"') => break i,
-                (_, c) => value.push(c),
-            }
+/// `n` records in a log of their own (no agents needed), named by `audit_log:` in the
+/// export config that [`write_syslog_export`] wrote.
+fn small_log(lab: &Lab, yml: &Path, n: usize) -> Vec<Value> {
+    let path = lab.tmp.path().join("small.jsonl");
+    let log = aiops_audit::AuditLog::new(&path);
+    for i in 0..n {
+        let Value::Object(m) = serde_json::json!({
+            "event": "executed", "target": "srv1", "command": format!("echo {i}"),
+            "exit_code": 0, "requester": "tls-test",
+        }) else {
+            unreachable!()
         };
-        assert!(!params.contains_key(name), "param {name} twice in {sd}");
-        params.insert(name.to_string(), Value::String(value));
-        rest = after[end + 1..].trim_start();
+        log.append(m).unwrap();
     }
-    (id.to_string(), params)
-}
-
-fn sd_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+    let text = std::fs::read_to_string(yml).unwrap();
+    std::fs::write(yml, format!("audit_log: {}\n{text}", path.display())).unwrap();
+    read_jsonl(&path)
 }
 
 fn write_syslog_export(lab: &Lab, rs: &Rsyslog) -> PathBuf {
@@ -232,7 +117,7 @@ fn write_syslog_export(lab: &Lab, rs: &Rsyslog) -> PathBuf {
 #[test]
 fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill() {
     let lab = Lab::start(1, "lab");
-    let mut rs = Rsyslog::new(&lab);
+    let mut rs = rsyslog(&lab);
     rs.start();
     let yml = write_syslog_export(&lab, &rs);
     let stderr = std::fs::File::create(lab.tmp.path().join("export.stderr")).unwrap();
@@ -264,18 +149,7 @@ fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill
     let audit = lab.audit();
     let n = audit.len() as u64;
     wait_for("every record at rsyslog", || {
-        let got: std::collections::BTreeSet<u64> = rs
-            .received()
-            .iter()
-            .filter_map(|r| {
-                parse_sd(r["sd"].as_str()?)
-                    .1
-                    .get("seq")?
-                    .as_str()?
-                    .parse()
-                    .ok()
-            })
-            .collect();
+        let got = rs.seqs();
         (1..=n).all(|s| got.contains(&s))
     });
     let after = status(&lab, &yml);
@@ -291,19 +165,7 @@ fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill
     let _ = exp.wait();
 
     // In order: first arrivals are exactly 1..=n (resends may repeat a batch).
-    let received = rs.received();
-    let mut first = Vec::new();
-    let mut by_seq = std::collections::BTreeMap::new();
-    for r in &received {
-        assert_eq!(r["version"], "1", "parsed as RFC 5424: {r}");
-        let (id, params) = parse_sd(r["sd"].as_str().unwrap());
-        assert_eq!(id, "aiops@32473");
-        let seq: u64 = params["seq"].as_str().unwrap().parse().unwrap();
-        if let std::collections::btree_map::Entry::Vacant(e) = by_seq.entry(seq) {
-            first.push(seq);
-            e.insert((r.clone(), params));
-        }
-    }
+    let (first, by_seq) = first_arrivals(&rs.received());
     assert_eq!(
         first,
         (1..=n).collect::<Vec<_>>(),
@@ -375,6 +237,96 @@ fn rsyslog_over_tls_gets_every_record_in_rfc5424_in_order_across_a_receiver_kill
     ] {
         assert!(events.contains(&e), "lab run has {e}: {events:?}");
     }
+}
+
+/// The receiver takes TLS 1.2 only (GnuTLS priority string): our exporter, which offers
+/// 1.3 and 1.2, still delivers every record, in order, byte for byte.
+#[test]
+fn rsyslog_taking_only_tls_1_2_gets_every_record() {
+    let lab = Lab::init(1, "lab");
+    let mut rs = rsyslog_with(&lab, Some("NORMAL:-VERS-TLS-ALL:+VERS-TLS1.2"), None);
+    rs.start();
+    let pki = PkiDir::new(lab.dir.join("pki"));
+    // The receiver really refuses 1.3 and takes 1.2 (openssl as a second client).
+    let handshake = |version: &str| {
+        let out = Command::new("openssl")
+            .args(["s_client", "-brief", version, "-connect"])
+            .arg(format!("127.0.0.1:{}", rs.port))
+            .arg("-CAfile")
+            .arg(pki.ca_cert())
+            .arg("-cert")
+            .arg(pki.controller_cert())
+            .arg("-key")
+            .arg(pki.controller_key())
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+    };
+    let v13 = handshake("-tls1_3");
+    assert!(!v13.contains("Protocol version: TLSv1.3"), "{v13}");
+    let v12 = handshake("-tls1_2");
+    assert!(v12.contains("Protocol version: TLSv1.2"), "{v12}");
+
+    let yml = write_syslog_export(&lab, &rs);
+    let records = small_log(&lab, &yml, 7);
+    let out = exporter(&lab, &yml, &["--once"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for("every record at rsyslog", || {
+        rs.seqs().len() >= records.len()
+    });
+    let mut first = Vec::new();
+    for s in rs.seqs() {
+        if !first.contains(&s) {
+            first.push(s);
+        }
+    }
+    assert_eq!(first, (1..=records.len() as u64).collect::<Vec<_>>());
+    for (r, rec) in rs.received().iter().zip(&records) {
+        assert_eq!(r["version"], "1", "{r}");
+        let msg: Value = serde_json::from_str(strip_bom(r["msg"].as_str().unwrap())).unwrap();
+        assert_eq!(&msg, rec);
+    }
+    let st = status(&lab, &yml);
+    assert_eq!(st["sinks"][0]["backlog"], 0, "{st}");
+    assert_eq!(st["sinks"][0]["last_error"], Value::Null, "{st}");
+}
+
+/// The receiver's certificate is from a CA other than the configured one: the exporter
+/// refuses the session, sends nothing, keeps its position and says why in --status.
+#[test]
+fn rsyslog_with_a_certificate_from_another_ca_is_refused_and_gets_nothing() {
+    let lab = Lab::init(1, "lab");
+    let other = Ca::generate("not-the-configured-ca").unwrap();
+    let mut rs = rsyslog_with(&lab, None, Some(&other));
+    rs.start();
+    let yml = write_syslog_export(&lab, &rs);
+    let records = small_log(&lab, &yml, 3);
+    let before = std::fs::read(lab.tmp.path().join("small.jsonl")).unwrap();
+    let out = exporter(&lab, &yml, &["--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // Nothing arrived: rsyslog never wrote its output file (it does on the first message).
+    assert!(
+        !rs.dir.join("received.jsonl").exists(),
+        "a record reached a receiver we do not trust: {:?}",
+        rs.received()
+    );
+    let st = status(&lab, &yml);
+    let s = &st["sinks"][0];
+    assert_eq!(s["seq"], 0, "{st}");
+    assert_eq!(s["exported_total"], 0, "{st}");
+    assert_eq!(s["backlog"], records.len(), "{st}");
+    assert!(s["failing_since"].is_string(), "{st}");
+    let err = s["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("certificate") && err.contains("UnknownIssuer"),
+        "the reason is named: {st}"
+    );
+    // The log itself is untouched (the exporter only reads it).
+    assert_eq!(
+        std::fs::read(lab.tmp.path().join("small.jsonl")).unwrap(),
+        before
+    );
 }
 
 // ---------------------------------------------------------------- OTLP
@@ -555,7 +507,7 @@ fn otlp_http_records_decode_with_the_official_protos_field_by_field_after_an_out
         }
         // And every other field, by the documented table.
         for (k, v) in rec {
-            if let Some(name) = aiops_controller::export::fields::otel_attribute(k) {
+            if let Some(name) = aiops_export::fields::otel_attribute(k) {
                 assert_eq!(a.get(&name), Some(&typed(v)), "{name} of {seq}");
             }
         }

@@ -773,7 +773,7 @@ async fn send_one(
             // quote the command or a path with a secret in it.
             let mut message = match &e {
                 ClientError::Refused { .. } | ClientError::Lost(_) => {
-                    super::redact::redact(&e.to_string())
+                    aiops_redact::redact(&e.to_string())
                 }
                 _ => e.to_string(),
             };
@@ -851,8 +851,8 @@ async fn send_one(
                 .to_string(),
         ),
         exit_code: Some(st.exit_code),
-        stdout: Some(super::redact::redact(&stdout)),
-        stderr: Some(super::redact::redact(&stderr)),
+        stdout: Some(aiops_redact::redact(&stdout)),
+        stderr: Some(aiops_redact::redact(&stderr)),
         saved_digest: files.is_some().then(|| output_digest.clone()),
         output_digest: Some(output_digest),
         stdout_file: files.as_ref().map(|f| f.0.clone()),

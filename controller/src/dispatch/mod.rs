@@ -8,7 +8,8 @@
 //! - [`receipt`]: the agents' signed receipts, checked and recorded;
 //! - [`chains`]: `aiops audit verify --targets`, the cross-check of the
 //!   controller's log against each agent's;
-//! - [`redact`]: secrets removed from what the assistant is shown.
+//! - redaction (secrets removed from what the assistant is shown) is the
+//!   `aiops-redact` crate, shared with the audit exporter.
 //!
 //! It knows nothing of approvals or of `aiops run`; both call it.
 
@@ -16,7 +17,6 @@ pub mod chains;
 pub mod client;
 pub mod fanout;
 pub mod receipt;
-pub mod redact;
 pub mod saved;
 
 pub use fanout::{Sender, execute_targets, finish};

@@ -95,7 +95,7 @@ impl Filter {
 }
 
 fn excerpt(text: &str) -> String {
-    let red = crate::dispatch::redact::redact(text);
+    let red = aiops_redact::redact(text);
     if red.len() <= EXCERPT_BYTES {
         return red;
     }
@@ -113,7 +113,7 @@ fn pos(r: &Map<String, Value>) -> Value {
 /// One command of the incident, as the JSON report shows it.
 fn new_command(r: &Map<String, Value>) -> Map<String, Value> {
     let Value::Object(m) = json!({
-        "command": crate::dispatch::redact::redact(s(r, "command")),
+        "command": aiops_redact::redact(s(r, "command")),
         "target": opt(r, "target"),
         "requester": opt(r, "requester"),
         "reason": opt(r, "reason"),
@@ -190,7 +190,7 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
         timeline.push(json!({
             "seq": opt(r, "seq"), "hash": opt(r, "hash"), "ts": opt(r, "ts"), "event": event,
             "target": opt(r, "target"), "requester": opt(r, "requester"),
-            "command": r.get("command").and_then(Value::as_str).map(crate::dispatch::redact::redact),
+            "command": r.get("command").and_then(Value::as_str).map(aiops_redact::redact),
             "risk": opt(r, "risk"), "approval_id": opt(r, "approval_id"),
             "approver": opt(r, "resolver"), "exit_code": opt(r, "exit_code"),
         }));
@@ -279,7 +279,7 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
                         c.insert("outcome".into(), other.into());
                         c.insert(
                             "error".into(),
-                            json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(crate::dispatch::redact::redact)}),
+                            json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(aiops_redact::redact)}),
                         );
                     }
                 }
@@ -292,7 +292,7 @@ pub fn build(path: &Path, filter: &Filter, now_ms: i64) -> Result<Value, String>
                 if r.contains_key("code") {
                     c.insert(
                         "error".into(),
-                        json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(crate::dispatch::redact::redact)}),
+                        json!({"code": opt(r, "code"), "message": r.get("message").and_then(Value::as_str).map(aiops_redact::redact)}),
                     );
                 }
                 commands.push(c);

@@ -1,5 +1,7 @@
-//! `aiops audit export`: ships every audit record, in order, to SIEM and
-//! OpenTelemetry sinks, continuously and at least once.
+//! `aiops audit export` and `aiops-agent audit export`: ship every record of
+//! a hash-chained audit log, in order, to SIEM and OpenTelemetry sinks,
+//! continuously and at least once. One crate for both sides: the controller's
+//! log and each agent's have the same chain format.
 //!
 //! Each sink has its own durable position (see [`position`]): a batch is
 //! read after it, checked against the hash chain, redacted, handed to the
@@ -7,11 +9,13 @@
 //! fsync'd. A failing sink is retried with a growing pause (to
 //! `retry_max_ms`) while the others go on; its backlog, lag and last error
 //! are in `aiops audit export --status`. The audit log is only ever opened
-//! for reading. Export runs in its own process (the systemd unit
-//! `aiops-audit-export.service`), so `aiops run` never waits on a sink.
+//! for reading. Export runs in its own process (the systemd units
+//! `aiops-audit-export.service` on the controller and
+//! `aiops-agent-audit-export.service` on an agent), so `aiops run` and the
+//! agent's requests never wait on a sink.
 //!
 //! Configuration: `export.yml` beside the controller config (or
-//! `--export-config`):
+//! `--export-config`; on an agent `/etc/aiops-agent-export/export.yml`):
 //!
 //! ```yaml
 //! state_dir: /var/lib/aiops-export     # positions, one file per sink
@@ -50,8 +54,9 @@ pub struct ExportConfig {
     pub audit_log: Option<PathBuf>,
     /// Where positions are kept (created 0700).
     pub state_dir: PathBuf,
-    /// `service.name` / syslog APP-NAME of the records' source.
-    #[serde(default = "d_service")]
+    /// `service.name` / syslog APP-NAME of the records' source [default:
+    /// `aiops-controller` under `aiops`, `aiops-agent` under `aiops-agent`].
+    #[serde(default)]
     pub service_name: String,
     /// `host.name` / syslog HOSTNAME [default: this host's name].
     #[serde(default)]
@@ -69,9 +74,6 @@ pub struct ExportConfig {
     pub sinks: Vec<SinkConfig>,
 }
 
-fn d_service() -> String {
-    "aiops-controller".into()
-}
 fn d_poll() -> u64 {
     200
 }
@@ -198,7 +200,7 @@ pub struct Exported {
 fn redact_value(v: &mut Value, changed: &mut bool) {
     match v {
         Value::String(s) => {
-            let r = crate::dispatch::redact::redact(s);
+            let r = aiops_redact::redact(s);
             if r != *s {
                 *changed = true;
                 *s = r;
@@ -531,12 +533,32 @@ mod tests {
         let p = dir.path().join("export.yml");
         std::fs::write(
             &p,
-            include_str!("../../../packaging/export/export.yml.example"),
+            include_str!("../../packaging/export/export.yml.example"),
         )
         .unwrap();
         let c = ExportConfig::load(&p).unwrap();
         assert_eq!(c.sinks.len(), 2);
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/aiops-export"));
+    }
+
+    #[test]
+    fn the_shipped_agent_example_config_parses_and_names_the_agent_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("export.yml");
+        std::fs::write(
+            &p,
+            include_str!("../../packaging/export/agent-export.yml.example"),
+        )
+        .unwrap();
+        let c = ExportConfig::load(&p).unwrap();
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.service_name, "aiops-agent");
+        // The exporter cannot read agent.yml: the log must be named here.
+        assert_eq!(
+            c.audit_log,
+            Some(PathBuf::from("/var/log/aiops-agent/audit.jsonl"))
+        );
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/aiops-agent-export"));
     }
 
     #[test]
