@@ -207,21 +207,36 @@ fn redact_value(v: &mut Value, changed: &mut bool) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| redact_value(x, changed)),
-        Value::Object(m) => m.values_mut().for_each(|x| redact_value(x, changed)),
+        Value::Object(m) => redact_object(m, changed),
         _ => {}
     }
+}
+
+/// Redacts an object's values and its keys: a key is text the record's writer
+/// chose too (an environment map, a forged field name).
+fn redact_object(m: &mut Map<String, Value>, changed: &mut bool) {
+    if m.keys().any(|k| aiops_redact::redact(k) != *k) {
+        *changed = true;
+        *m = std::mem::take(m)
+            .into_iter()
+            .map(|(k, v)| (aiops_redact::redact(&k), v))
+            .collect();
+    }
+    m.values_mut().for_each(|x| redact_value(x, changed));
 }
 
 impl Exported {
     /// Redacts a record read from the log.
     pub fn new(record: &Map<String, Value>) -> Exported {
-        let mut fields = record.clone();
         let mut redacted = false;
-        for (k, v) in fields.iter_mut() {
-            if k != "hash" && k != "prev" {
-                redact_value(v, &mut redacted);
-            }
-        }
+        // `hash` and `prev` stay as written (they are the chain); every other
+        // key and value is redacted.
+        let (mut chain, mut fields): (Map<String, Value>, Map<String, Value>) = record
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| k == "hash" || k == "prev");
+        redact_object(&mut fields, &mut redacted);
+        fields.append(&mut chain);
         let s = |k: &str| {
             record
                 .get(k)
@@ -508,6 +523,22 @@ pub fn status(cfg: &ExportConfig, audit_log: &Path) -> Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn secrets_in_object_keys_are_redacted_too() {
+        let Value::Object(m) = serde_json::json!({
+            "event": "executed", "seq": 1,
+            "env": {"AKIAIOSFODNN7EXAMPLE": "x"},
+            "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB": 1,
+        }) else {
+            unreachable!()
+        };
+        let e = Exported::new(&m);
+        let out = e.json();
+        assert!(e.redacted, "{out}");
+        assert!(!out.contains("AKIAIOSFODNN7EXAMPLE"), "{out}");
+        assert!(!out.contains("ghp_0123456789abcdefghij"), "{out}");
+    }
     use super::*;
 
     #[test]

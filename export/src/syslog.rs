@@ -115,6 +115,24 @@ fn header_field(v: &str, max: usize) -> String {
     if s.is_empty() { "-".into() } else { s }
 }
 
+/// The record's `ts` as an RFC 5424 TIMESTAMP, or NILVALUE: only a time that
+/// parses as RFC 3339 and is written in TIMESTAMP's own characters (upper-case
+/// `T`/`Z`, at most 32) goes into the header as it is. A record appended by a
+/// group member can carry any `ts`; as written it could end the field and
+/// forge the rest of the header and the structured data.
+fn header_timestamp(ts: &str) -> String {
+    let shaped = !ts.is_empty()
+        && ts.len() <= 32
+        && ts
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'T' | b'Z' | b':' | b'.' | b'+' | b'-'));
+    if shaped && aiops_sys::parse_rfc3339_ms(ts).is_some() {
+        ts.to_string()
+    } else {
+        "-".to_string()
+    }
+}
+
 fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -140,11 +158,7 @@ pub fn format_message(
         _ => 3, // error
     };
     let pri = u32::from(facility.min(23)) * 8 + severity;
-    let ts = if e.ts.is_empty() {
-        "-".to_string()
-    } else {
-        e.ts.clone()
-    };
+    let ts = header_timestamp(&e.ts);
     let mut sd = format!("[{}", sd_name(sd_id));
     for (k, v) in &e.fields {
         let Some(name) = fields::syslog_param(k) else {
@@ -323,5 +337,50 @@ mod tests {
         );
         assert!(msg.contains("\u{feff}{"), "{msg}");
         assert!(msg.contains("xxxx…[cut, 10 bytes in all]"), "{msg}");
+    }
+
+    #[test]
+    fn a_forged_timestamp_cannot_inject_header_or_structured_data() {
+        // A group member can append a record (after the last checkpoint) whose
+        // `ts` is any text: it must not reach the header as written.
+        for forged in [
+            "2026-12-01T20:00:00Z evil app - executed [x@1 approver=\"root\"]",
+            "2026-12-01T20:00:00Z\n<13>1 - forged",
+            "2026-12-01t20:00:00z",
+            "yesterday",
+        ] {
+            let Value::Object(m) = json!({"event": "executed", "seq": 1, "ts": forged}) else {
+                unreachable!()
+            };
+            let e = Exported::new(&m);
+            let src = Source {
+                service_name: "aiops-controller".into(),
+                host_name: "gw1".into(),
+            };
+            let msg = format_message(&e, &src, 13, "aiops@32473", 4);
+            assert!(
+                msg.starts_with("<108>1 - gw1 aiops-controller - executed [aiops@32473 "),
+                "{forged:?} -> {msg}"
+            );
+        }
+        let Value::Object(m) =
+            json!({"event": "executed", "seq": 1, "ts": "2026-12-01T20:00:00.123456+01:00"})
+        else {
+            unreachable!()
+        };
+        let msg = format_message(
+            &Exported::new(&m),
+            &Source {
+                service_name: "a".into(),
+                host_name: "h".into(),
+            },
+            13,
+            "a@1",
+            4,
+        );
+        assert!(
+            msg.contains(">1 2026-12-01T20:00:00.123456+01:00 "),
+            "{msg}"
+        );
     }
 }
