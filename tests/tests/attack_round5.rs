@@ -626,3 +626,65 @@ fn a_signal_to_aiops_run_mid_command_still_records_one_outcome() {
     }
     assert!(lab.aiops(&["audit", "verify"]).status.success());
 }
+
+/// The assistant files approval requests under many requester names: the
+/// store holds at most 64 pending (the 65th is refused, stored nowhere,
+/// audited), and resolved approvals a day past their expiry are removed, so
+/// the store (read whole by every request) does not grow without end.
+#[test]
+fn a_flood_of_approval_requests_is_capped_and_old_resolved_ones_are_pruned() {
+    let lab = Lab::start(1, "lab");
+    let dir = approvals_dir(&lab);
+    let files = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    };
+    // One resolved approval, aged: its expiry set two days back (the file is
+    // the controller account's; pruning needs no signature).
+    let (_, old_cmd) = marker(&lab, "old");
+    let old = ask(&lab, "old-requester", &old_cmd);
+    let (denied, _) = lab.run(b"Deny");
+    assert_eq!(denied["status"], "denied", "{denied}");
+    let old_path = dir.join(format!("{old}.json"));
+    let mut a: Value = serde_json::from_slice(&std::fs::read(&old_path).unwrap()).unwrap();
+    a["expires_ms"] = json!(now_ms() - 2 * 24 * 3600 * 1000);
+    std::fs::write(&old_path, serde_json::to_vec(&a).unwrap()).unwrap();
+
+    for i in 0..64 {
+        ask(
+            &lab,
+            &format!("flood-{i}"),
+            &format!("touch /tmp/aiops-flood-{i}"),
+        );
+    }
+    assert!(!old_path.exists(), "the aged resolved approval was pruned");
+    assert_eq!(files(), 64);
+    let (m, cmd) = marker(&lab, "sixty-fifth");
+    let body = serde_json::to_vec(&json!({
+        "target": "srv1", "command": cmd, "requester": "flood-64", "reason": "r",
+    }))
+    .unwrap();
+    let (answer, code) = lab.run(&body);
+    assert_eq!(answer["error"]["code"], "too_many_pending", "{answer}");
+    assert_ne!(code, 0);
+    assert_eq!(files(), 64, "nothing was stored");
+    assert_eq!(last_error(&lab)["code"], "too_many_pending");
+    // A requester already waiting may still replace its own request.
+    let again = ask(&lab, "flood-3", &cmd);
+    assert!(dir.join(format!("{again}.json")).exists());
+    assert!(!m.exists(), "nothing ran");
+    assert!(
+        lab.agent_audit("srv1").is_empty(),
+        "nothing reached the agent"
+    );
+}
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(d.as_millis()).unwrap()
+}

@@ -167,6 +167,8 @@ words! {
         NoApproverKey = "no_approver_key",
         /// Several approvals are pending; name one.
         Ambiguous = "ambiguous",
+        /// As many approvals are pending as the store holds: resolve some first.
+        TooManyPending = "too_many_pending",
         /// The command is now forbidden or rejected by policy.
         PolicyChanged = "policy_changed",
         /// A stored approval file cannot be read.
@@ -225,8 +227,8 @@ impl ErrorCode {
             | InvalidName | UnknownTarget | AgentRefused | Unreachable | Incomplete | AgentLost
             | InternalError | NoPendingApproval | ApprovalExpired | ApprovalNotPending
             | ApprovalNotAllowed | ApprovalTampered | ApprovalInvalid | ApprovalNotGranted
-            | NotAnApprover | SelfApproval | Ambiguous | PolicyChanged | Release | Stdin
-            | TelegramApi | TeamsApi | NoSuchApproval => Exit::Failed,
+            | NotAnApprover | SelfApproval | Ambiguous | TooManyPending | PolicyChanged
+            | Release | Stdin | TelegramApi | TeamsApi | NoSuchApproval => Exit::Failed,
         }
     }
 }

@@ -5,9 +5,11 @@
 
 use aiops_audit::AuditLog;
 use aiops_policy::{Decision, Mode};
-use aiops_types::Status;
+use aiops_types::{ErrorCode, Status};
 
-use super::store::{Approval, State, Store, audit_approval, expire, read_key};
+use super::store::{
+    Approval, MAX_PENDING, State, Store, audit_approval, audit_error, err, expire, read_key,
+};
 use crate::config::Loaded;
 use crate::contract::{Answer, Failure, RunInput};
 
@@ -25,6 +27,25 @@ pub fn request(
     let now = aiops_sys::now_ms();
     let mut all = locked.all()?;
     expire(&locked, log, &mut all, now)?;
+    // A cap on what may wait for a human: a flood of requests under many
+    // requester names could otherwise bury the one that matters and slow
+    // every request (each reads the whole store). The requester's own
+    // pending one is superseded below, so it does not count.
+    let waiting = all
+        .iter()
+        .filter(|a| a.state == State::Pending && a.requester != req.requester)
+        .count();
+    if waiting >= MAX_PENDING {
+        let f = err(
+            ErrorCode::TooManyPending,
+            format!(
+                "{waiting} approvals are pending (at most {MAX_PENDING}); an approver must \
+                 resolve some (`aiops approvals list`) before another can be asked for; \
+                 nothing was stored"
+            ),
+        );
+        return Err(audit_error(log, f, None, &req.requester));
+    }
     let controller_key = read_key(&loaded.pki().signing_key())?;
     let mut approval = Approval {
         id: uuid::Uuid::new_v4().to_string(),

@@ -219,7 +219,7 @@ impl Store {
 }
 
 impl Locked {
-    fn path(&self, id: &str) -> PathBuf {
+    pub(super) fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
@@ -332,11 +332,20 @@ pub(super) fn audit_approval(log: &AuditLog, event: &str, a: &Approval) -> Resul
     audit(log, Value::Object(approval_record(event, a)))
 }
 
-/// Expires pending approvals past their time, auditing each.
+/// At most this many approvals wait for a human at once (`too_many_pending`).
+pub const MAX_PENDING: usize = 64;
+
+/// A resolved approval's file is removed this long after it expired: its whole
+/// story is in the audit log, and a store that only grows makes every request
+/// slower (each one reads it all).
+pub const RETAIN_RESOLVED_MS: i64 = 24 * 3600 * 1000;
+
+/// Expires pending approvals past their time, auditing each, and removes the
+/// files of resolved ones a day past their expiry (with any grant file).
 pub(super) fn expire(
     locked: &Locked,
     log: &AuditLog,
-    all: &mut [Approval],
+    all: &mut Vec<Approval>,
     now: i64,
 ) -> Result<(), Failure> {
     for a in all.iter_mut() {
@@ -346,6 +355,15 @@ pub(super) fn expire(
             locked.save(a)?;
         }
     }
+    all.retain(|a| {
+        let stale =
+            a.state != State::Pending && now.saturating_sub(a.expires_ms) > RETAIN_RESOLVED_MS;
+        if stale {
+            let _ = std::fs::remove_file(locked.grant_path(&a.id));
+            let _ = std::fs::remove_file(locked.path(&a.id));
+        }
+        !stale
+    });
     Ok(())
 }
 
