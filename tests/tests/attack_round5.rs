@@ -627,6 +627,109 @@ fn a_signal_to_aiops_run_mid_command_still_records_one_outcome() {
     assert!(lab.aiops(&["audit", "verify"]).status.success());
 }
 
+/// `kill -9` of `aiops run` mid-command cannot be caught: its `requested`
+/// record has no outcome until the next dispatch, which finds the dead run's
+/// in-flight marker unlocked and records one `internal_error` outcome for it
+/// (once, even with two dispatches racing), while a live run's marker is left
+/// alone.
+#[test]
+fn a_request_whose_controller_was_killed_gets_its_outcome_at_the_next_dispatch() {
+    let lab = Lab::start(1, "lab");
+    let spawn = |cmd: &str| {
+        let mut child = Command::new(aiops_bin())
+            .arg("run")
+            .env("AIOPS_CONFIG", lab.config())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            child.stdin.as_mut().unwrap(),
+            &aiops_e2e::request("srv1", cmd),
+        )
+        .unwrap();
+        drop(child.stdin.take());
+        child
+    };
+    let accepted = |n: usize| {
+        for _ in 0..500 {
+            let got = lab
+                .agent_audit("srv1")
+                .iter()
+                .filter(|r| r["event"] == "accepted")
+                .count();
+            if got >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the agent never accepted request {n}");
+    };
+    let outcomes = |id: &Value| -> Vec<Value> {
+        lab.audit()
+            .into_iter()
+            .filter(|r| &r["request_id"] == id && r["event"] != "requested")
+            .collect()
+    };
+    let killed = spawn("sleep 3");
+    accepted(1);
+    // A second, live run holds its own marker meanwhile.
+    let live = spawn("sleep 5");
+    accepted(2);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = killed.wait_with_output();
+    let requested: Vec<Value> = lab
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "requested")
+        .collect();
+    let (dead_id, live_id) = (&requested[0]["request_id"], &requested[1]["request_id"]);
+    assert!(outcomes(dead_id).is_empty(), "nothing could record it yet");
+    // Two dispatches at once: the dead run's outcome is written exactly once.
+    let racing: Vec<_> = (0..2).map(|_| spawn("hostname")).collect();
+    for c in racing {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let got = outcomes(dead_id);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["code"], "internal_error", "{}", got[0]);
+    assert!(
+        got[0]["message"].as_str().unwrap().contains("may have run"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        outcomes(live_id).is_empty(),
+        "the live run's request was left alone"
+    );
+    let out = live.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let got = outcomes(live_id);
+    assert_eq!(
+        (got.len(), &got[0]["event"]),
+        (1, &json!("executed")),
+        "{got:?}"
+    );
+    assert!(
+        std::fs::read_dir(lab.dir.join("runtime/inflight"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no marker is left"
+    );
+    assert!(lab.aiops(&["audit", "verify"]).status.success());
+}
+
 /// The assistant files approval requests under many requester names: the
 /// store holds at most 64 pending (the 65th is refused, stored nowhere,
 /// audited), and resolved approvals a day past their expiry are removed, so

@@ -14,6 +14,7 @@ use aiops_types::{ErrorCode, Status};
 use serde_json::{Map, Value, json};
 
 use super::client::{self, ClientError, Collected};
+use super::inflight;
 use super::saved::{SavedOutput, outputs_dir};
 use crate::config::Loaded;
 
@@ -319,6 +320,33 @@ pub async fn execute_targets(
             r
         })
         .collect();
+    // What a controller killed on the spot left open gets its outcome now;
+    // then this dispatch's own marker, held (locked) until its outcomes are in.
+    inflight::sweep(&loaded.config.runtime_dir, log, |b| {
+        outcome_record(
+            b,
+            &Answer::error(
+                ErrorCode::InternalError,
+                "the controller process ended while this request was in flight (killed, or \
+                 its outcome could not be written); it may have run, its outcome is unknown \
+                 here (see the agent's log)",
+            ),
+        )
+    });
+    let bases: Vec<Map<String, Value>> = prepared.iter().map(|p| p.base.clone()).collect();
+    let marker = match inflight::Marker::create(&loaded.config.runtime_dir, &bases) {
+        Ok(m) => m,
+        Err(e) => {
+            prepared.iter_mut().for_each(Prepared::drop_files);
+            return error_all(fail(
+                ErrorCode::Runtime,
+                format!(
+                    "{}: {e}; nothing was sent",
+                    loaded.config.runtime_dir.join("inflight").display()
+                ),
+            ));
+        }
+    };
     let limits = Limits {
         concurrency: req
             .max_concurrency
@@ -361,6 +389,7 @@ pub async fn execute_targets(
         }
     }
     if let Err(e) = heads {
+        marker.done();
         prepared.iter_mut().for_each(Prepared::drop_files);
         // The opened connections close unused. Each handshake is let finish
         // (it is bounded by the connect timeout), so the agent sees a clean
@@ -387,7 +416,8 @@ pub async fn execute_targets(
     // task panics: the guard writes one for whatever is still open.
     let mut open = OpenOutcomes {
         log,
-        bases: prepared.iter().map(|p| p.base.clone()).collect(),
+        bases,
+        marker: Some(marker),
     };
 
     let outcomes = match stops.as_mut() {
@@ -411,8 +441,14 @@ pub async fn execute_targets(
         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         written = log.append_many(records.clone());
     }
-    // Written or not, the guard has nothing more to record.
+    // Written or not, the guard has nothing more to record; the marker goes
+    // only if the outcomes are in (else the next dispatch records them).
     open.bases.clear();
+    if written.is_ok()
+        && let Some(m) = open.marker.take()
+    {
+        m.done();
+    }
     if let Err(e) = written {
         // The commands ran (the agents audited them) but the controller cannot
         // record the outcome: say so rather than print an unaudited answer.
@@ -495,7 +531,12 @@ fn stopped(log: &AuditLog, open: &mut OpenOutcomes<'_>, signal: &str) -> Vec<Ans
         .collect();
     let records = bases.into_iter().map(|b| outcome_record(b, &a)).collect();
     match log.append_many(records) {
-        Ok(_) => answers,
+        Ok(_) => {
+            if let Some(m) = open.marker.take() {
+                m.done();
+            }
+            answers
+        }
         Err(e) => {
             let f = Answer::error(
                 ErrorCode::AuditFailed,
@@ -519,6 +560,8 @@ fn stopped(log: &AuditLog, open: &mut OpenOutcomes<'_>, signal: &str) -> Vec<Ans
 struct OpenOutcomes<'a> {
     log: &'a AuditLog,
     bases: Vec<Map<String, Value>>,
+    /// Removed once the outcomes are written ([`inflight`]).
+    marker: Option<inflight::Marker>,
 }
 
 impl Drop for OpenOutcomes<'_> {
@@ -535,8 +578,13 @@ impl Drop for OpenOutcomes<'_> {
             .into_iter()
             .map(|b| outcome_record(b, &a))
             .collect();
-        if let Err(e) = self.log.append_many(records) {
-            eprintln!("aiops: could not audit the outcome of open requests: {e}");
+        match self.log.append_many(records) {
+            Ok(_) => {
+                if let Some(m) = self.marker.take() {
+                    m.done();
+                }
+            }
+            Err(e) => eprintln!("aiops: could not audit the outcome of open requests: {e}"),
         }
     }
 }

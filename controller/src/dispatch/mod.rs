@@ -5,6 +5,8 @@
 //! - [`client`]: the mutual-TLS gRPC client (connect, execute, describe);
 //! - [`fanout`]: sign, audit and send one command to a set of targets;
 //! - [`saved`]: `save_output` files;
+//! - [`inflight`]: markers that let the next dispatch record the outcome of
+//!   requests a killed controller left open;
 //! - [`receipt`]: the agents' signed receipts, checked and recorded;
 //! - [`chains`]: `aiops audit verify --targets`, the cross-check of the
 //!   controller's log against each agent's;
@@ -16,6 +18,7 @@
 pub mod chains;
 pub mod client;
 pub mod fanout;
+pub mod inflight;
 pub mod receipt;
 pub mod saved;
 
