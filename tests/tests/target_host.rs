@@ -111,7 +111,7 @@ fn agent_deb_on_a_real_systemd_target() {
     );
     assert_eq!(
         c.sh("stat -c '%U:%G %a %n' /etc/aiops-agent /etc/aiops-agent/pki /etc/aiops-agent/agent.yml /etc/aiops-agent/policy.yml /var/lib/aiops-agent /var/log/aiops-agent /etc/sudoers.d/aiops-agent"),
-        "root:aiops 750 /etc/aiops-agent\nroot:aiops 750 /etc/aiops-agent/pki\nroot:aiops 640 /etc/aiops-agent/agent.yml\nroot:aiops 640 /etc/aiops-agent/policy.yml\naiops:aiops 700 /var/lib/aiops-agent\naiops:aiops 750 /var/log/aiops-agent\nroot:root 440 /etc/sudoers.d/aiops-agent"
+        "root:aiops 750 /etc/aiops-agent\nroot:aiops 750 /etc/aiops-agent/pki\nroot:aiops 640 /etc/aiops-agent/agent.yml\nroot:aiops 640 /etc/aiops-agent/policy.yml\naiops:aiops 700 /var/lib/aiops-agent\naiops:aiops-audit 2750 /var/log/aiops-agent\nroot:root 440 /etc/sudoers.d/aiops-agent"
     );
     c.sh("visudo -cf /etc/sudoers.d/aiops-agent");
     assert_eq!(
