@@ -566,6 +566,13 @@ fn runbook_nginx_bad_config_through_mcp_on_a_real_target() {
                 == "sudo sed -i '/^aiops_broken_directive/d' /etc/nginx/nginx.conf"),
         "no audit record of the fix"
     );
+    // And every answer's receipt was checked against the pinned agent key
+    // (this controller has no pki/agents until the first pin makes it).
+    let executed: Vec<_> = audit.iter().filter(|r| r["event"] == "executed").collect();
+    assert!(!executed.is_empty());
+    for r in executed {
+        assert_eq!(r["receipt_status"], "verified", "{r}");
+    }
     eprintln!(
         "runbook_nginx_bad_config_through_mcp_on_a_real_target: {:?}",
         t0.elapsed()

@@ -153,6 +153,18 @@ fn verdict(
 }
 
 fn pin_key(pin: &Path, key: &VerifyingKey) -> Result<(), String> {
+    // A controller set up without the agents' certificates on disk (they are
+    // only needed to enroll) has no `<pki>/agents` yet: the pin needs it.
+    if let Some(dir) = pin.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| format!("pinning the agent's audit key in {}: {e}", pin.display()))?;
+    }
     let mut f = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
