@@ -58,9 +58,23 @@ fn silent_peers_hold_handshake_slots_only_until_the_timeout() {
     // close is which is told by the agent's recorded reason, not by a clock.
     let lab = limited_lab("max_connections: 8\nmax_handshakes: 2\nhandshake_timeout_secs: 6\n");
     let addr = lab.agent_addr(1);
-    // Two peers connect and say nothing: they hold both handshake slots.
-    let mut silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Two peers connect and say nothing: they hold both handshake slots. A
+    // slot can still be held for a moment by `lab up`'s own readiness probe
+    // (a bare connect the agent sees close only when it gets to it): if a
+    // silent peer was refused for that, they close and try again.
+    let mut silent: Vec<TcpStream> = Vec::new();
+    let mut base = refusals(&lab, "too_many_handshakes");
+    for _ in 0..10 {
+        silent = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        if refusals(&lab, "too_many_handshakes") == base {
+            break;
+        }
+        silent.clear();
+        std::thread::sleep(Duration::from_millis(500));
+        base = refusals(&lab, "too_many_handshakes");
+    }
+    assert_eq!(silent.len(), 2);
     // A third is closed unread as over the limit (`too_many_handshakes`), not
     // at its own handshake timeout (`tls_timeout`, which nothing has reached yet).
     let mut third = TcpStream::connect(&addr).unwrap();
@@ -68,13 +82,13 @@ fn silent_peers_hold_handshake_slots_only_until_the_timeout() {
         closed_within(&mut third, Duration::from_secs(5)),
         "a connection over max_handshakes is closed"
     );
-    assert!(wait_refusals(&lab, "too_many_handshakes", 1) >= 1);
+    assert!(wait_refusals(&lab, "too_many_handshakes", base + 1) > base);
     assert_eq!(refusals(&lab, "tls_timeout"), 0, "closed as over the limit");
     // So is the controller meanwhile: reported as unreachable, nothing ran.
     let (answer, code) = lab.run(&request("srv1", "hostname"));
     assert_eq!(code, 1, "{answer}");
     assert_eq!(answer["error"]["code"], "unreachable", "{answer}");
-    assert!(wait_refusals(&lab, "too_many_handshakes", 2) >= 2);
+    assert!(wait_refusals(&lab, "too_many_handshakes", base + 2) >= base + 2);
     assert_eq!(
         refusals(&lab, "tls_timeout"),
         0,
