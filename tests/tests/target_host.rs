@@ -188,6 +188,18 @@ fn agent_deb_on_a_real_systemd_target() {
         assert!(props.lines().any(|l| l == want), "{want} not in {props}");
     }
 
+    // `active` means started (Type=exec), not yet listening: wait (up to
+    // 20 s) for the port before the first request.
+    let t = Instant::now();
+    while std::net::TcpStream::connect_timeout(
+        &address.parse().unwrap(),
+        Duration::from_millis(300),
+    )
+    .is_err()
+        && t.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The validation request, from outside, runs inside the container.
     let a = ctl.run("srv1", "hostname");
     assert_eq!(a["status"], "executed", "{a}");
